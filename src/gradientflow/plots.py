@@ -1,0 +1,128 @@
+"""Figures: results in, matplotlib ``Figure`` out. No training here; ``save`` writes PNG and SVG."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # figures are files: no display needed, none is assumed
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from . import activations, properties  # noqa: E402
+from .propagate import LayerStats  # noqa: E402
+
+
+def save(fig: Figure, folder: Path, stem: str) -> list[Path]:
+    """Write ``fig`` as ``stem.png`` and ``stem.svg`` into ``folder``; return the paths."""
+    paths = [folder / f"{stem}.png", folder / f"{stem}.svg"]
+    for path in paths:
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+def _shade_saturation(ax, region, xlim) -> None:
+    for lo, hi in region:
+        ax.axvspan(xlim[0] if lo is None else lo, xlim[1] if hi is None else hi, color="0.9", lw=0)
+
+
+def activation_panel(name: str, xlim: tuple[float, float] = (-6.0, 6.0)) -> Figure:
+    """One activation: f and f' side by side, saturated region shaded (C1, C5, C7-C9)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3))
+    _draw_activation(left, right, name, xlim)
+    fig.tight_layout()
+    return fig
+
+
+def _maxout_example(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A 1-D maxout unit with pieces x and -0.5x + 1 (an example; pieces are learned)."""
+    x = x.clone().requires_grad_(True)
+    y = torch.maximum(x, -0.5 * x + 1.0)
+    (dy,) = torch.autograd.grad(y.sum(), x)
+    return y.detach(), dy
+
+
+def _draw_activation(left, right, name: str, xlim) -> None:
+    x = torch.linspace(*xlim, 1201, dtype=torch.float64)
+    if name == "maxout":
+        y, dy = _maxout_example(x)
+        label = "max(x, 1 - x/2)"
+    else:
+        act = activations.get(name)
+        y, dy = act(x), act.derivative(x)
+        label = act.formula
+        _shade_saturation(right, properties.measure(name).saturated_region, xlim)
+    left.plot(x, y, color="C0")
+    right.plot(x, dy, color="C3")
+    left.set_title(f"{name}: {label}", fontsize=9)
+    right.set_title(f"{name}'  (grey: |f'| < 5% of max)", fontsize=9)
+    for ax in (left, right):
+        ax.axhline(0, color="0.6", lw=0.5)
+        ax.axvline(0, color="0.6", lw=0.5)
+        ax.set_xlim(*xlim)
+
+
+def activation_gallery(names: Sequence[str], xlim: tuple[float, float] = (-6.0, 6.0)) -> Figure:
+    """Every activation in ``names`` beside its derivative, two rows of panels per column pair."""
+    cols = 2  # two (f, f') pairs per row
+    rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(rows, 2 * cols, figsize=(14, 2.4 * rows), squeeze=False)
+    for k, name in enumerate(names):
+        r, c = divmod(k, cols)
+        _draw_activation(axes[r, 2 * c], axes[r, 2 * c + 1], name, xlim)
+    for k in range(len(names), rows * cols):
+        r, c = divmod(k, cols)
+        axes[r, 2 * c].axis("off")
+        axes[r, 2 * c + 1].axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def layer_histograms(outputs: Sequence[torch.Tensor], title: str, bins: int = 60,
+                     predicted_std: Sequence[float] | None = None) -> Figure:
+    """One panel per hidden layer, shared axes: the distribution of its outputs (C15-C17, CS231n).
+
+    ``predicted_std``, when given, draws the theory's N(mean, std^2) density over each panel.
+    """
+    lo = min(float(h.min()) for h in outputs)
+    hi = max(float(h.max()) for h in outputs)
+    if hi - lo < 1e-12:
+        lo, hi = lo - 1.0, hi + 1.0
+    edges = np.linspace(lo, hi, bins + 1)
+    fig, axes = plt.subplots(1, len(outputs), figsize=(1.6 * len(outputs) + 1, 2.6), sharex=True, sharey=True,
+                             squeeze=False)
+    for k, (ax, h) in enumerate(zip(axes[0], outputs)):
+        values = h.detach().flatten().double().numpy()
+        ax.hist(values, bins=edges, density=True, color="C0")
+        if predicted_std is not None and predicted_std[k] > 0:
+            s = predicted_std[k]
+            ax.plot(edges, np.exp(-0.5 * (edges / s) ** 2) / (s * math.sqrt(2 * math.pi)), color="C3", lw=1)
+        ax.set_title(f"layer {k + 1}", fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def layer_moments(stats: Sequence[LayerStats], title: str) -> Figure:
+    """Mean and std of each hidden layer's output against depth (the CS231n line plots)."""
+    idx = [s.index for s in stats]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3))
+    left.plot(idx, [s.mean for s in stats], "o-")
+    left.set_title("mean of layer output", fontsize=9)
+    right.plot(idx, [s.std for s in stats], "o-", color="C3")
+    right.set_title("std of layer output", fontsize=9)
+    if all(s.std > 0 for s in stats):
+        right.set_yscale("log")
+    for ax in (left, right):
+        ax.set_xlabel("hidden layer")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
