@@ -108,7 +108,7 @@ def elu(alpha: float = 1.0) -> Activation:
         fn=lambda x: F.elu(x, alpha),
         derivative=lambda x: torch.where(x > 0, torch.ones_like(x), alpha * torch.exp(x.clamp(max=0))),
         module=lambda width: nn.ELU(alpha),
-        formula=f"x if x > 0 else {alpha:g}(e^x - 1)",
+        formula="x if x > 0 else e^x - 1" if alpha == 1.0 else f"x if x > 0 else {alpha:g}(e^x - 1)",
         source="Clevert, Unterthiner & Hochreiter 2016",
         kinks=(0.0,),  # f'' jumps at 0 even when alpha = 1
     )
