@@ -82,3 +82,9 @@ def test_an_existing_file_is_not_overwritten_by_out(tmp_path):
     target.write_text("precious")
     res = invoke("plot", "activations", "--out", str(target))
     assert res.exit_code == 2 and target.read_text() == "precious"
+
+
+@pytest.mark.parametrize("args", [("propagate", "--depth", "abc"), ("propagate", "--bogus"), ("nope",)])
+def test_click_parse_errors_are_one_line_too(args):
+    res = invoke(*args)
+    assert res.exit_code == 2 and res.output.startswith("error: ") and res.output.count("\n") == 1

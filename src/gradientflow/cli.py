@@ -20,8 +20,20 @@ class BadInput(click.ClickException):
 
     exit_code = EXIT_BAD_INPUT
 
-    def show(self, file=None) -> None:
-        click.echo(f"error: {self.message}", err=True)
+
+class _OneLineErrors(click.Group):
+    """A click group whose errors, click's own parse errors included, are one line on stderr."""
+
+    def main(self, *args, **kwargs):
+        kwargs["standalone_mode"] = False
+        try:
+            return super().main(*args, **kwargs)
+        except click.ClickException as err:
+            click.echo(f"error: {err.format_message()}", err=True)
+            sys.exit(err.exit_code)
+        except click.Abort:
+            click.echo("error: aborted", err=True)
+            sys.exit(1)
 
 
 def _output_folder(path: str) -> Path:
@@ -42,7 +54,7 @@ def _fmt(v: float | None, digits: int = 4) -> str:
     return f"{v:.{digits}g}"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="gradientflow")
 def main() -> None:
     """gradientflow: see and measure why a deep network trains or does not."""
