@@ -153,24 +153,147 @@ def propagate_cmd(activation, init_name, std, gain, value, depth, width, batch, 
                     scale=cfg.scale(), bias=cfg.bias, pieces=cfg.pieces, generator=g)
     x = torch.randn(cfg.batch, cfg.width, generator=g)
     stats, outputs = propagate(net, x, cfg.activation)
-    layers = [s.__dict__ for s in stats]
+    predicted = _predictions(cfg)
+    layers = [s.__dict__ | _predicted_fields(predicted, k) for k, s in enumerate(stats)]
     if as_json:
         click.echo(json.dumps({"config": cfg.model_dump(), "layers": layers}, indent=2))
     else:
         click.echo(f"{cfg.activation}, init {cfg.init}, {cfg.depth} x {cfg.width}, batch {cfg.batch}, seed {cfg.seed}")
-        click.echo(f"{'layer':>5} {'mean':>10} {'std':>10} {'saturated':>10} {'zero':>8}")
-        for s in stats:
-            sat = "-" if s.saturated is None else f"{s.saturated:.4f}"
-            click.echo(f"{s.index:>5} {s.mean:>10.4g} {s.std:>10.4g} {sat:>10} {s.zero:>8.4f}")
+        click.echo(f"{'layer':>5} {'mean':>10} {'std':>10} {'theory std':>10} {'saturated':>10} {'zero':>8}")
+        for row in layers:
+            sat = "-" if row["saturated"] is None else f"{row['saturated']:.4f}"
+            theory_std = "-" if row["predicted_std"] is None else f"{row['predicted_std']:.4g}"
+            click.echo(f"{row['index']:>5} {row['mean']:>10.4g} {row['std']:>10.4g} {theory_std:>10} {sat:>10} "
+                       f"{row['zero']:>8.4f}")
     if folder is not None:
-        from . import plots
+        import numpy as np
 
+        from . import activations, plots
+
+        samples = None
+        if predicted is not None:  # the theory's distribution of each layer's output: phi(sqrt(q_l) z)
+            z = np.random.default_rng(cfg.seed).standard_normal(200_000)
+            act = activations.get(cfg.activation)
+            samples = [act.numpy(np.sqrt(p.q) * z) for p in predicted]
         title = f"{cfg.activation}, init {cfg.init}" + (f" std {cfg.std:g}" if cfg.std is not None else "")
         stem = f"propagate_{cfg.activation}_{cfg.init}" + (f"_std{cfg.std:g}" if cfg.std is not None else "")
-        paths = plots.save(plots.layer_histograms(outputs, title), folder, f"{stem}_hist")
-        paths += plots.save(plots.layer_moments(stats, title), folder, f"{stem}_moments")
+        paths = plots.save(plots.layer_histograms(outputs, title, predicted=samples), folder, f"{stem}_hist")
+        paths += plots.save(plots.layer_moments(stats, title, predicted=predicted), folder, f"{stem}_moments")
         for p in paths:
             click.echo(str(p), err=as_json)
+
+
+def _predictions(cfg):
+    """Mean-field predictions for the configured network, or None where the theory does not apply.
+
+    sigma_w2 = fan_in Var(w) of the chosen initialiser (square layers), sigma_b2 = 0
+    (biases start at 0). Maxout is not elementwise and LSUV is data-driven: no prediction.
+    """
+    if cfg.activation == "maxout" or cfg.init == "lsuv":
+        return None
+    from . import init, theory
+
+    sigma_w2 = cfg.width * init.get(cfg.init).variance(cfg.width, cfg.width, cfg.scale())
+    if cfg.init in ("zeros", "constant"):
+        return None  # every weight equal: the mean-field average over random weights does not describe it
+    return theory.predict_layers(cfg.activation, cfg.depth, sigma_w2, 0.0, input_var=1.0)
+
+
+def _predicted_fields(predicted, k: int) -> dict:
+    if predicted is None:
+        return {"predicted_mean": None, "predicted_std": None}
+    return {"predicted_mean": predicted[k].mean, "predicted_std": predicted[k].std}
+
+
+def _theory_errors(fn):
+    """Run fn, turning the theory's ValueErrors (no critical point, bad scale) into one-line errors."""
+    try:
+        return fn()
+    except ValueError as err:
+        raise BadInput(str(err)) from None
+
+
+def _check_scales(activation: str, **scales: float) -> None:
+    from . import activations
+
+    if activation not in activations.CATALOG:
+        why = " (maxout is not elementwise: mean-field theory here covers elementwise activations)" \
+            if activation == "maxout" else ""
+        raise BadInput(f"unknown activation {activation!r}; expected one of: {', '.join(activations.CATALOG)}{why}")
+    for name, value in scales.items():
+        if value is None:
+            continue
+        if not (value == value) or value in (float("inf"), float("-inf")) or value < 0 or value > 1e6:
+            raise BadInput(f"invalid {name.replace('_', '-')}={value!r}: must be a finite number in [0, 1e6]")
+
+
+@main.group("theory", invoke_without_command=True)
+@click.option("--activation", default="tanh", show_default=True)
+@click.option("--sigma-w2", type=float, default=1.0, show_default=True, help="Weight variance times fan_in.")
+@click.option("--sigma-b2", type=float, default=0.0, show_default=True, help="Bias variance.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def theory_group(ctx, activation, sigma_w2, sigma_b2, as_json) -> None:
+    """Mean-field predictions at one point: q*, chi_1, c*, depth scales, phase (Poole 2016, Schoenholz 2017)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    _check_scales(activation, sigma_w2=sigma_w2, sigma_b2=sigma_b2)
+    if sigma_w2 == 0:
+        raise BadInput("invalid sigma-w2=0.0: must be > 0")
+    from . import theory
+
+    point = _theory_errors(lambda: theory.analyse(activation, sigma_w2, sigma_b2))
+    row = point.__dict__
+    if as_json:
+        click.echo(json.dumps({k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()},
+                              indent=2).replace("Infinity", '"inf"'))
+        return
+    for key, value in row.items():
+        click.echo(f"{key:<20} {_fmt(value, 6) if isinstance(value, float) else value}")
+
+
+@theory_group.command("critical")
+@click.option("--activation", default="tanh", show_default=True)
+@click.option("--sigma-b2", type=float, default=0.0, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def theory_critical(activation, sigma_b2, as_json) -> None:
+    """The critical sigma_w2 (chi_1 = 1) at the given sigma_b2: the edge-of-chaos initialisation."""
+    _check_scales(activation, sigma_b2=sigma_b2)
+    from . import theory
+
+    w = _theory_errors(lambda: float(theory.critical_sigma_w2(activation, sigma_b2)))
+    if as_json:
+        click.echo(json.dumps({"activation": activation, "sigma_b2": sigma_b2, "sigma_w2": w}))
+    else:
+        click.echo(f"{activation}: critical sigma_w2 = {w:.6g} at sigma_b2 = {sigma_b2:g}")
+
+
+@theory_group.command("phase")
+@click.option("--activation", default="tanh", show_default=True)
+@click.option("--out", "out", required=True, help="Folder for the figure (created; its parent must exist).")
+@click.option("--resolution", type=click.IntRange(4, 400), default=100, show_default=True)
+@click.option("--sigma-w2-max", type=float, default=4.0, show_default=True)
+@click.option("--sigma-b2-max", type=float, default=0.5, show_default=True)
+def theory_phase(activation, out, resolution, sigma_w2_max, sigma_b2_max) -> None:
+    """The phase diagram over sigma_w2 x sigma_b2, coloured by xi_c, with the critical line."""
+    _check_scales(activation, sigma_w2_max=sigma_w2_max, sigma_b2_max=sigma_b2_max)
+    if sigma_w2_max == 0 or sigma_b2_max == 0:
+        raise BadInput("invalid range: --sigma-w2-max and --sigma-b2-max must be > 0")
+    folder = _output_folder(out)
+    import numpy as np
+
+    from . import plots, theory
+
+    w = np.linspace(sigma_w2_max / resolution, sigma_w2_max, resolution)
+    b = np.linspace(0.0, sigma_b2_max, resolution)
+    grid = theory.phase_grid(activation, w, b)
+    try:
+        line = (theory.critical_sigma_w2(activation, b), b)
+    except theory.NoCriticalPoint:
+        line = None  # e.g. ReLU: only sigma_b2 = 0 has one; the figure shows the phases without the line
+    fig = plots.phase_diagram(grid, line, f"{activation}: depth scale xi_c and the critical line")
+    for p in plots.save(fig, folder, f"phase_{activation}"):
+        click.echo(str(p))
 
 
 def run() -> None:

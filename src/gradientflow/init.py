@@ -128,6 +128,7 @@ class Scale:
     value: float = 0.0  # constant
     a: float = 0.0  # he, he_uniform: negative slope of the leaky ReLU that follows the layer
     mode: Mode | None = None  # xavier: "average" unless given; he: "fan_in" unless given
+    bias_std: float = 0.0  # biases ~ N(0, bias_std^2); 0 keeps them at zero (mean-field sigma_b)
 
 
 @dataclass(frozen=True)
@@ -213,3 +214,27 @@ def lsuv_(model: nn.Module, x: Tensor, *, tol: float = 0.02, max_iter: int = 10,
         finally:
             handle.remove()
     return model
+
+
+@dataclass(frozen=True)
+class CriticalInit:
+    """Edge-of-chaos initialisation: W ~ N(0, sigma_w2 / fan_in), b ~ N(0, sigma_b2)."""
+
+    activation: str
+    sigma_w2: float
+    sigma_b2: float
+
+    def scale(self) -> Scale:
+        """The ``Scale`` for ``xavier`` in fan_in mode with gain sqrt(sigma_w2), and the bias std."""
+        return Scale(gain=math.sqrt(self.sigma_w2), mode="fan_in", bias_std=math.sqrt(self.sigma_b2))
+
+
+def critical(activation: str, sigma_b2: float = 0.0) -> CriticalInit:
+    """The critical initialisation of any activation: chi_1 = sigma_w2 E[phi'(sqrt(q*) z)^2] = 1.
+
+    (Poole et al. 2016; Schoenholz et al. 2017.) Raises ``theory.NoCriticalPoint``
+    where none exists. Example: ``critical("tanh").sigma_w2 == 1``; ``critical("relu")`` is He init.
+    """
+    from .theory import critical_sigma_w2
+
+    return CriticalInit(activation, float(critical_sigma_w2(activation, sigma_b2)), sigma_b2)

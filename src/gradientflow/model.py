@@ -37,7 +37,8 @@ def mlp(
     maps per unit, C9). ``depth=0`` gives a single Linear map (logistic
     regression when trained with cross-entropy). Weights are drawn by the
     initialiser ``init_name`` with ``scale`` (He init reads the leaky slope of
-    leaky_relu/prelu itself unless ``scale.a`` is set); biases start at 0.
+    leaky_relu/prelu itself unless ``scale.a`` is set); biases start at 0, or
+    N(0, scale.bias_std^2) when that is set.
     ``init_name="lsuv"`` runs LSUV on ``lsuv_batch`` (default: 512 unit-Gaussian
     rows drawn from ``generator``).
 
@@ -77,7 +78,7 @@ def initialize_(
     generator: torch.Generator | None = None,
     lsuv_batch: torch.Tensor | None = None,
 ) -> nn.Module:
-    """Re-draw every Linear weight of ``net`` with ``init_name`` and zero the biases, in place."""
+    """Re-draw every Linear weight of ``net`` with ``init_name`` and the biases (0 or N(0, bias_std^2)), in place."""
     linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
     if init_name == "lsuv":
         if lsuv_batch is None:
@@ -89,5 +90,5 @@ def initialize_(
     for layer in linears:
         initializer.fill_(layer.weight, scale, generator)
         if layer.bias is not None:
-            layer.bias.zero_()
+            init.normal_(layer.bias, scale.bias_std, generator=generator) if scale.bias_std > 0 else layer.bias.zero_()
     return net

@@ -33,6 +33,27 @@ def _shade_saturation(ax, region, xlim) -> None:
         ax.axvspan(xlim[0] if lo is None else lo, xlim[1] if hi is None else hi, color="0.9", lw=0)
 
 
+def phase_diagram(grid: dict, critical: tuple[np.ndarray, np.ndarray] | None, title: str) -> Figure:
+    """xi_c over sigma_w2 x sigma_b2 (log colour), with the critical line chi_1 = 1 (Schoenholz et al. 2017, fig. 1)."""
+    from matplotlib.colors import LogNorm
+
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    xi = np.where(np.isfinite(grid["xi_c"]), grid["xi_c"], np.nan)
+    positive = xi[np.isfinite(xi) & (xi > 0)]
+    norm = LogNorm(vmin=max(positive.min(), 1e-2), vmax=min(positive.max(), 1e3)) if positive.size else None
+    mesh = ax.pcolormesh(grid["sigma_w2"], grid["sigma_b2"], np.clip(xi, 1e-2, 1e3), norm=norm, shading="auto",
+                         cmap="viridis")
+    fig.colorbar(mesh, ax=ax, label="depth scale xi_c (layers)")
+    if critical is not None:
+        ax.plot(*critical, color="white", lw=2, label="critical line chi_1 = 1")
+        ax.legend(fontsize=8, loc="upper left")
+    ax.set_xlabel("sigma_w^2")
+    ax.set_ylabel("sigma_b^2")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def activation_panel(name: str, xlim: tuple[float, float] = (-6.0, 6.0)) -> Figure:
     """One activation: f and f' side by side, saturated region shaded (C1, C5, C7-C9)."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3))
@@ -86,10 +107,11 @@ def activation_gallery(names: Sequence[str], xlim: tuple[float, float] = (-6.0, 
 
 
 def layer_histograms(outputs: Sequence[torch.Tensor], title: str, bins: int = 60,
-                     predicted_std: Sequence[float] | None = None) -> Figure:
+                     predicted: Sequence[np.ndarray] | None = None) -> Figure:
     """One panel per hidden layer, shared axes: the distribution of its outputs (C15-C17, CS231n).
 
-    ``predicted_std``, when given, draws the theory's N(mean, std^2) density over each panel.
+    ``predicted``, when given, holds samples of the theory's distribution of each
+    layer's output, drawn as a red step line over the measured histogram.
     """
     lo = min(float(h.min()) for h in outputs)
     hi = max(float(h.max()) for h in outputs)
@@ -99,25 +121,33 @@ def layer_histograms(outputs: Sequence[torch.Tensor], title: str, bins: int = 60
     fig, axes = plt.subplots(1, len(outputs), figsize=(1.6 * len(outputs) + 1, 2.6), sharex=True, sharey=True,
                              squeeze=False)
     for k, (ax, h) in enumerate(zip(axes[0], outputs)):
-        values = h.detach().flatten().double().numpy()
-        ax.hist(values, bins=edges, density=True, color="C0")
-        if predicted_std is not None and predicted_std[k] > 0:
-            s = predicted_std[k]
-            ax.plot(edges, np.exp(-0.5 * (edges / s) ** 2) / (s * math.sqrt(2 * math.pi)), color="C3", lw=1)
+        ax.hist(h.detach().flatten().double().numpy(), bins=edges, density=True, color="C0", label="measured")
+        if predicted is not None:
+            ax.hist(np.clip(predicted[k], lo, hi), bins=edges, density=True, histtype="step", color="C3", lw=1,
+                    label="mean-field theory")
         ax.set_title(f"layer {k + 1}", fontsize=8)
         ax.tick_params(labelsize=7)
+    if predicted is not None:
+        axes[0, 0].legend(fontsize=6, loc="upper left")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
 
 
-def layer_moments(stats: Sequence[LayerStats], title: str) -> Figure:
-    """Mean and std of each hidden layer's output against depth (the CS231n line plots)."""
+def layer_moments(stats: Sequence[LayerStats], title: str, predicted=None) -> Figure:
+    """Mean and std of each hidden layer's output against depth (the CS231n line plots).
+
+    ``predicted``: the theory's ``LayerPrediction`` list, drawn as dashed lines.
+    """
     idx = [s.index for s in stats]
     fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3))
-    left.plot(idx, [s.mean for s in stats], "o-")
+    left.plot(idx, [s.mean for s in stats], "o-", label="measured")
     left.set_title("mean of layer output", fontsize=9)
-    right.plot(idx, [s.std for s in stats], "o-", color="C3")
+    right.plot(idx, [s.std for s in stats], "o-", color="C0", label="measured")
+    if predicted is not None:
+        left.plot(idx, [p.mean for p in predicted], "--", color="C3", label="theory")
+        right.plot(idx, [p.std for p in predicted], "--", color="C3", label="theory")
+        right.legend(fontsize=7)
     right.set_title("std of layer output", fontsize=9)
     if all(s.std > 0 for s in stats):
         right.set_yscale("log")

@@ -1,0 +1,289 @@
+"""Mean-field signal propagation: predictions for any activation, weight and bias scale.
+
+Setting (Poole et al. 2016, "Exponential expressivity in deep neural networks
+through transient chaos"; Schoenholz et al. 2017, "Deep Information
+Propagation"): a wide network with W_ij ~ N(0, sigma_w2 / fan_in),
+b_i ~ N(0, sigma_b2), pre-activations z_l = W_l phi(z_{l-1}) + b_l,
+z ~ N(0, 1) below.
+
+* length map     q_{l+1} = sigma_w2 E[phi(sqrt(q_l) z)^2] + sigma_b2; fixed point q*
+* correlation    c_{l+1} = (sigma_w2 E[phi(u1) phi(u2)] + sigma_b2) / q*, (u1, u2) with correlation c; fixed point c*
+* chi_1          sigma_w2 E[phi'(sqrt(q*) z)^2]: < 1 ordered (gradients vanish), > 1 chaotic (explode), = 1 critical
+* depth scales   xi_q = -1 / log(dq_map/dq at q*) = -1/log(chi_1 + sigma_w2 E[phi'' phi])   (Schoenholz eq. 5)
+                 xi_c = -1 / log(chi_c*), chi_c* = sigma_w2 E[phi'(u1) phi'(u2)] at c*       (Schoenholz eq. 9)
+                 (= -1/log chi_1 in the ordered phase, where c* = 1)
+* trainable depth about 6 xi_c (Schoenholz et al. 2017, section 5)
+
+dq_map/dq uses Stein's lemma, E[phi phi'' + phi'^2] = E[phi(x) phi'(x) x] / q (x = sqrt(q) z),
+so no second derivative is needed. Pure NumPy/SciPy math: no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import gaussian
+from .activations import Activation, get
+
+_Q_MAX = 1e12  # a length map still growing past this has no finite fixed point
+_BISECT_STEPS = 60
+
+
+_NODES = 48  # Gauss-Legendre nodes per piece x 2 (the pieces are short and smooth; tests check convergence)
+_PAIR_NODES = 32  # Gauss-Hermite nodes per axis for the correlation map
+_X_BREAKS = (-8.0, -4.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+def _act(activation: str | Activation) -> Activation:
+    return get(activation) if isinstance(activation, str) else activation
+
+
+def _breaks(act: Activation) -> tuple[float, ...]:
+    """Where to split the quadrature in x: the kinks, and the activation's own scale (|x| ~ 1).
+
+    At large q the Gaussian is wide and phi' lives in a sliver near 0; splitting
+    at fixed x keeps that sliver resolved (tanh's chi_1 at q = 1000 needs it).
+    """
+    return tuple(sorted(set(act.kinks) | set(_X_BREAKS)))
+
+
+def q_map(activation: str | Activation, q, sigma_w2, sigma_b2):
+    """q -> sigma_w2 E[phi(sqrt(q) z)^2] + sigma_b2 (Poole et al. 2016, eq. 3), elementwise."""
+    act = _act(activation)
+    return sigma_w2 * gaussian.expect(lambda x: act.numpy(x) ** 2, q, kinks=_breaks(act), n=_NODES) + sigma_b2
+
+
+def q_star(activation: str | Activation, sigma_w2, sigma_b2, q0: float = 1.0) -> np.ndarray:
+    """The stable fixed point q* = q_map(q*), elementwise over (sigma_w2, sigma_b2); inf where q grows without bound.
+
+    Found by bisection of q_map(q) - q in log q on [1e-300, q_hi]: 0 when the
+    map only shrinks q (sigma_b2 = 0 in the ordered phase of an odd phi), and
+    ``q0`` (the input's length) when q0 is already fixed (ReLU at sigma_w2 = 2,
+    sigma_b2 = 0, where every q is a fixed point).
+    """
+    act = _act(activation)
+    w, b = np.broadcast_arrays(np.asarray(sigma_w2, dtype=np.float64), np.asarray(sigma_b2, dtype=np.float64))
+    gap = lambda q: q_map(act, q, w, b) - q  # noqa: E731
+    result = np.full(w.shape, np.nan)
+    marginal = np.abs(gap(np.full(w.shape, q0))) <= 1e-12 * q0
+    result[marginal] = q0
+    hi = np.full(w.shape, 1.0)
+    for _ in range(45):  # grow the bracket until the map falls below the diagonal
+        growing = gap(hi) > 0
+        if not growing.any():
+            break
+        hi = np.where(growing, hi * 2.0, hi)
+    unbounded = gap(hi) > 0
+    lo = np.full(w.shape, 1e-300)
+    shrinking = gap(lo) <= 0  # q_map(q) <= q from the start: q collapses to 0
+    for _ in range(_BISECT_STEPS):
+        mid = np.sqrt(lo * hi)
+        up = gap(mid) > 0
+        lo, hi = np.where(up, mid, lo), np.where(up, hi, mid)
+    found = np.sqrt(lo * hi)
+    result = np.where(np.isnan(result), np.where(unbounded | (hi > _Q_MAX), np.inf,
+                                                 np.where(shrinking, 0.0, found)), result)
+    return result
+
+
+def _positive(q):
+    """q* = 0 stands for the limit q -> 0+ (e.g. ReLU's chi_1 stays sigma_w2 / 2 there): evaluate at a tiny q."""
+    return np.maximum(np.asarray(q, dtype=np.float64), 1e-200)
+
+
+def chi1(activation: str | Activation, q, sigma_w2):
+    """chi_1 = sigma_w2 E[phi'(sqrt(q) z)^2]: the per-layer factor on the squared gradient (Poole eq. 7)."""
+    act = _act(activation)
+    q = _positive(q)
+    return sigma_w2 * gaussian.expect(lambda x: act.numpy_derivative(x) ** 2, q, kinks=_breaks(act), n=_NODES)
+
+
+def q_map_slope(activation: str | Activation, q, sigma_w2):
+    """d q_map / dq = sigma_w2 E[phi(x) phi'(x) x] / q, x = sqrt(q) z (Stein's lemma; Schoenholz eq. 5)."""
+    act = _act(activation)
+    q = _positive(q)
+    return sigma_w2 * gaussian.expect(lambda x: act.numpy(x) * act.numpy_derivative(x) * x, q, kinks=_breaks(act), n=_NODES) / q
+
+
+def c_map(activation: str | Activation, c, q, sigma_w2, sigma_b2):
+    """c -> (sigma_w2 E[phi(u1) phi(u2)] + sigma_b2) / q*, (u1, u2) ~ N(0, q*[[1, c], [c, 1]]) (Poole eq. 5)."""
+    act = _act(activation)
+    q = _positive(q)
+    return (sigma_w2 * gaussian.expect_pair(act.numpy, act.numpy, q, c, n=_PAIR_NODES) + sigma_b2) / q
+
+
+def c_star(activation: str | Activation, q, sigma_w2, sigma_b2) -> np.ndarray:
+    """The stable fixed point of the correlation map: 1 when chi_1 <= 1 (ordered), else the root in [0, 1)."""
+    act = _act(activation)
+    q, w, b = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64) for v in (q, sigma_w2, sigma_b2)))
+    chaotic = chi1(act, q, w) > 1.0 + 1e-9  # rounding at a critical point is not chaos
+    out = np.ones(q.shape)
+    if not chaotic.any():
+        return out
+    qs, ws, bs = q[chaotic], w[chaotic], b[chaotic]
+    lo, hi = np.zeros(qs.shape), np.full(qs.shape, 1.0 - 1e-6)
+    for _ in range(30):
+        mid = 0.5 * (lo + hi)
+        above = c_map(act, mid, qs, ws, bs) > mid
+        lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
+    out[chaotic] = 0.5 * (lo + hi)
+    return out
+
+
+def chi_c(activation: str | Activation, c, q, sigma_w2):
+    """chi_c = sigma_w2 E[phi'(u1) phi'(u2)]: the slope of the correlation map at c (Schoenholz eq. 9)."""
+    act = _act(activation)
+    return sigma_w2 * gaussian.expect_pair(act.numpy_derivative, act.numpy_derivative, _positive(q), c, n=_PAIR_NODES)
+
+
+@dataclass(frozen=True)
+class Point:
+    """The mean-field picture at one (sigma_w2, sigma_b2)."""
+
+    activation: str
+    sigma_w2: float
+    sigma_b2: float
+    q_star: float
+    chi1: float | None
+    c_star: float | None
+    xi_q: float | None
+    xi_c: float | None
+    phase: str  # "ordered", "chaotic", "critical" or "unbounded" (q* = inf)
+    max_trainable_depth: float | None
+
+
+def _depth_scale(rate: float) -> float:
+    """-1/log(rate): inf at rate 1 (critical), for 0 < rate; 0 when rate is 0."""
+    if rate <= 0:
+        return 0.0
+    if abs(rate - 1.0) < 1e-12:
+        return math.inf
+    return -1.0 / math.log(rate) if rate < 1 else 1.0 / math.log(rate)
+
+
+def analyse(activation: str, sigma_w2: float, sigma_b2: float, q0: float = 1.0) -> Point:
+    """q*, chi_1, c*, xi_q, xi_c, the phase and the trainable depth 6 xi_c at one point."""
+    act = _act(activation)
+    q = float(q_star(act, sigma_w2, sigma_b2, q0))
+    if not math.isfinite(q):
+        return Point(act.name, sigma_w2, sigma_b2, q, None, None, None, None, "unbounded", None)
+    x1 = float(chi1(act, q, sigma_w2))
+    c = float(c_star(act, q, sigma_w2, sigma_b2))
+    xi_q = _depth_scale(float(q_map_slope(act, q, sigma_w2)))
+    rate = x1 if c >= 1.0 else float(chi_c(act, c, q, sigma_w2))
+    xi_c = _depth_scale(rate)
+    phase = "critical" if abs(x1 - 1.0) < 1e-6 else ("ordered" if x1 < 1 else "chaotic")
+    return Point(act.name, sigma_w2, sigma_b2, q, x1, c, xi_q, xi_c, phase, 6.0 * xi_c)
+
+
+class NoCriticalPoint(ValueError):
+    """Raised when chi_1 = 1 has no solution with a finite q* at the asked sigma_b2."""
+
+
+def critical_line(activation: str, q) -> tuple[np.ndarray, np.ndarray]:
+    """The critical line parametrised by q* (Poole et al. 2016, section 3).
+
+    chi_1 = 1 at the fixed point q gives sigma_w2(q) = 1 / E[phi'(sqrt(q) z)^2] and,
+    from q = q_map(q), sigma_b2(q) = q - sigma_w2(q) E[phi(sqrt(q) z)^2].
+    """
+    act = _act(activation)
+    q = _positive(q)
+    w = 1.0 / gaussian.expect(lambda x: act.numpy_derivative(x) ** 2, q, kinks=_breaks(act), n=_NODES)
+    return w, q - w * gaussian.expect(lambda x: act.numpy(x) ** 2, q, kinks=_breaks(act), n=_NODES)
+
+
+def critical_sigma_w2(activation: str, sigma_b2):
+    """sigma_w2 with chi_1(q*) = 1 at each given sigma_b2: the critical (edge-of-chaos) initialisation.
+
+    Solves sigma_b2(q) = target on the parametric critical line (``critical_line``)
+    by bisection in log q, vectorised over the targets; sigma_b2 = 0 may sit at
+    the q -> 0 end (tanh: sigma_w2 = 1; ReLU: 2; linear: 1). Raises
+    ``NoCriticalPoint`` naming the sigma_b2 where the line never reaches it
+    (ReLU and linear networks have sigma_b2(q) = 0 for every q: with bias
+    variance their q grows without bound at sigma_w2 = 2, resp. 1).
+    """
+    act = _act(activation)
+    target = np.atleast_1d(np.asarray(sigma_b2, dtype=np.float64))
+    grid = np.logspace(-10, 6, 321)
+    _, b_grid = critical_line(act, grid)
+    limit = b_grid[0]  # sigma_b2 as q -> 0
+    above = b_grid[None, :] >= target[:, None]
+    crosses = above[:, 1:] & ~above[:, :-1]
+    has = crosses.any(axis=1)
+    at_limit = ~has & (np.abs(target - limit) <= 1e-8 * max(1.0, abs(limit)))
+    bad = ~has & ~at_limit
+    if bad.any():
+        which = float(target[np.argmax(bad)])
+        reach = f"[{b_grid.min():.4g}, {b_grid.max():.4g}]"
+        raise NoCriticalPoint(f"{act.name} has no critical point at sigma_b2={which:g}: along chi_1 = 1 the "
+                              f"fixed point's sigma_b2 only spans {reach} for q* in [1e-10, 1e6]")
+    k = np.where(has, np.argmax(crosses, axis=1), 0)
+    lo, hi = grid[k], grid[k + 1]
+    for _ in range(60):
+        mid = np.sqrt(lo * hi)
+        up = critical_line(act, mid)[1] >= target
+        lo, hi = np.where(up, lo, mid), np.where(up, mid, hi)
+    q = np.where(at_limit, grid[0], np.sqrt(lo * hi))
+    w = critical_line(act, q)[0]
+    return w if np.ndim(sigma_b2) else float(w[0])
+
+
+@dataclass(frozen=True)
+class LayerPrediction:
+    """Mean-field prediction for hidden layer ``index`` of a concrete network."""
+
+    index: int
+    q: float  # variance of the pre-activations z_l
+    mean: float  # E[phi(z_l)]
+    std: float  # sqrt(Var phi(z_l)): the pooled std of the layer's outputs
+    chi: float  # sigma_w2 E[phi'(z_l)^2]: this layer's factor on the squared gradient
+    grad_norm_factor: float  # ||dL/dh_l|| / ||dL/dh_L|| = sqrt(prod_{k>l} chi_k)
+
+
+def predict_layers(activation: str, depth: int, sigma_w2: float, sigma_b2: float = 0.0,
+                   input_var: float = 1.0) -> list[LayerPrediction]:
+    """Per-layer predictions: q_1 = sigma_w2 input_var + sigma_b2, then the length map, layer by layer.
+
+    The gradient-norm factor multiplies the chi of the layers above (chi_1^((L-l)/2)
+    once the q_l have reached q*), so it predicts how much smaller the gradient
+    w.r.t. layer l's output is than at the top (C2, C18).
+    """
+    act = _act(activation)
+    qs = [sigma_w2 * input_var + sigma_b2]
+    for _ in range(depth - 1):
+        qs.append(float(q_map(act, qs[-1], sigma_w2, sigma_b2)))
+    q = np.array(qs)
+    m1 = gaussian.expect(act.numpy, q, kinks=_breaks(act), n=_NODES)
+    m2 = gaussian.expect(lambda x: act.numpy(x) ** 2, q, kinks=_breaks(act), n=_NODES)
+    chis = chi1(act, q, sigma_w2)
+    # the gradient reaching h_l has passed through layers l+1..L: prod of their chi
+    above = np.concatenate([np.cumprod(chis[::-1][:-1])[::-1], [1.0]]) if depth > 1 else np.ones(1)
+    return [LayerPrediction(i + 1, float(q[i]), float(m1[i]), float(math.sqrt(max(m2[i] - m1[i] ** 2, 0.0))),
+                            float(chis[i]), float(math.sqrt(above[i]))) for i in range(depth)]
+
+
+def phase_grid(activation: str, sigma_w2: np.ndarray, sigma_b2: np.ndarray) -> dict[str, np.ndarray]:
+    """q*, chi_1 and xi_c on the grid sigma_b2 (rows) x sigma_w2 (columns), vectorised.
+
+    xi_c is -1/log chi_1 in the ordered phase; in the chaotic phase it uses c*
+    from the correlation map. Cells with q* = inf hold nan.
+    """
+    act = _act(activation)
+    b, w = np.meshgrid(np.asarray(sigma_b2, float), np.asarray(sigma_w2, float), indexing="ij")
+    q = q_star(act, w, b)
+    finite = np.isfinite(q)
+    qf = np.where(finite, q, 1.0)
+    x1 = np.where(finite, chi1(act, qf, w), np.nan)
+    xi = np.full(q.shape, np.nan)
+    ordered = finite & (x1 < 1)
+    xi[ordered] = -1.0 / np.log(x1[ordered])
+    chaotic = finite & (x1 > 1)
+    if chaotic.any():
+        c = c_star(act, qf[chaotic], w[chaotic], b[chaotic])
+        rate = chi_c(act, c, qf[chaotic], w[chaotic])
+        with np.errstate(divide="ignore"):
+            xi[chaotic] = np.where(rate < 1, -1.0 / np.log(rate), np.inf)
+    return {"sigma_w2": w, "sigma_b2": b, "q_star": q, "chi1": x1, "xi_c": xi}
