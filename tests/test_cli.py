@@ -31,7 +31,8 @@ def test_propagate_json_shape():
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)
     assert out["config"]["activation"] == "relu" and [layer["index"] for layer in out["layers"]] == [1, 2, 3]
-    assert set(out["layers"][0]) == {"index", "mean", "std", "saturated", "zero"}
+    assert set(out["layers"][0]) == {"index", "mean", "std", "saturated", "zero", "predicted_mean", "predicted_std"}
+    assert out["layers"][2]["predicted_std"] == pytest.approx(out["layers"][2]["std"], rel=0.1)
 
 
 def test_propagate_is_reproducible_by_seed():

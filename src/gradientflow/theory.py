@@ -30,6 +30,7 @@ from .activations import Activation, get
 
 _Q_MAX = 1e12  # a length map still growing past this has no finite fixed point
 _BISECT_STEPS = 60
+_ITERATIONS = 30
 
 
 _NODES = 48  # Gauss-Legendre nodes per piece x 2 (the pieces are short and smooth; tests check convergence)
@@ -57,36 +58,39 @@ def q_map(activation: str | Activation, q, sigma_w2, sigma_b2):
 
 
 def q_star(activation: str | Activation, sigma_w2, sigma_b2, q0: float = 1.0) -> np.ndarray:
-    """The stable fixed point q* = q_map(q*), elementwise over (sigma_w2, sigma_b2); inf where q grows without bound.
+    """The fixed point q* = q_map(q*) that a network reaches from inputs of variance ``q0``, elementwise.
 
-    Found by bisection of q_map(q) - q in log q on [1e-300, q_hi]: 0 when the
-    map only shrinks q (sigma_b2 = 0 in the ordered phase of an odd phi), and
-    ``q0`` (the input's length) when q0 is already fixed (ReLU at sigma_w2 = 2,
-    sigma_b2 = 0, where every q is a fixed point).
+    The map is iterated from q_1 = sigma_w2 q0 + sigma_b2 (so an activation with
+    several fixed points, such as gelu, gets the one its layers converge to),
+    then the root next to the iterate, in the direction the map moves, is
+    bracketed and bisected in log q. Returns 0 where q collapses (the ordered
+    phase of an odd phi at sigma_b2 = 0), inf where it grows without bound,
+    and q_1 itself where q_1 is already fixed (ReLU at sigma_w2 = 2, sigma_b2 = 0).
     """
     act = _act(activation)
     w, b = np.broadcast_arrays(np.asarray(sigma_w2, dtype=np.float64), np.asarray(sigma_b2, dtype=np.float64))
     gap = lambda q: q_map(act, q, w, b) - q  # noqa: E731
-    result = np.full(w.shape, np.nan)
-    marginal = np.abs(gap(np.full(w.shape, q0))) <= 1e-12 * q0
-    result[marginal] = q0
-    hi = np.full(w.shape, 1.0)
-    for _ in range(45):  # grow the bracket until the map falls below the diagonal
-        growing = gap(hi) > 0
-        if not growing.any():
+    q = np.clip(w * q0 + b, 1e-300, _Q_MAX)
+    fixed = np.abs(gap(q)) <= 1e-12 * q
+    for _ in range(_ITERATIONS):  # walk into the basin of the attracting fixed point
+        q = np.clip(q_map(act, q, w, b), 1e-300, _Q_MAX)
+    rising = gap(q) > 0
+    lo, hi = q.copy(), q.copy()
+    for _ in range(45):  # widen the bracket in the direction of motion until the sign flips
+        open_hi, open_lo = rising & (gap(hi) > 0), ~rising & (gap(lo) < 0)
+        if not (open_hi.any() or open_lo.any()):
             break
-        hi = np.where(growing, hi * 2.0, hi)
-    unbounded = gap(hi) > 0
-    lo = np.full(w.shape, 1e-300)
-    shrinking = gap(lo) <= 0  # q_map(q) <= q from the start: q collapses to 0
+        hi = np.where(open_hi, np.minimum(hi * 4.0, 4 * _Q_MAX), hi)
+        lo = np.where(open_lo, np.maximum(lo / 1e3, 1e-300), lo)
+    unbounded = rising & (gap(hi) > 0)
+    collapsed = ~rising & (gap(lo) < 0)
     for _ in range(_BISECT_STEPS):
         mid = np.sqrt(lo * hi)
         up = gap(mid) > 0
         lo, hi = np.where(up, mid, lo), np.where(up, hi, mid)
     found = np.sqrt(lo * hi)
-    result = np.where(np.isnan(result), np.where(unbounded | (hi > _Q_MAX), np.inf,
-                                                 np.where(shrinking, 0.0, found)), result)
-    return result
+    result = np.where(unbounded | (found > _Q_MAX), np.inf, np.where(collapsed, 0.0, found))
+    return np.where(fixed, np.clip(w * q0 + b, 0, None), result)
 
 
 def _positive(q):
