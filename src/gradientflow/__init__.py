@@ -3,7 +3,7 @@
 The public API, re-exported explicitly.
 """
 
-from . import activations, gaussian, init, properties
+from . import activations, gaussian, init, properties, theory
 from .activations import CATALOG, Activation, Maxout
 from .init import Scale, lsuv_
 from .model import initialize_, mlp
@@ -28,4 +28,5 @@ __all__ = [
     "mlp",
     "properties",
     "propagate",
+    "theory",
 ]
