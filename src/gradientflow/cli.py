@@ -193,9 +193,9 @@ def _predictions(cfg):
         return None
     from . import init, theory
 
-    sigma_w2 = cfg.width * init.get(cfg.init).variance(cfg.width, cfg.width, cfg.scale())
     if cfg.init in ("zeros", "constant"):
         return None  # every weight equal: the mean-field average over random weights does not describe it
+    sigma_w2 = cfg.width * init.get(cfg.init).variance(cfg.width, cfg.width, cfg.scale())
     return theory.predict_layers(cfg.activation, cfg.depth, sigma_w2, 0.0, input_var=1.0)
 
 

@@ -19,7 +19,7 @@ class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _finite(name: str, value: float | None, *, positive: bool) -> float | None:
+def _finite(value: float | None, *, positive: bool) -> float | None:
     if value is None:
         return value
     if not math.isfinite(value) or value < 0 or (positive and value == 0):
@@ -59,12 +59,12 @@ class PropagateConfig(_Config):
     @field_validator("std")
     @classmethod
     def _std(cls, v: float | None) -> float | None:
-        return _finite("std", v, positive=False)
+        return _finite(v, positive=False)
 
     @field_validator("gain")
     @classmethod
     def _gain(cls, v: float | None) -> float | None:
-        return _finite("gain", v, positive=True)
+        return _finite(v, positive=True)
 
     @field_validator("value")
     @classmethod

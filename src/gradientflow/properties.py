@@ -23,7 +23,7 @@ import torch
 from scipy.optimize import brentq, minimize_scalar
 
 from . import gaussian
-from .activations import CATALOG, Activation, Maxout, get
+from .activations import Activation, Maxout, get
 
 SATURATION_THRESHOLD = 0.05
 """A unit is saturated where |f'(x)| < 0.05 max|f'| (its local gradient is under 5% of the best)."""
@@ -242,4 +242,4 @@ def table(names: tuple[str, ...] | None = None) -> list[Properties]:
 
 __all__ = ["Properties", "measure", "table", "gain", "saturated_fraction", "saturated_region",
            "output_range", "max_derivative", "gaussian_moments", "monotonic", "maxout_properties",
-           "SATURATION_THRESHOLD", "CATALOG"]
+           "SATURATION_THRESHOLD"]
