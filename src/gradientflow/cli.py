@@ -296,6 +296,226 @@ def theory_phase(activation, out, resolution, sigma_w2_max, sigma_b2_max) -> Non
         click.echo(str(p))
 
 
+# --- training -------------------------------------------------------------------------------
+
+_TRAIN_FIELDS = ("data", "n_train", "n_test", "noise", "data_seed", "normalize", "depth", "width", "activation",
+                 "init", "std", "gain", "optimizer", "lr", "momentum", "rho", "eps", "weight_decay", "clip_norm",
+                 "clip_value", "schedule", "step_size", "gamma", "warmup_steps", "epochs", "batch_size", "seed",
+                 "checkpoint_every", "device")
+
+
+@main.command("train")
+@click.option("--data", help="mnist1d (default), digits, circle, xor, gaussians, spiral, mixture, idx:DIR, npz:FILE.")
+@click.option("--n-train", type=int, help="Training samples (default: the dataset's usual size).")
+@click.option("--n-test", type=int, help="Test samples.")
+@click.option("--noise", type=float, help="Noise of generated sets (0.1).")
+@click.option("--data-seed", type=int, help="Seed of generated data (default: the dataset's standard one).")
+@click.option("--normalize", help="none, center, standardize (default; fitted on train), shift (all inputs >= 0).")
+@click.option("--depth", type=int, help="Hidden layers; 0 = logistic regression (2).")
+@click.option("--width", type=int, help="Units per hidden layer (100).")
+@click.option("--activation", help="Hidden activation (relu).")
+@click.option("--init", help="Initialiser (he).")
+@click.option("--std", type=float, help="normal/uniform: weight std.")
+@click.option("--gain", type=float, help="xavier/lecun/orthogonal: gain on the std.")
+@click.option("--optimizer", help="sgd, momentum, nesterov, adagrad, rmsprop, adam (default), adamw.")
+@click.option("--lr", type=float, help="Learning rate alpha (1e-3).")
+@click.option("--momentum", type=float, help="mu: momentum, or Adam's beta1 (0.9).")
+@click.option("--rho", type=float, help="rho: RMSProp's decay, Adam's beta2.")
+@click.option("--eps", type=float, help="delta under the square root (adagrad, rmsprop, adam, adamw).")
+@click.option("--weight-decay", type=float, help="L2 weight decay (0).")
+@click.option("--clip-norm", type=float, help="Clip the total gradient norm to this.")
+@click.option("--clip-value", type=float, help="Clip every gradient entry to [-v, v].")
+@click.option("--schedule", help="constant (default), step, exponential, cosine, warmup.")
+@click.option("--step-size", type=int, help="step schedule: steps between decays (a third of the run).")
+@click.option("--gamma", type=float, help="step/exponential schedule: decay factor.")
+@click.option("--warmup-steps", type=int, help="Linear warm-up steps in front of any schedule.")
+@click.option("--epochs", type=int, help="Epochs (20).")
+@click.option("--batch-size", type=int, help="Mini-batch size (128).")
+@click.option("--seed", type=int, help="Seed of the weights and the shuffling (0).")
+@click.option("--checkpoint-every", type=int, help="Steps between checkpoints (default: every epoch).")
+@click.option("--device", help="cpu (default), cuda, cuda:N or auto.")
+@click.option("--config", "config_file", help="YAML or TOML file of these fields; options given here win.")
+@click.option("--out", help="Run folder (new or empty; default runs/<time>-<data>-<activation>-<optimizer>).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
+@click.pass_context
+def train_cmd(ctx, config_file, out, resume, quiet, as_json, **options) -> None:
+    """Train an MLP and keep the run (config, metrics in Parquet, checkpoints) on disk."""
+    from . import job
+    from .config import TrainConfig, load_file
+    from .data import DataError
+    from .store import StoreError
+
+    given = {k: v for k, v in options.items() if v is not None}
+    progress = not quiet and sys.stderr.isatty()
+    try:
+        if resume:
+            if out is None:
+                raise BadInput("--resume needs --out RUN, the run folder to continue")
+            extra = sorted(set(given) - {"epochs"}) + (["config"] if config_file else [])
+            if extra:
+                raise BadInput(f"--resume continues the stored config; only --epochs may change, not "
+                               f"--{extra[0].replace('_', '-')}")
+            summary = job.resume(out, epochs=given.get("epochs"), progress=progress)
+        else:
+            fields = load_file(config_file) if config_file else {}
+            fields.update(given)
+            cfg = TrainConfig(**fields)
+            if out is None:
+                import time
+
+                Path("runs").mkdir(exist_ok=True)
+                out = f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{cfg.data.split(':')[0]}-{cfg.activation}-{cfg.optimizer}"
+            summary = job.run(cfg, out, progress=progress)
+    except ValidationError as err:
+        raise BadInput(describe_error(err)) from None
+    except (DataError, StoreError) as err:
+        raise BadInput(str(err)) from None
+    except ValueError as err:  # config files, devices, optimiser/scheduler arguments
+        raise BadInput(str(err)) from None
+    result = {k: v for k, v in summary.to_dict().items() if k != "history"}
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        click.echo(f"{summary.status}: {summary.steps} steps ({summary.epochs:.3g} epochs) in {summary.seconds:.1f} s; "
+                   f"test accuracy {_fmt(summary.test_accuracy)}, test loss {_fmt(summary.test_loss)}, "
+                   f"train loss {_fmt(summary.train_loss)}")
+        click.echo(f"run: {summary.run_dir}")
+    if summary.status != "finished":
+        click.echo(f"{summary.status}: {summary.message}", err=True)
+        sys.exit(130 if summary.status == "interrupted" else 1)
+
+
+@main.group("runs")
+def runs_group() -> None:
+    """List, show, compare and query stored runs."""
+
+
+def _open_runs(paths) -> list:
+    from .store import Run, StoreError
+
+    try:
+        return [Run(p) for p in paths]
+    except StoreError as err:
+        raise BadInput(str(err)) from None
+
+
+def _final(run) -> dict:
+    """A run's last value of each epoch-level metric, and its status."""
+    status = run.status()
+    return {"run": run.name, "status": status.get("status"), "steps": status.get("steps"),
+            "test_accuracy": status.get("test_accuracy"), "test_loss": status.get("test_loss"),
+            "train_loss": status.get("train_loss"), "seconds": status.get("seconds")}
+
+
+def _print_table(rows: list[dict], columns: list[str]) -> None:
+    def cell(v) -> str:
+        return _fmt(v) if isinstance(v, float) else ("-" if v is None else str(v))
+
+    widths = {c: max([len(c)] + [len(cell(r.get(c))) for r in rows]) for c in columns}
+    click.echo("  ".join(f"{c:<{widths[c]}}" for c in columns))
+    for r in rows:
+        click.echo("  ".join(f"{cell(r.get(c)):<{widths[c]}}" for c in columns))
+
+
+@runs_group.command("list")
+@click.argument("root", default="runs")
+@click.option("--json", "as_json", is_flag=True)
+def runs_list(root, as_json) -> None:
+    """The runs in ROOT (default: runs) with their status and final numbers."""
+    from .store import StoreError, list_runs
+
+    try:
+        runs = list_runs(root)
+    except StoreError as err:
+        raise BadInput(str(err)) from None
+    rows = []
+    for r in runs:
+        c = r.config()
+        rows.append({**_final(r), "data": c.get("data"), "model": f"{c.get('depth')}x{c.get('width')} "
+                     f"{c.get('activation')}/{c.get('init')}", "optimizer": f"{c.get('optimizer')} lr={c.get('lr')}"})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    elif not rows:
+        click.echo(f"no runs in {root}")
+    else:
+        _print_table(rows, ["run", "status", "data", "model", "optimizer", "steps", "test_accuracy", "test_loss"])
+
+
+@runs_group.command("show")
+@click.argument("run")
+@click.option("--json", "as_json", is_flag=True)
+def runs_show(run, as_json) -> None:
+    """One run: its config, status and the metrics of every epoch."""
+    (r,) = _open_runs([run])
+    from .store import query
+
+    epochs = query("select epoch + 1 as epoch, max(step) as step, "
+                   "max(value) filter (split = 'train_epoch' and name = 'loss') as train_loss, "
+                   "max(value) filter (split = 'train_epoch' and name = 'accuracy') as train_accuracy, "
+                   "max(value) filter (split = 'test' and name = 'loss') as test_loss, "
+                   "max(value) filter (split = 'test' and name = 'accuracy') as test_accuracy "
+                   "from metrics where split in ('test', 'train_epoch') group by epoch order by epoch", [r]).to_pylist()
+    if as_json:
+        click.echo(json.dumps({"run": r.name, "config": r.config(), "status": r.status(), "epochs": epochs}, indent=2))
+        return
+    click.echo(f"run {r.name}: {r.status().get('status')}")
+    click.echo("config: " + ", ".join(f"{k}={v}" for k, v in r.config().items() if v is not None))
+    _print_table(epochs, ["epoch", "step", "train_loss", "train_accuracy", "test_loss", "test_accuracy"])
+
+
+@runs_group.command("compare")
+@click.argument("runs", nargs=-1, required=True)
+@click.option("--plot", "plot_dir", help="Folder for the figure of the curves.")
+@click.option("--json", "as_json", is_flag=True)
+def runs_compare(runs, plot_dir, as_json) -> None:
+    """Final numbers of several runs side by side, and (--plot) their curves in one figure."""
+    opened = _open_runs(runs)
+    if len({r.name for r in opened}) < len(opened):
+        raise BadInput("runs to compare must have distinct folder names")
+    rows = []
+    for r in opened:
+        c = r.config()
+        rows.append({**_final(r), **{k: c.get(k) for k in ("activation", "init", "optimizer", "lr", "schedule")}})
+    if plot_dir:
+        from . import plots
+
+        folder = _output_folder(plot_dir)
+        paths = plots.save(plots.run_curves(opened), folder, "compare")
+        for row in rows:
+            row["figure"] = str(paths[0])
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    _print_table(rows, ["run", "status", "activation", "init", "optimizer", "lr", "schedule", "steps",
+                        "test_accuracy", "test_loss", "train_loss"])
+    if plot_dir:
+        click.echo(f"figure: {rows[0]['figure']}")
+
+
+@runs_group.command("sql")
+@click.argument("query_text", metavar="QUERY")
+@click.option("--root", default="runs", show_default=True, help="Folder of runs to query.")
+@click.option("--json", "as_json", is_flag=True)
+def runs_sql(query_text, root, as_json) -> None:
+    """DuckDB SQL over views `metrics` (run, step, epoch, split, name, value) and `runs` (run, status, config)."""
+    import duckdb
+
+    from .store import StoreError, list_runs, query
+
+    try:
+        rows = query(query_text, list_runs(root)).to_pylist()
+    except StoreError as err:
+        raise BadInput(str(err)) from None
+    except duckdb.Error as err:
+        raise BadInput(f"query failed: {str(err).splitlines()[0]}") from None
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+    elif rows:
+        _print_table(rows, list(rows[0]))
+
+
 def run() -> None:
     """Console-script entry point."""
     main()

@@ -156,3 +156,24 @@ def layer_moments(stats: Sequence[LayerStats], title: str, predicted=None) -> Fi
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def run_curves(runs: list) -> Figure:
+    """Training loss per step (light) with its moving average, and test accuracy per epoch, one colour per run."""
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    for k, run in enumerate(runs):
+        colour = f"C{k % 10}"
+        steps, loss = run.series("loss", "train")
+        if steps:
+            ax_loss.plot(steps, loss, color=colour, alpha=0.25, lw=0.6)
+            window = max(1, len(loss) // 50)
+            smooth = np.convolve(loss, np.ones(window) / window, mode="valid")
+            ax_loss.plot(steps[window - 1:], smooth, color=colour, lw=1.5, label=run.name)
+        e_steps, acc = run.series("accuracy", "test")
+        ax_acc.plot(e_steps, acc, "o-", color=colour, ms=3, label=run.name)
+    ax_loss.set(xlabel="step", ylabel="training loss (cross-entropy)", yscale="log", title="training loss")
+    ax_acc.set(xlabel="step", ylabel="test accuracy", title="test accuracy (end of each epoch)")
+    ax_loss.legend(fontsize=8)
+    ax_acc.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

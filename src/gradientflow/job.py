@@ -1,0 +1,50 @@
+"""A training job from a config: data, model, loop and run store put together.
+
+This is the glue the CLI and the experiments share; ``train.fit`` stays free of model
+building and ``model`` free of training.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from . import data, model
+from .config import TrainConfig
+from .store import Run
+from .train import Summary, fit
+
+
+def prepare(cfg: TrainConfig) -> tuple[torch.nn.Module, data.Dataset]:
+    """The normalised dataset and a freshly initialised ``mlp`` for it (weights from ``cfg.seed``)."""
+    d = data.normalize(data.load(cfg.data, n_train=cfg.n_train, n_test=cfg.n_test, noise=cfg.noise,
+                                 seed=cfg.data_seed), cfg.normalize)
+    g = torch.Generator().manual_seed(cfg.seed)
+    net = model.mlp(d.features, cfg.width, cfg.depth, d.classes, activation=cfg.activation, init_name=cfg.init,
+                    scale=cfg.scale(), generator=g, lsuv_batch=d.x_train[:512] if cfg.init == "lsuv" else None)
+    return net, d
+
+
+def run(cfg: TrainConfig, out: str | os.PathLike | None = None, *, progress: bool = False,
+        observers: tuple = ()) -> Summary:
+    """Train a new run as ``cfg`` says, stored in ``out`` when given (a new or empty folder)."""
+    net, d = prepare(cfg)
+    store = Run.create(out, cfg.model_dump()) if out is not None else None
+    return fit(net, d, cfg, run=store, progress=progress, observers=observers)
+
+
+def resume(out: str | os.PathLike, *, epochs: int | None = None, progress: bool = False,
+           observers: tuple = ()) -> Summary:
+    """Continue a stored run from its latest checkpoint (optionally for more epochs in all)."""
+    store = Run(out)
+    stored = store.config()
+    if epochs is not None and epochs != stored["epochs"]:
+        stored["epochs"] = epochs
+        cfg = TrainConfig(**stored)
+        from .store import write_json
+
+        write_json(store.path / "config.json", cfg.model_dump())
+    cfg = TrainConfig(**stored)
+    net, d = prepare(cfg)
+    return fit(net, d, cfg, run=store, resume=True, progress=progress, observers=observers)

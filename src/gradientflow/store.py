@@ -1,0 +1,184 @@
+"""The run store: one directory per run, written so that a kill at any moment leaves it readable.
+
+::
+
+    RUN/
+      config.json                  what defines the run (written once, at creation)
+      status.json                  running | finished | diverged | interrupted, with the summary
+      metrics/part-<step>.parquet  long format: step, epoch, split, name, value
+      tables/<name>-<step>.parquet other long tables (probe histograms, ...)
+      checkpoints/step-<step>.pt   model, optimiser, scheduler and loop state
+
+Every file is written to a temporary name in the same folder, flushed to disk and renamed into
+place (``os.replace`` is atomic), so readers see a whole file or none. Metric parts are named by
+the step of the checkpoint they precede; resuming from checkpoint ``s`` drops parts after ``s``,
+so a resumed run holds each step's rows exactly once. Queries across runs go through DuckDB.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import torch
+
+METRIC_SCHEMA = pa.schema([("step", pa.int64()), ("epoch", pa.int32()), ("split", pa.string()),
+                           ("name", pa.string()), ("value", pa.float64())])
+_PART = re.compile(r"^(?P<kind>.+)-(?P<step>\d{9})\.(parquet|pt)$")
+
+
+class StoreError(ValueError):
+    """A path that is not a usable run; the message is one line."""
+
+
+def write_atomic(path: Path, write) -> None:
+    """Call ``write(file_object)`` on a temporary file beside ``path``, fsync, then rename onto it."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj) -> None:
+    write_atomic(path, lambda f: f.write((json.dumps(obj, indent=2, default=str) + "\n").encode()))
+
+
+class Run:
+    """A run directory. ``Run.create`` makes a new one; ``Run(path)`` opens an existing one."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        if not (self.path / "config.json").is_file():
+            raise StoreError(f"{str(self.path)!r} is not a run (no config.json)")
+
+    @classmethod
+    def create(cls, path: str | os.PathLike, config: dict) -> "Run":
+        """A new run directory; refuses a folder that already has content, so nothing is overwritten."""
+        path = Path(path)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise StoreError(f"{str(path)!r} already exists and is not empty; choose a new folder or resume it")
+        if not path.parent.is_dir():
+            raise StoreError(f"parent folder {str(path.parent)!r} does not exist")
+        path.mkdir(exist_ok=True)
+        for sub in ("metrics", "tables", "checkpoints"):
+            (path / sub).mkdir()
+        write_json(path / "status.json", {"status": "created"})
+        write_json(path / "config.json", config)  # last: its presence marks a complete run folder
+        return cls(path)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def config(self) -> dict:
+        return json.loads((self.path / "config.json").read_text())
+
+    def status(self) -> dict:
+        try:
+            return json.loads((self.path / "status.json").read_text())
+        except (OSError, ValueError):
+            return {"status": "unknown"}
+
+    def set_status(self, status: str, **summary) -> None:
+        write_json(self.path / "status.json", {"status": status, **summary})
+
+    # --- metrics and tables ---
+
+    def append_metrics(self, step: int, rows: dict[str, list]) -> None:
+        """Write the rows logged up to ``step`` (columns of METRIC_SCHEMA) as one immutable part."""
+        table = pa.table(rows, schema=METRIC_SCHEMA)
+        write_atomic(self.path / "metrics" / f"part-{step:09d}.parquet", lambda f: pq.write_table(table, f))
+
+    def append_table(self, name: str, step: int, table: pa.Table) -> None:
+        """Another long table (for example probe histograms), one part per flush like the metrics."""
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+            raise StoreError(f"table name {name!r} must be lower-case letters, digits and _")
+        write_atomic(self.path / "tables" / f"{name}-{step:09d}.parquet", lambda f: pq.write_table(table, f))
+
+    def _parts(self, folder: str, kind: str | None = None) -> list[tuple[int, Path]]:
+        found = []
+        for p in (self.path / folder).glob("*"):
+            m = _PART.match(p.name)
+            if m and (kind is None or m["kind"] == kind):
+                found.append((int(m["step"]), p))
+        return sorted(found)
+
+    def metrics(self) -> pa.Table:
+        """All metric rows, in step order (an empty table for a run that logged nothing yet)."""
+        parts = [pq.read_table(p, schema=METRIC_SCHEMA) for _, p in self._parts("metrics")]
+        return pa.concat_tables(parts) if parts else METRIC_SCHEMA.empty_table()
+
+    def table(self, name: str) -> pa.Table | None:
+        parts = [pq.read_table(p) for _, p in self._parts("tables", name)]
+        return pa.concat_tables(parts) if parts else None
+
+    def series(self, name: str, split: str = "train") -> tuple[list[int], list[float]]:
+        """(steps, values) of one metric."""
+        t = self.metrics().filter((pc.field("name") == name) & (pc.field("split") == split))
+        return t["step"].to_pylist(), t["value"].to_pylist()
+
+    # --- checkpoints ---
+
+    def save_checkpoint(self, step: int, state: dict, keep: int = 2) -> None:
+        """Write ``state`` atomically as checkpoint ``step``; keep the newest ``keep`` ones."""
+        write_atomic(self.path / "checkpoints" / f"step-{step:09d}.pt", lambda f: torch.save(state, f))
+        for _, old in self._parts("checkpoints", "step")[:-keep]:
+            old.unlink(missing_ok=True)
+
+    def latest_checkpoint(self) -> tuple[int, Path] | None:
+        parts = self._parts("checkpoints", "step")
+        return parts[-1] if parts else None
+
+    def rewind(self, step: int) -> None:
+        """Drop what was written after checkpoint ``step`` (an interrupted run's last, unsaved stretch)."""
+        for folder in ("metrics", "tables"):
+            for s, p in self._parts(folder):
+                if s > step:
+                    p.unlink()
+        for p in self.path.rglob(".*.tmp"):
+            p.unlink(missing_ok=True)
+
+
+def list_runs(root: str | os.PathLike) -> list[Run]:
+    """The runs directly inside ``root`` (or ``root`` itself if it is a run), by name."""
+    root = Path(root)
+    if not root.is_dir():
+        raise StoreError(f"{str(root)!r} is not a folder")
+    if (root / "config.json").is_file():
+        return [Run(root)]
+    return [Run(p) for p in sorted(root.iterdir()) if (p / "config.json").is_file()]
+
+
+def query(sql: str, runs: Iterable[Run]) -> pa.Table:
+    """Run SQL over ``runs`` with DuckDB, which scans the Parquet parts in place. Two views:
+    ``metrics`` (run, step, epoch, split, name, value) and ``runs`` (run, status, every config field)."""
+    import duckdb
+
+    runs = list(runs)
+    con = duckdb.connect()
+    owners = pa.table({"file": [str(p) for r in runs for _, p in r._parts("metrics")],
+                       "run": [r.name for r in runs for _ in r._parts("metrics")]})
+    con.register("part_owner", owners)
+    if owners.num_rows:
+        files = ", ".join("'" + f.replace("'", "''") + "'" for f in owners["file"].to_pylist())
+        con.execute("create view metrics as select o.run, m.step, m.epoch, m.split, m.name, m.value "
+                    f"from read_parquet([{files}], filename = true) m join part_owner o on m.filename = o.file")
+    else:
+        con.execute("create view metrics as select * from (values (null::varchar, null::bigint, null::integer, "
+                    "null::varchar, null::varchar, null::double)) t(run, step, epoch, split, name, value) where false")
+    rows = [{"run": r.name, "status": r.status().get("status"), **r.config()} for r in runs]
+    con.register("runs", pa.Table.from_pylist(rows) if rows else pa.table({"run": pa.array([], pa.string())}))
+    return con.sql(sql).to_arrow_table()
