@@ -90,9 +90,10 @@ def load(spec: str, *, n_train: int | None = None, n_test: int | None = None, no
         else:
             x, y = _TOY_MAKERS[spec](a + b, noise, rng)
         arrays = (x[:a], y[:a], x[a:], y[a:])
-    if kind in FILE_KINDS:
-        arrays = _subset(arrays, n_train, n_test)
-    return _checked(spec, *arrays)
+    d = _checked(spec, *arrays)
+    if kind in FILE_KINDS and (n_train or n_test):  # classes stay those of the whole file
+        d = Dataset(d.name, d.x_train[:n_train], d.y_train[:n_train], d.x_test[:n_test], d.y_test[:n_test], d.classes)
+    return d
 
 
 # --- the TensorFlow Playground's 2-D sets (re-derived: labels 0/1, inputs in about [-6, 6]) ---
@@ -168,11 +169,6 @@ def _digits(n_train: int | None, n_test: int | None, seed: int):
     return x[order[:n_train]], y[order[:n_train]], x[order[n_train:n_train + n_test]], y[order[n_train:n_train + n_test]]
 
 
-def _subset(arrays, n_train: int | None, n_test: int | None):
-    x, y, xt, yt = arrays
-    return x[:n_train], y[:n_train], xt[:n_test], yt[:n_test]
-
-
 # --- the user's files ---
 
 _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -246,7 +242,8 @@ def _read_npz(path: Path):
     for key, a in (("x_train", x), ("x_test", xt)):
         if a.dtype.kind not in "biuf":
             raise DataError(f"npz:{path}: {key} has dtype {a.dtype}; expected numbers")
-    return x.reshape(len(x), -1) if x.ndim else x, y, xt.reshape(len(xt), -1) if xt.ndim else xt, yt
+    flat = lambda a: a.reshape(a.shape[0], math.prod(a.shape[1:])) if a.ndim > 2 else a  # images -> rows
+    return flat(x), y, flat(xt), yt
 
 
 def _checked(name: str, x, y, xt, yt) -> Dataset:

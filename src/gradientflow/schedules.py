@@ -8,7 +8,7 @@ constant       1                                             (none)
 step           gamma ** floor(t / step_size)                 StepLR
 exponential    gamma ** t                                    ExponentialLR
 cosine         (1 + cos(pi t / T)) / 2, T = total steps      CosineAnnealingLR(eta_min=0)
-warmup         min(1, f + (1 - f) t / W), f = 1/W            LinearLR(start_factor=f, total_iters=W)
+warmup         min(1, (t + 1) / W)                           LinearLR(start_factor=1/W, total_iters=W-1)
 =============  ============================================  ==============================
 
 ``warmup_steps`` W > 0 puts the linear warm-up in front of any of the others (SequentialLR);
@@ -45,10 +45,10 @@ def make(name: str, optimizer: torch.optim.Optimizer, *, total_steps: int, step_
         main = lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps - warmup_steps), eta_min=0.0)
     else:
         main = None
-    if warmup_steps == 0:
+    if warmup_steps <= 1:  # one warm-up step at the full rate is no warm-up
         return main
     warm = lr_scheduler.LinearLR(optimizer, start_factor=1.0 / warmup_steps, end_factor=1.0,
-                                 total_iters=warmup_steps)
+                                 total_iters=warmup_steps - 1)
     if main is None:
         return warm
     return lr_scheduler.SequentialLR(optimizer, [warm, main], milestones=[warmup_steps])
