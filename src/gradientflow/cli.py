@@ -343,7 +343,7 @@ _TRAIN_FIELDS = ("data", "n_train", "n_test", "noise", "data_seed", "normalize",
 def train_cmd(ctx, config_file, out, resume, quiet, as_json, **options) -> None:
     """Train an MLP and keep the run (config, metrics in Parquet, checkpoints) on disk."""
     from . import job
-    from .config import TrainConfig, load_file
+    from .config import TrainConfig, describe_error, load_file
     from .data import DataError
     from .store import StoreError
 

@@ -122,9 +122,14 @@ def locate_nonfinite(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -
         return "the loss (the logits are finite but the cross-entropy is not)"
     if backward_bad:
         return f"gradient w.r.t. the output of {backward_bad[0]}"
-    for n, p in model.named_parameters():
-        if p.grad is not None and not torch.isfinite(p.grad).all():
+    grads = [(n, p.grad) for n, p in model.named_parameters() if p.grad is not None]
+    for n, g in grads:
+        if not torch.isfinite(g).all():
             return f"gradient of parameter '{n}'"
+    if grads:
+        name, big = max(((n, g.abs().max().item()) for n, g in grads), key=lambda t: t[1])
+        if not math.isfinite(torch.nn.utils.get_total_norm([g for _, g in grads]).item()):
+            return f"the total gradient norm overflows (largest entry {big:.3g}, in '{name}'): exploding gradients"
     return "nowhere on re-run (the non-finite value did not reproduce)"
 
 

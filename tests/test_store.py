@@ -1,0 +1,94 @@
+import pyarrow as pa
+import pytest
+import torch
+
+from gradientflow import store
+from gradientflow.store import Run, StoreError
+
+
+def _rows(steps, name="loss", split="train"):
+    return {"step": list(steps), "epoch": [0] * len(steps), "split": [split] * len(steps),
+            "name": [name] * len(steps), "value": [float(s) for s in steps]}
+
+
+def test_create_refuses_a_folder_with_content(tmp_path):
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "precious.txt").write_text("keep")
+    with pytest.raises(StoreError, match="not empty"):
+        Run.create(tmp_path / "busy", {})
+    assert (tmp_path / "busy" / "precious.txt").read_text() == "keep"
+    with pytest.raises(StoreError, match="parent folder"):
+        Run.create(tmp_path / "no" / "such", {})
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert Run.create(empty, {"a": 1}).config() == {"a": 1}
+
+
+def test_metrics_parts_checkpoints_and_rewind(tmp_path):
+    run = Run.create(tmp_path / "r", {"lr": 0.1})
+    run.append_metrics(3, _rows([1, 2, 3]))
+    run.save_checkpoint(3, {"x": torch.ones(2)})
+    run.append_metrics(6, _rows([4, 5, 6]))  # then "killed" before checkpoint 6 was written
+    assert run.metrics()["step"].to_pylist() == [1, 2, 3, 4, 5, 6]
+    assert run.latest_checkpoint()[0] == 3
+    run.rewind(3)
+    assert run.metrics()["step"].to_pylist() == [1, 2, 3]
+    assert run.series("loss") == ([1, 2, 3], [1.0, 2.0, 3.0])
+
+
+def test_only_the_newest_checkpoints_are_kept(tmp_path):
+    run = Run.create(tmp_path / "r", {})
+    for step in (5, 10, 15, 20):
+        run.save_checkpoint(step, {"step": step}, keep=2)
+    assert sorted(p.name for p in (run.path / "checkpoints").iterdir()) == ["step-000000015.pt", "step-000000020.pt"]
+    step, path = run.latest_checkpoint()
+    assert step == 20 and torch.load(path)["step"] == 20
+
+
+def test_a_half_written_file_is_invisible_and_cleaned_by_rewind(tmp_path):
+    run = Run.create(tmp_path / "r", {})
+    run.append_metrics(2, _rows([1, 2]))
+    leftover = run.path / "metrics" / ".part-000000004.parquet.abc.tmp"
+    leftover.write_bytes(b"PAR1 half")  # what a SIGKILL during a write leaves
+    assert run.metrics().num_rows == 2
+    run.rewind(2)
+    assert not leftover.exists()
+
+
+def test_a_failed_write_leaves_the_old_file(tmp_path):
+    target = tmp_path / "f.json"
+    store.write_json(target, {"v": 1})
+
+    def fail(f):
+        f.write(b"partial")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        store.write_atomic(target, fail)
+    assert target.read_text().strip().startswith("{") and list(tmp_path.iterdir()) == [target]
+
+
+def test_tables_and_names(tmp_path):
+    run = Run.create(tmp_path / "r", {})
+    assert run.table("hist") is None
+    run.append_table("hist", 5, pa.table({"step": [5], "layer": [1]}))
+    run.append_table("hist", 9, pa.table({"step": [9], "layer": [1]}))
+    assert run.table("hist")["step"].to_pylist() == [5, 9]
+    with pytest.raises(StoreError, match="table name"):
+        run.append_table("../evil", 1, pa.table({"a": [1]}))
+
+
+def test_list_and_query_across_runs(tmp_path):
+    for name, lr in (("a", 0.1), ("b", 0.2)):
+        Run.create(tmp_path / name, {"lr": lr}).append_metrics(2, _rows([1, 2]))
+    (tmp_path / "not-a-run").mkdir()
+    runs = store.list_runs(tmp_path)
+    assert [r.name for r in runs] == ["a", "b"]
+    rows = store.query("select run, lr, sum(value) as s from metrics join runs using (run) "
+                       "group by run, lr order by run", runs).to_pylist()
+    assert rows == [{"run": "a", "lr": 0.1, "s": 3.0}, {"run": "b", "lr": 0.2, "s": 3.0}]
+    assert store.query("select count(*) as n from metrics", []).to_pylist() == [{"n": 0}]
+    with pytest.raises(StoreError, match="not a folder"):
+        store.list_runs(tmp_path / "absent")
+    with pytest.raises(StoreError, match="not a run"):
+        Run(tmp_path / "not-a-run")
