@@ -3,7 +3,10 @@
 The public API, re-exported explicitly.
 """
 
-from . import activations, gaussian, init, properties, theory
+from . import activations, data, gaussian, init, job, optim, properties, schedules, store, theory, train
+from .config import TrainConfig
+from .store import Run
+from .train import Summary, fit
 from .activations import CATALOG, Activation, Maxout
 from .init import Scale, lsuv_
 from .model import initialize_, mlp
@@ -18,15 +21,25 @@ __all__ = [
     "LayerStats",
     "Maxout",
     "Properties",
+    "Run",
     "Scale",
+    "Summary",
+    "TrainConfig",
     "activations",
+    "data",
+    "fit",
     "gaussian",
     "init",
     "initialize_",
+    "job",
     "lsuv_",
     "measure",
     "mlp",
+    "optim",
     "properties",
     "propagate",
+    "schedules",
+    "store",
     "theory",
+    "train",
 ]
