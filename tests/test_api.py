@@ -29,7 +29,7 @@ ALLOWED = {
     "schedules": set(),
     "store": set(),
     "train": {"optim", "schedules", "store", "config", "data"},
-    "job": {"data", "model", "config", "store", "train"},
+    "job": {"data", "model", "config", "store", "train", "probes"},
     "model": {"activations", "init"},
     "propagate": {"properties", "activations"},
     "cost": {"activations"},

@@ -129,3 +129,30 @@ def test_sigkill_leaves_a_readable_store_and_resume_is_bit_identical(tmp_path):
     c = torch.load(Run(tmp_path / "cut").latest_checkpoint()[1], weights_only=False)["model"]
     assert all(torch.equal(w[k], c[k]) for k in w)
     assert Run(tmp_path / "cut").metrics().num_rows == Run(tmp_path / "whole").metrics().num_rows
+
+
+def test_train_with_probes_stores_them_and_inspect_reports(tmp_path):
+    res = invoke("train", "--data", "mnist1d", "--n-train", "500", "--n-test", "100", "--depth", "6", "--width", "64",
+                 "--optimizer", "sgd", "--lr", "1", "--epochs", "3", "--probe", "--quiet", "--out", tmp_path / "r")
+    assert res.exit_code == 0, res.output
+    run = Run(tmp_path / "r")
+    assert set(run.table("probes")["step"].to_pylist()) == {4, 8, 12}  # one window per epoch
+    assert run.table("histograms").num_rows == 3 * 7 * 50
+    out = invoke("inspect", tmp_path / "r", "--json", "--plot", tmp_path / "fig")
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.output)
+    assert [x["layer"] for x in report["layers"]] == ["0", "2", "4", "6", "8", "10", "12"]
+    assert "dead" in {f["kind"] for f in report["findings"]}  # lr 1 kills ReLUs
+    assert len(report["figures"]) == 4 and all(Path(f).stat().st_size > 5000 for f in report["figures"])
+    text = invoke("inspect", tmp_path / "r").output
+    assert "dead units since step" in text and "try:" in text
+    assert invoke("inspect", tmp_path / "nope").exit_code == 2
+    invoke("train", *QUICK, "--out", tmp_path / "plain")
+    assert "train it with --probe" in invoke("inspect", tmp_path / "plain").output
+
+
+def test_probes_do_not_change_training(tmp_path):
+    base = ["train", *QUICK, "--json"]
+    a = json.loads(invoke(*base, "--out", tmp_path / "a").output)
+    b = json.loads(invoke(*base, "--probe", "--probe-every", "2", "--out", tmp_path / "b").output)
+    assert (a["test_loss"], a["train_loss"]) == (b["test_loss"], b["train_loss"])

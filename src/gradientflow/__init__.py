@@ -3,7 +3,7 @@
 The public API, re-exported explicitly.
 """
 
-from . import activations, data, gaussian, init, job, optim, properties, schedules, store, theory, train
+from . import activations, data, gaussian, init, job, optim, probes, properties, schedules, store, theory, train
 from .config import TrainConfig
 from .store import Run
 from .train import Summary, fit
@@ -11,6 +11,7 @@ from .activations import CATALOG, Activation, Maxout
 from .init import Scale, lsuv_
 from .model import initialize_, mlp
 from .properties import Properties, measure
+from .probes import watch
 from .propagate import LayerStats, propagate
 
 __version__ = "0.1.0"
@@ -36,10 +37,12 @@ __all__ = [
     "measure",
     "mlp",
     "optim",
+    "probes",
     "properties",
     "propagate",
     "schedules",
     "store",
     "theory",
     "train",
+    "watch",
 ]

@@ -298,12 +298,6 @@ def theory_phase(activation, out, resolution, sigma_w2_max, sigma_b2_max) -> Non
 
 # --- training -------------------------------------------------------------------------------
 
-_TRAIN_FIELDS = ("data", "n_train", "n_test", "noise", "data_seed", "normalize", "depth", "width", "activation",
-                 "init", "std", "gain", "optimizer", "lr", "momentum", "rho", "eps", "weight_decay", "clip_norm",
-                 "clip_value", "schedule", "step_size", "gamma", "warmup_steps", "epochs", "batch_size", "seed",
-                 "checkpoint_every", "device")
-
-
 @main.command("train")
 @click.option("--data", help="mnist1d (default), digits, circle, xor, gaussians, spiral, mixture, idx:DIR, npz:FILE.")
 @click.option("--n-train", type=int, help="Training samples (default: the dataset's usual size).")
@@ -334,6 +328,9 @@ _TRAIN_FIELDS = ("data", "n_train", "n_test", "noise", "data_seed", "normalize",
 @click.option("--seed", type=int, help="Seed of the weights and the shuffling (0).")
 @click.option("--checkpoint-every", type=int, help="Steps between checkpoints (default: every epoch).")
 @click.option("--device", help="cpu (default), cuda, cuda:N or auto.")
+@click.option("--probe", is_flag=True, default=None, help="Watch every layer (probes) and store the statistics.")
+@click.option("--probe-every", type=int, help="Sample every K-th step (1).")
+@click.option("--probe-window", type=int, help="Steps per window of probe statistics (one epoch).")
 @click.option("--config", "config_file", help="YAML or TOML file of these fields; options given here win.")
 @click.option("--out", help="Run folder (new or empty; default runs/<time>-<data>-<activation>-<optimizer>).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
@@ -514,6 +511,45 @@ def runs_sql(query_text, root, as_json) -> None:
         click.echo(json.dumps(rows, indent=2, default=str))
     elif rows:
         _print_table(rows, list(rows[0]))
+
+
+@main.command("inspect")
+@click.argument("run")
+@click.option("--plot", "plot_dir", help="Folder for the probe figures (histograms, heat maps, timelines, Glorot).")
+@click.option("--json", "as_json", is_flag=True)
+def inspect_cmd(run, plot_dir, as_json) -> None:
+    """Findings in words, with numbers, from a run trained with --probe."""
+    from .probes import findings
+
+    (r,) = _open_runs([run])
+    long, layers = r.table("probes"), r.table("probe_layers")
+    if long is None:
+        raise BadInput(f"run {run!r} has no probe statistics; train it with --probe")
+    rows = findings.from_long(long.to_pylist(), layers.to_pylist() if layers is not None else [])
+    found = findings.analyse(rows)
+    figures = []
+    if plot_dir:
+        from . import plots
+
+        folder = _output_folder(plot_dir)
+        hists = {}
+        for h in r.table("histograms").to_pylist():
+            lo, hi, counts = hists.get((h["step"], h["layer"]), (h["lo"], h["hi"], []))
+            hists[(h["step"], h["layer"])] = (min(lo, h["lo"]), max(hi, h["hi"]), counts + [h["count"]])
+        for stem, fig in (("probe_histograms", plots.probe_histograms(hists)), ("probe_heatmaps", plots.probe_heatmaps(hists)),
+                          ("probe_timelines", plots.probe_timelines(rows)), ("glorot_ratios", plots.glorot_ratios(rows))):
+            figures.append(str(plots.save(fig, folder, stem)[0]))
+    if as_json:
+        last = max(x["last_step"] for x in rows)
+        click.echo(json.dumps({"run": r.name, "step": last, "findings": [f.to_dict() for f in found],
+                               "layers": [x for x in rows if x["last_step"] == last], "figures": figures}, indent=2))
+        return
+    if not found:
+        click.echo(f"{r.name}: no findings (every rule within its threshold)")
+    for f in found:
+        click.echo(f"- {f.message}\n  try: {f.recommendation}")
+    for path in figures:
+        click.echo(f"figure: {path}")
 
 
 def run() -> None:

@@ -136,6 +136,10 @@ class TrainConfig(_Config):
     seed: int = Field(0, ge=0, le=2**63 - 1)
     checkpoint_every: int | None = Field(None, ge=1)  # steps; None: at the end of every epoch
     device: str = "cpu"
+    # probes (issue 4): sample every probe_every-th step; a window of statistics per probe_window steps
+    probe: bool = False
+    probe_every: int = Field(1, ge=1)
+    probe_window: int | None = Field(None, ge=1)  # None: one window per epoch
 
     @field_validator("data")
     @classmethod

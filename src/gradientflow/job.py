@@ -10,6 +10,8 @@ import os
 
 import torch
 
+import math
+
 from . import data, model
 from .config import TrainConfig
 from .store import Run
@@ -26,12 +28,28 @@ def prepare(cfg: TrainConfig) -> tuple[torch.nn.Module, data.Dataset]:
     return net, d
 
 
+def _with_probe(cfg: TrainConfig, net: torch.nn.Module, d: data.Dataset, observers: tuple):
+    """``cfg.probe``: a ``watch`` on the model joins the observers (windows: one per epoch by default)."""
+    if not cfg.probe:
+        return None, observers
+    from .probes import watch
+
+    window = cfg.probe_window or math.ceil(len(d.y_train) / cfg.batch_size)
+    probe = watch(net, every=cfg.probe_every, window=window)
+    return probe, (*observers, probe)
+
+
 def run(cfg: TrainConfig, out: str | os.PathLike | None = None, *, progress: bool = False,
         observers: tuple = ()) -> Summary:
     """Train a new run as ``cfg`` says, stored in ``out`` when given (a new or empty folder)."""
     net, d = prepare(cfg)
     store = Run.create(out, cfg.model_dump()) if out is not None else None
-    return fit(net, d, cfg, run=store, progress=progress, observers=observers)
+    probe, observers = _with_probe(cfg, net, d, observers)
+    try:
+        return fit(net, d, cfg, run=store, progress=progress, observers=observers)
+    finally:
+        if probe is not None:
+            probe.detach()
 
 
 def resume(out: str | os.PathLike, *, epochs: int | None = None, progress: bool = False,
@@ -47,4 +65,9 @@ def resume(out: str | os.PathLike, *, epochs: int | None = None, progress: bool 
         write_json(store.path / "config.json", cfg.model_dump())
     cfg = TrainConfig(**stored)
     net, d = prepare(cfg)
-    return fit(net, d, cfg, run=store, resume=True, progress=progress, observers=observers)
+    probe, observers = _with_probe(cfg, net, d, observers)
+    try:
+        return fit(net, d, cfg, run=store, resume=True, progress=progress, observers=observers)
+    finally:
+        if probe is not None:
+            probe.detach()

@@ -177,3 +177,90 @@ def run_curves(runs: list) -> Figure:
     ax_acc.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def _layer_order(rows: list[dict]) -> list[str]:
+    seen: list[str] = []
+    for r in rows:
+        if r["layer"] not in seen:
+            seen.append(r["layer"])
+    return seen
+
+
+def probe_histograms(hists: dict, title: str = "") -> Figure:
+    """The per-layer histogram grid of the last window (C15). ``hists``: {(step, layer): (lo, hi, counts)}."""
+    step = max(s for s, _ in hists)
+    layers = [layer for s, layer in hists if s == step]
+    cols = min(5, len(layers))
+    rows = math.ceil(len(layers) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.2 * rows), squeeze=False)
+    for ax, layer in zip(axes.flat, layers):
+        lo, hi, counts = hists[(step, layer)]
+        counts = np.asarray(counts, dtype=float)
+        edges = np.linspace(lo, hi, len(counts) + 1)
+        ax.stairs(counts / max(counts.sum(), 1), edges, fill=True, alpha=0.7)
+        ax.set_title(f"layer {layer}", fontsize=9)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(layers):]:
+        ax.axis("off")
+    fig.suptitle(title or f"activation histograms, window ending at step {step}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def probe_heatmaps(hists: dict) -> Figure:
+    """Each layer's activation histogram over time: x = window, y = activation value, colour = share."""
+    layers = _layer_order([{"layer": layer} for _, layer in sorted(hists, key=lambda k: k[0])])
+    cols = min(4, len(layers))
+    rows = math.ceil(len(layers) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows), squeeze=False)
+    for ax, layer in zip(axes.flat, layers):
+        steps = sorted(s for s, name in hists if name == layer)
+        lo, hi, _ = hists[(steps[-1], layer)]
+        grid = np.stack([np.asarray(hists[(s, layer)][2], float) / max(sum(hists[(s, layer)][2]), 1) for s in steps], 1)
+        ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis",
+                  extent=(steps[0], steps[-1] if len(steps) > 1 else steps[0] + 1, lo, hi))
+        ax.set_title(f"layer {layer}", fontsize=9)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(layers):]:
+        ax.axis("off")
+    fig.supxlabel("step", fontsize=9)
+    fig.supylabel("activation value", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def probe_timelines(rows: list[dict]) -> Figure:
+    """Per layer over time: norm of dL/d(output), weight-gradient norm, dead fraction, update ratio."""
+    panels = [("act_grad_norm", "‖∂L/∂h‖ (RMS over steps)", "log"), ("weight_grad_norm", "‖∂L/∂W‖", "log"),
+              ("dead", "dead units (share)", "linear"), ("update_ratio", "‖ΔW‖ / ‖W‖ per step", "log")]
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
+    layers = _layer_order(rows)
+    cmap = plt.get_cmap("viridis")
+    for ax, (col, label, scale) in zip(axes, panels):
+        for k, layer in enumerate(layers):
+            pts = sorted((r["last_step"], r.get(col, math.nan)) for r in rows if r["layer"] == layer)
+            xs, ys = zip(*pts)
+            ax.plot(xs, ys, "o-", ms=2, color=cmap(k / max(1, len(layers) - 1)), label=f"layer {layer}")
+        ax.set(xlabel="step", title=label, yscale=scale)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def glorot_ratios(rows: list[dict]) -> Figure:
+    """Glorot & Bengio's forward Var(z)/Var(x) and backward Var(dL/dx)/Var(dL/dz) per layer (C18)."""
+    step = max(r["last_step"] for r in rows)
+    last = [r for r in rows if r["last_step"] == step]
+    names = [r["layer"] for r in last]
+    xs = np.arange(len(last))
+    fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(last) + 2), 3.6))
+    ax.bar(xs - 0.2, [r.get("glorot_forward", math.nan) for r in last], 0.4, label="forward Var(z)/Var(x)")
+    ax.bar(xs + 0.2, [r.get("glorot_backward", math.nan) for r in last], 0.4, label="backward Var(∂L/∂x)/Var(∂L/∂z)")
+    ax.axhline(1.0, color="k", lw=0.8, ls="--")
+    ax.set(xticks=xs, xticklabels=names, xlabel="layer", ylabel="ratio", yscale="log",
+           title=f"Glorot ratios (1 = variance kept), window ending at step {step}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

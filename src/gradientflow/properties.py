@@ -117,6 +117,26 @@ def saturated_region(act: Activation, threshold: float = SATURATION_THRESHOLD) -
     return tuple((bounds[k], bounds[k + 1]) for k in range(0, len(bounds), 2))
 
 
+def dead_region(act: Activation) -> tuple[tuple[float | None, float | None], ...]:
+    """Intervals of x where f'(x) = 0 exactly: a unit whose input stays there gets no gradient at all
+    (a dead ReLU, C7). Boundaries sit at the activation's kinks; () for activations whose slope is
+    never exactly zero (sigmoid, tanh, leaky ReLU, ...)."""
+    inside = act.numpy_derivative(_GRID) == 0
+    if not inside.any():
+        return ()
+    edges = np.flatnonzero(np.diff(inside.astype(np.int8)))
+    kinks = np.asarray(act.kinks, dtype=float)
+
+    def cut(i: int) -> float:
+        near = kinks[(kinks >= _GRID[i]) & (kinks <= _GRID[i + 1])] if len(kinks) else kinks
+        return float(near[0]) if len(near) else float((_GRID[i] + _GRID[i + 1]) / 2)
+
+    bounds: list[float | None] = ([None] if inside[0] else []) + [cut(i) for i in edges] + ([None] if inside[-1] else [])
+    pairs = [(bounds[k], bounds[k + 1]) for k in range(0, len(bounds), 2)]
+    # zero by construction (bounded by kinks), not by float underflow far out in a smooth tail
+    return tuple(p for p in pairs if all(b is None or b in act.kinks for b in p))
+
+
 def saturated_fraction(act: Activation, std: float = 1.0, threshold: float = SATURATION_THRESHOLD) -> float:
     """P(|f'(s z)| < threshold max|f'|), z ~ N(0, 1): the share of saturated units at input std s.
 

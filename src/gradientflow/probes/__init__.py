@@ -1,0 +1,5 @@
+"""Per-layer diagnostics of any nn.Module while it trains: ``watch``, its statistics, and findings."""
+
+from .probe import Probe, activation_of, watch
+
+__all__ = ["Probe", "activation_of", "watch"]

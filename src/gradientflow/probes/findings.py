@@ -1,0 +1,147 @@
+"""Findings in words, with their numbers, from probe statistics; and what to try (the seeds' remedies).
+
+Input: the rows of probe windows (``Probe.history()`` or a stored run's ``probes`` table made
+wide by ``from_long``): one row per layer and window, with ``last_step``. Each rule states its
+threshold; a rule that does not fire says nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+DEAD = 0.10  # share of units never active over a window (C7)
+SATURATED = 0.30  # share of pre-activations with |f'| < 5% of its max (C1, C15)
+VANISHED = 1e-2  # a layer's dL/dh norm below this fraction of the largest layer's (C2)
+EXPLODED = 1e2  # the input-side layer's dL/dh norm above this multiple of the output side's (C3)
+COLLAPSED = 1e-3  # last hidden layer's activation std below this fraction of the first's (C15)
+OFF_CENTRE = 1.0  # |mean x| / std x of a layer's input (C4, C19)
+COHERENT = 0.9  # share of a unit's weight-gradient entries sharing one sign (C4)
+UPDATE_RANGE = (1e-5, 1e-1)
+# one-sided activations: their "saturated" side is the negative half-line, reported as dead units instead
+ONE_SIDED = ("relu", "leaky_relu", "prelu", "elu", "selu", "gelu", "silu", "mish", "softplus")  # ||dW|| / ||W|| per step; CS231n's rule of thumb is about 1e-3
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str
+    layers: list[str]
+    message: str
+    recommendation: str
+    numbers: dict
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def from_long(rows: list[dict], layers: list[dict] = ()) -> list[dict]:
+    """Stored long rows (step, layer, name, value) -> one dict per (step, layer), in stored order;
+    ``layers`` (step, layer, type, activation) adds the text columns."""
+    wide: dict[tuple[int, str], dict] = {}
+    for r in rows:
+        wide.setdefault((r["step"], r["layer"]), {"layer": r["layer"], "last_step": r["step"]})[r["name"]] = r["value"]
+    for r in layers:
+        if (r["step"], r["layer"]) in wide:
+            wide[(r["step"], r["layer"])].update(type=r["type"], activation=r["activation"] or None)
+    return list(wide.values())
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.2g}" if abs(v) < 1e-2 or abs(v) >= 1e3 else f"{v:.3g}"
+
+
+def _span(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{names[0]}–{names[-1]}" if len(names) > 3 else ", ".join(names)
+
+
+def analyse(rows: list[dict]) -> list[Finding]:
+    """The findings for the last window, with history used for 'since step N'."""
+    if not rows:
+        return []
+    last_step = max(r["last_step"] for r in rows)
+    last = [r for r in rows if r["last_step"] == last_step]
+    hidden = [r for r in last if r.get("activation") not in (None, "") and not _nan(r.get("act_std"))] or last
+    found: list[Finding] = []
+
+    for r in last:
+        dead = r.get("dead", math.nan)
+        if not _nan(dead) and dead >= DEAD:
+            since = _since(rows, r["layer"], lambda w: w.get("dead", 0) >= DEAD)
+            found.append(Finding("dead", [r["layer"]], f"layer {r['layer']}: {dead:.0%} dead units since step {since}",
+                                 "dead ReLUs (C7): lower the learning rate, use He init, or Leaky ReLU / PReLU / "
+                                 "Maxout (C8, C9)", {"dead": dead, "since_step": since}))
+    sat = [r for r in hidden if not _nan(r.get("saturated")) and r["saturated"] >= SATURATED
+           and r.get("activation") not in ONE_SIDED]
+    if sat:
+        worst = max(sat, key=lambda r: r["saturated"])
+        found.append(Finding("saturated", [r["layer"] for r in sat],
+                             f"layers {_span([r['layer'] for r in sat])}: up to {worst['saturated']:.0%} of "
+                             f"pre-activations saturated (layer {worst['layer']})",
+                             "saturated units pass almost no gradient (C1, C15): use a smaller initial scale "
+                             "(Xavier/LeCun), or a non-saturating activation (ReLU family)",
+                             {r["layer"]: r["saturated"] for r in sat}))
+    grads = [(r["layer"], r.get("act_grad_norm", math.nan)) for r in hidden]
+    grads = [(n, g) for n, g in grads if not _nan(g)]
+    if len(grads) >= 2:
+        top_name, top = max(grads, key=lambda t: t[1])
+        weak = [n for n, g in grads if top > 0 and g < VANISHED * top]
+        if weak:
+            low = min(g for n, g in grads if n in weak)
+            found.append(Finding("vanishing", weak, f"layers {_span(weak)}: gradient {_fmt(low / top)} of layer "
+                                 f"{top_name}'s (norm of dL/d output)",
+                                 "vanishing gradients (C2): ReLU-family activations, Xavier/He init (C16, C17), "
+                                 "input normalisation, a shallower net", {"ratio": low / top, "largest": top}))
+        first, lastg = grads[0][1], grads[-1][1]
+        if lastg > 0 and first > EXPLODED * lastg:
+            found.append(Finding("exploding", [grads[0][0]], f"layer {grads[0][0]}'s gradient is {_fmt(first / lastg)}× "
+                                 f"layer {grads[-1][0]}'s: gradients grow towards the input",
+                                 "exploding gradients (C3): clip by norm (--clip-norm), lower the initial scale",
+                                 {"ratio": first / lastg}))
+    stds = [(r["layer"], r.get("act_std", math.nan)) for r in hidden if not _nan(r.get("act_std"))]
+    if len(stds) >= 2 and stds[0][1] > 0 and stds[-1][1] < COLLAPSED * stds[0][1]:
+        found.append(Finding("collapse", [stds[-1][0]], f"activations collapse: layer {stds[-1][0]} std "
+                             f"{_fmt(stds[-1][1])} against {_fmt(stds[0][1])} at layer {stds[0][0]}",
+                             "the initial scale is too small (C15): use Xavier (tanh) or He (ReLU)",
+                             {"first_std": stds[0][1], "last_std": stds[-1][1]}))
+    off = [(r["layer"], r["input_mean_over_std"]) for r in last
+           if not _nan(r.get("input_mean_over_std")) and r["input_mean_over_std"] > OFF_CENTRE]
+    if off:
+        found.append(Finding("off_centre", [n for n, _ in off], f"layers {_span([n for n, _ in off])}: inputs not "
+                             f"zero-centred (|mean|/std up to {max(m for _, m in off):.2g})",
+                             "all-positive inputs make a unit's weight gradients share one sign (zig-zag, C4): "
+                             "centre the data (--normalize standardize, C19), prefer tanh to sigmoid (C5)",
+                             dict(off)))
+    coherent = [(r["layer"], r["sign_coherence"]) for r in last
+                if not _nan(r.get("sign_coherence")) and r["sign_coherence"] > COHERENT]
+    if coherent:
+        found.append(Finding("zigzag", [n for n, _ in coherent], f"layers {_span([n for n, _ in coherent])}: up to "
+                             f"{max(c for _, c in coherent):.0%} of each unit's weight gradients share one sign",
+                             "zig-zag updates (C4): zero-centred inputs, larger batches", dict(coherent)))
+    for r in last:
+        units, distinct = r.get("units"), r.get("distinct_units")
+        if units and distinct is not None and units > 1 and distinct == 1:
+            found.append(Finding("symmetry", [r["layer"]], f"layer {r['layer']}: all {int(units)} units are "
+                                 "copies of one", "symmetric (e.g. all-zero) init (C14): initialise weights "
+                                 "randomly", {"distinct_units": distinct}))
+        u = r.get("update_ratio", math.nan)
+        if not _nan(u) and not UPDATE_RANGE[0] <= u <= UPDATE_RANGE[1]:
+            verdict = "too small: learning stalls" if u < UPDATE_RANGE[0] else "too large: training is unstable"
+            found.append(Finding("update_ratio", [r["layer"]], f"layer {r['layer']}: update/weight ratio "
+                                 f"{_fmt(u)} per step ({verdict})", "adjust the learning rate; about 1e-3 is "
+                                 "typical", {"update_ratio": u}))
+    return found
+
+
+def _nan(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _since(rows: list[dict], layer: str, condition) -> int:
+    """The first step of the trailing run of windows in which ``condition`` holds for ``layer``."""
+    windows = sorted((r for r in rows if r["layer"] == layer), key=lambda r: r["last_step"])
+    start = windows[-1]
+    for w in reversed(windows):
+        if not condition(w):
+            break
+        start = w
+    return int(start.get("first_step", start["last_step"]))

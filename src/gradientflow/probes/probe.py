@@ -1,0 +1,465 @@
+"""``watch(model)``: per-layer diagnostics of any ``nn.Module`` while it trains, from hooks.
+
+A *layer* is a parametric module (Linear, Conv1d/2d/3d, Maxout) with the activation module that
+follows it in the model's module order, if any (``layers=`` overrides the choice by type, by name
+or by a predicate). Hooks add each sampled step's statistics into buffers preallocated on the
+model's device: nothing is read back until a window closes (``flush``/``summary``, or every
+``window`` steps), and memory is O(layers x bins) whatever the number of steps.
+
+A *step* is one forward pass of the watched model in training mode with gradients enabled;
+evaluation passes (``model.eval()`` or ``torch.no_grad()``) are not counted. Every ``every``-th
+step is sampled (the first step always).
+
+Columns of ``summary()`` (one row per layer, in forward order), pooled over the window's sampled
+steps; x is the layer's input, z = W x + b its output (the pre-activation), h = f(z):
+
+- ``act_mean``, ``act_std``: of h; ``hist``: counts of h in ``bins`` fixed bins over
+  [``hist_lo``, ``hist_hi``] (the activation's range where bounded, else fixed at the first step);
+- ``saturated``: share of z in the activation's saturated region (|f'| < 5% of its max; C1, C15);
+- ``zero``: share of h exactly 0; ``dead``: share of units whose z stayed in the activation's
+  zero-slope region for every sample of the window (C7; 0 for activations whose slope is never
+  exactly 0, NaN without an activation);
+- ``input_mean_over_std``: |mean x| / std x, how far the inputs are from zero-centred (C4, C19);
+- ``weight_grad_norm``: RMS over steps of ||dL/dW||; ``act_grad_norm``: RMS of ||dL/dh||;
+  ``grad_factor``: this layer's ``act_grad_norm`` over the next layer's (C2, C3);
+- ``glorot_forward`` = Var z / Var x and ``glorot_backward`` = Var(dL/dx) / Var(dL/dz): the two
+  conditions of Glorot & Bengio (2010), eqs. 10-11, both 1 when the layer keeps the variance (C18);
+- ``update_ratio``: ||W_t - W_{t-1}|| / ||W_{t-1}|| over one step, measured once every
+  ``update_every`` sampled steps (it needs a copy of the weights, so it is sampled more sparsely);
+- ``sign_coherence``: mean over units of the share of the unit's weight-gradient entries with the
+  majority sign (C4's zig-zag: 1.0 for a layer fed by sigmoid outputs at batch size 1);
+- ``distinct_units``: units that are not exact copies of another, read at the flush (C14).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from .. import activations, properties
+from ..activations import Activation, Maxout
+from . import stats
+
+PARAMETRIC = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, Maxout)
+
+# slots of a layer's accumulator row
+_N, _H, _X, _Z, _GZ, _GX, _GH = 0, 1, 4, 7, 10, 13, 16  # moments take 3 slots each
+_SAT, _ZERO, _WG, _WG_N, _SIGN, _SIGN_N, _UPD, _UPD_N = 19, 20, 21, 22, 23, 24, 25, 26
+_SLOTS = 27
+
+
+def activation_of(module: nn.Module) -> Activation | None:
+    """The catalog record of an activation module, honouring its parameters (slope, alpha)."""
+    if isinstance(module, nn.LeakyReLU):
+        return activations.leaky_relu(module.negative_slope)
+    if isinstance(module, nn.ELU):
+        return activations.elu(module.alpha)
+    if isinstance(module, nn.PReLU):
+        return activations.prelu(float(module.weight.detach().mean()))
+    if isinstance(module, nn.Hardtanh) and (module.min_val, module.max_val) != (-1.0, 1.0):
+        return None
+    for name, act in activations.CATALOG.items():
+        try:
+            if type(act.module(1)) is type(module):
+                return act
+        except TypeError:
+            continue
+    return None
+
+
+def _is_activation(module: nn.Module) -> bool:
+    return activation_of(module) is not None
+
+
+@dataclass
+class _Layer:
+    name: str
+    module: nn.Module
+    activation: nn.Module | None
+    act: Activation | None
+    unit_dim: int
+    bins: int
+    acc: Tensor = None
+    hist: Tensor = None
+    ever_active: Tensor | None = None
+    saturated_region: tuple = ()
+    dead_region: tuple = ()
+    hist_range: tuple[float | None, float | None] = (None, None)
+    order: int = -1  # position in the forward pass, set when first seen
+    snapshot: Tensor | None = None
+    last_h_moments: Tensor | None = None
+    gx_from: "_Layer | None" = None  # when this layer's input is that layer's output
+
+    @property
+    def h_grad_slot(self) -> int:
+        """Where dL/dh accumulates: its own slot, or z's when there is no activation (h = z)."""
+        return _GH if self.activation is not None else _GZ
+
+    @property
+    def weight(self) -> Tensor:
+        return self.module.linear.weight if isinstance(self.module, Maxout) else self.module.weight
+
+    @property
+    def bias(self) -> Tensor | None:
+        return self.module.linear.bias if isinstance(self.module, Maxout) else self.module.bias
+
+
+LayerFilter = tuple[type, ...] | list[str] | Callable[[str, nn.Module], bool] | None
+
+
+class Probe:
+    """Hooks on a model's layers and the on-device buffers they fill. Use ``watch()``."""
+
+    def __init__(self, model: nn.Module, *, every: int = 1, layers: LayerFilter = None, bins: int = 50,
+                 update_every: int = 10, window: int | None = None):
+        for name, v, lo in (("every", every, 1), ("bins", bins, 2), ("update_every", update_every, 1)):
+            if not isinstance(v, int) or v < lo:
+                raise ValueError(f"{name}={v!r} must be an integer >= {lo}")
+        if window is not None and (not isinstance(window, int) or window < 1):
+            raise ValueError(f"window={window!r} must be None or an integer >= 1")
+        self.model, self.every, self.bins, self.update_every, self.window = model, every, bins, update_every, window
+        self.step = 0
+        self.layers = self._find_layers(layers)
+        if not self.layers:
+            raise ValueError("no layers to probe: the model has no Linear/Conv/Maxout module matching the filter")
+        self._active = False
+        self._measure_update = False
+        self._last_h: Tensor | None = None
+        self._last_h_layer: _Layer | None = None
+        self._seen = 0
+        self._window_start = 1
+        self._rows: list[dict] = []  # closed windows not yet written to a run store
+        self._history: list[dict] = []
+        self._handles: list = []
+
+    # --- discovery ---
+
+    def _find_layers(self, wanted: LayerFilter) -> list[_Layer]:
+        named = list(self.model.named_modules())
+        inside_maxout = {id(m) for _, mo in named if isinstance(mo, Maxout) for m in mo.modules() if m is not mo}
+        found = []
+        for i, (name, module) in enumerate(named):
+            if id(module) in inside_maxout or not self._matches(wanted, name, module):
+                continue
+            act_module = None
+            if not isinstance(module, Maxout):
+                for _, nxt in named[i + 1:]:
+                    if isinstance(nxt, PARAMETRIC):
+                        break
+                    if _is_activation(nxt):
+                        act_module = nxt
+                        break
+            act = activations.get("maxout") if isinstance(module, Maxout) else (
+                activation_of(act_module) if act_module is not None else None)
+            unit_dim = 1 if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) else -1
+            found.append(_Layer(name or type(module).__name__, module, act_module, act, unit_dim, self.bins))
+        return found
+
+    @staticmethod
+    def _matches(wanted: LayerFilter, name: str, module: nn.Module) -> bool:
+        if wanted is None:
+            return isinstance(module, PARAMETRIC)
+        if isinstance(wanted, tuple):
+            return isinstance(module, wanted)
+        if isinstance(wanted, list):
+            return name in wanted
+        return bool(wanted(name, module))
+
+    # --- attach / detach ---
+
+    def attach(self) -> "Probe":
+        device = next(self.model.parameters()).device
+        for layer in self.layers:
+            layer.acc = torch.zeros(_SLOTS, dtype=torch.float64, device=device)
+            layer.hist = torch.zeros(self.bins, dtype=torch.float32, device=device)
+            if layer.act is not None and layer.act.name != "maxout":
+                layer.saturated_region = properties.saturated_region(layer.act)
+                layer.dead_region = properties.dead_region(layer.act)
+                layer.hist_range = properties.output_range(layer.act)
+            self._handles.append(layer.module.register_forward_hook(self._on_layer(layer)))
+            if layer.activation is not None:
+                self._handles.append(layer.activation.register_forward_hook(self._on_activation(layer)))
+            if layer.weight.requires_grad:
+                self._handles.append(layer.weight.register_post_accumulate_grad_hook(self._on_weight_grad(layer)))
+        self._handles.append(self.model.register_forward_pre_hook(self._on_step))
+        return self
+
+    def detach(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        self._last_h = None
+
+    def __enter__(self) -> "Probe":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.detach()
+
+    # --- hooks ---
+
+    def _on_step(self, module, inputs) -> None:
+        if not (module.training and torch.is_grad_enabled()):
+            self._active = False
+            return
+        if self.window is not None and self.step > 0 and self.step % self.window == 0 and self.step >= self._window_start:
+            self._close_window()
+        self.step += 1
+        self._active = (self.step - 1) % self.every == 0
+        if self._measure_update:
+            self._update_ratios()
+        # copy the weights one step before every update_every-th sampled step
+        nxt = self.step  # 0-based index of the next step
+        self._measure_update = nxt % self.every == 0 and (nxt // self.every) % self.update_every == self.update_every - 1
+        if self._measure_update:
+            for layer in self.layers:
+                w = layer.weight.detach()
+                if layer.snapshot is None or layer.snapshot.shape != w.shape:
+                    layer.snapshot = torch.empty_like(w)
+                layer.snapshot.copy_(w)
+        self._last_h = None
+
+    @torch.no_grad()
+    def _update_ratios(self) -> None:
+        for layer in self.layers:
+            if layer.snapshot is None:
+                continue
+            w = layer.weight.detach()
+            ratio = (w - layer.snapshot).norm() / layer.snapshot.norm().clamp(min=1e-30)
+            layer.acc[_UPD] += ratio
+            layer.acc[_UPD_N] += 1
+        self._measure_update = False
+
+    def _on_layer(self, layer: _Layer):
+        def hook(module, inputs, output):
+            if not self._active or not isinstance(output, Tensor):
+                return
+            if layer.order < 0:
+                layer.order = self._seen
+                self._seen += 1
+            acc = layer.acc
+            x = inputs[0] if inputs and isinstance(inputs[0], Tensor) else None
+            with torch.no_grad():
+                acc[_N] += 1
+                if x is not None:
+                    if x is self._last_h:  # the previous layer's output: its moments are already counted
+                        acc[_X:_X + 3] += self._last_h_layer.last_h_moments
+                    else:
+                        acc[_X:_X + 3] += stats.moments(x)
+                if layer.activation is None:  # no activation: z is the layer's output h
+                    self._activation_stats(layer, output, output)
+                else:
+                    acc[_Z:_Z + 3] += stats.moments(output)
+            if output.requires_grad:
+                output.register_hook(self._grad_moments(acc, _GZ))
+            if x is not None and x.requires_grad and x is not self._last_h:
+                x.register_hook(self._grad_moments(acc, _GX))
+            elif x is not None and x is self._last_h:
+                layer.gx_from = self._last_h_layer  # dL/dx is the previous layer's dL/dh
+        return hook
+
+    def _on_activation(self, layer: _Layer):
+        def hook(module, inputs, output):
+            if not self._active or not isinstance(output, Tensor):
+                return
+            with torch.no_grad():
+                self._activation_stats(layer, inputs[0], output)
+            if output.requires_grad:
+                output.register_hook(self._grad_moments(layer.acc, _GH))
+        return hook
+
+    def _activation_stats(self, layer: _Layer, z: Tensor, h: Tensor) -> None:
+        acc = layer.acc
+        m = stats.moments(h)
+        acc[_H:_H + 3] += m
+        if layer.activation is None:
+            acc[_Z:_Z + 3] += m
+        layer.last_h_moments = m
+        self._last_h, self._last_h_layer = h, layer
+        if layer.hist_range[0] is None or layer.hist_range[1] is None:
+            lo, hi = layer.hist_range
+            spread = 1.5 * float(h.detach().abs().max()) or 1.0  # fixed once, at the first sampled step
+            layer.hist_range = (-spread if lo is None else lo, spread if hi is None else hi)
+        layer.hist += stats.histogram(h, *layer.hist_range, self.bins)
+        acc[_ZERO] += (h == 0).sum()
+        if layer.saturated_region:
+            acc[_SAT] += stats.in_region(z.detach(), layer.saturated_region).sum()
+        if layer.dead_region:
+            active = ~stats.in_region(stats.units_view(z, layer.unit_dim), layer.dead_region)
+            if layer.ever_active is None:
+                layer.ever_active = torch.zeros(active.shape[1], dtype=torch.bool, device=z.device)
+            layer.ever_active |= active.any(0)
+
+    def _grad_moments(self, acc: Tensor, slot: int):
+        def hook(grad: Tensor):
+            with torch.no_grad():
+                acc[slot:slot + 3] += stats.moments(grad)
+        return hook
+
+    def _on_weight_grad(self, layer: _Layer):
+        def hook(param: Tensor):
+            if not self._active or param.grad is None:
+                return
+            with torch.no_grad():
+                g = param.grad
+                layer.acc[_WG] += torch.dot(g.reshape(-1), g.reshape(-1)).double()
+                layer.acc[_WG_N] += 1
+                layer.acc[_SIGN] += stats.sign_coherence(g)
+                layer.acc[_SIGN_N] += 1
+        return hook
+
+    # --- reading ---
+
+    def _close_window(self) -> list[dict]:
+        """Read the buffers back (one synchronisation), reset them, and keep the rows."""
+        accs = {id(layer): layer.acc.tolist() for layer in self.layers}
+        rows = []
+        for layer in sorted(self.layers, key=lambda l: (l.order < 0, l.order)):
+            if accs[id(layer)][_N] == 0:
+                continue
+            rows.append(self._row(layer, accs[id(layer)], accs))
+        for i, row in enumerate(rows):  # the layer-to-layer gradient factor needs the next layer
+            nxt = rows[i + 1]["act_grad_norm"] if i + 1 < len(rows) else math.nan
+            row["grad_factor"] = row["act_grad_norm"] / nxt if nxt and math.isfinite(nxt) else math.nan
+        for layer in self.layers:
+            layer.acc.zero_()
+            layer.hist.zero_()
+            if layer.ever_active is not None:
+                layer.ever_active.zero_()
+        self._window_start = self.step + 1
+        self._rows.extend(rows)
+        self._history.extend(rows)
+        return rows
+
+    def _row(self, layer: _Layer, acc: list[float], accs: dict[int, list[float]]) -> dict:
+        def mv(values: list[float], slot: int) -> tuple[float, float]:
+            return stats.pooled_mean_var(values[slot:slot + 3])
+
+        h_mean, h_var = mv(acc, _H)
+        x_mean, x_var = mv(acc, _X)
+        z_var = mv(acc, _Z)[1]
+        gz_var = mv(acc, _GZ)[1]
+        src = layer.gx_from
+        gx_var = mv(acc, _GX)[1] if src is None else mv(accs[id(src)], src.h_grad_slot)[1]
+        n_h = acc[_H + 2]
+        steps = acc[_N]
+        units = layer.weight.shape[0] if not isinstance(layer.module, Maxout) else layer.module.out_features
+        dead = math.nan
+        if layer.act is not None:
+            dead = 0.0
+            if layer.ever_active is not None:
+                dead = 1.0 - layer.ever_active.double().mean().item()
+        ratio = lambda a, b: a / b if b > 0 else math.nan  # noqa: E731
+        return {
+            "layer": layer.name, "type": type(layer.module).__name__,
+            "activation": layer.act.name if layer.act else None, "units": units,
+            "first_step": self._window_start, "last_step": self.step, "sampled_steps": int(steps),
+            "act_mean": h_mean, "act_std": math.sqrt(h_var) if h_var == h_var else math.nan,
+            "saturated": acc[_SAT] / n_h if layer.saturated_region and n_h else (0.0 if layer.act else math.nan),
+            "zero": acc[_ZERO] / n_h if n_h else math.nan, "dead": dead,
+            "input_mean_over_std": abs(x_mean) / math.sqrt(x_var) if x_var > 0 else math.nan,
+            "weight_grad_norm": math.sqrt(acc[_WG] / acc[_WG_N]) if acc[_WG_N] else math.nan,
+            "act_grad_norm": math.sqrt(acc[layer.h_grad_slot + 1] / steps) if acc[layer.h_grad_slot + 2] else math.nan,
+            "glorot_forward": ratio(z_var, x_var),
+            "glorot_backward": ratio(gx_var, gz_var),
+            "update_ratio": acc[_UPD] / acc[_UPD_N] if acc[_UPD_N] else math.nan,
+            "sign_coherence": acc[_SIGN] / acc[_SIGN_N] if acc[_SIGN_N] else math.nan,
+            "distinct_units": stats.distinct_rows(layer.weight, layer.bias) if not isinstance(layer.module, Maxout)
+            else stats.distinct_rows(layer.weight),
+            "hist_lo": layer.hist_range[0], "hist_hi": layer.hist_range[1], "hist": layer.hist.tolist(),
+        }
+
+    # --- public reading ---
+
+    def flush(self, run=None, step: int | None = None) -> list[dict]:
+        """Close the current window (if it saw any step) and return its rows; with ``run`` (a
+        ``store.Run``), also write every closed window not yet stored, as the tables ``probes``
+        (long: step, layer, name, value) and ``histograms`` (step, layer, bin, lo, hi, count)."""
+        rows = self._close_window() if self.step >= self._window_start else []
+        if run is not None:
+            self._write(run, self.step if step is None else step)
+        return rows
+
+    def summary(self):
+        """The current window's rows as a pandas DataFrame, one row per probed layer in forward
+        order (closes the window: the next one starts empty). Before any step, the last window's."""
+        import pandas as pd
+
+        rows = self.flush() or self._last_window()
+        return pd.DataFrame(rows).drop(columns=["hist"], errors="ignore") if rows else pd.DataFrame()
+
+    def history(self):
+        """Every closed window since ``watch`` began, as one DataFrame (columns as ``summary``)."""
+        import pandas as pd
+
+        return pd.DataFrame(self._history)
+
+    def _last_window(self) -> list[dict]:
+        if not self._history:
+            return []
+        last = self._history[-1]["last_step"]
+        return [r for r in self._history if r["last_step"] == last]
+
+    def _write(self, run, step: int) -> None:
+        import pyarrow as pa
+
+        if not self._rows:
+            return
+        long = {"step": [], "layer": [], "name": [], "value": []}
+        hist = {"step": [], "layer": [], "bin": [], "lo": [], "hi": [], "count": []}
+        for r in self._rows:
+            for k, v in r.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("hist_lo", "hist_hi"):
+                    long["step"].append(r["last_step"])
+                    long["layer"].append(r["layer"])
+                    long["name"].append(k)
+                    long["value"].append(float(v))
+            edges = torch.linspace(r["hist_lo"], r["hist_hi"], self.bins + 1).tolist()
+            for b, count in enumerate(r["hist"]):
+                hist["step"].append(r["last_step"])
+                hist["layer"].append(r["layer"])
+                hist["bin"].append(b)
+                hist["lo"].append(edges[b])
+                hist["hi"].append(edges[b + 1])
+                hist["count"].append(float(count))
+        run.append_table("probes", step, pa.table(long))
+        run.append_table("histograms", step, pa.table(hist))
+        run.append_table("probe_layers", step, pa.table({
+            "step": [r["last_step"] for r in self._rows], "layer": [r["layer"] for r in self._rows],
+            "type": [r["type"] for r in self._rows], "activation": [r["activation"] or "" for r in self._rows]}))
+        self._rows = []
+
+    # --- the engine's observer protocol ---
+
+    def after_backward(self, step: int) -> None:
+        """Nothing to do: the hooks have already seen the step."""
+
+    def state_dict(self) -> dict:
+        return {"step": self.step}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step = state["step"]
+        self._window_start = self.step + 1
+
+
+def watch(model: nn.Module, every: int = 1, *, layers: LayerFilter = None, bins: int = 50, update_every: int = 10,
+          window: int | None = None) -> Probe:
+    """Probe ``model``'s layers while the caller's own loop trains it; use as a context manager.
+
+    ``every``: sample every k-th training step. ``layers``: a tuple of module types, a list of
+    module names, or a predicate ``(name, module) -> bool`` choosing the probed modules (default:
+    every Linear, Conv and Maxout). ``window``: close a window every that many steps (default:
+    only when ``summary``/``flush`` is called). Leaving the ``with`` block removes every hook.
+
+        >>> import torch, gradientflow as gf
+        >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+        >>> with gf.watch(net) as probe:
+        ...     net(torch.randn(16, 4)).sum().backward()
+        >>> list(probe.summary()["layer"])
+        ['0', '2']
+    """
+    return Probe(model, every=every, layers=layers, bins=bins, update_every=update_every, window=window).attach()

@@ -1,0 +1,73 @@
+"""Pure statistics on tensors, computed on the tensor's own device without reading values back.
+
+Each function returns tensors (never Python numbers), so a probe can add them into its buffers
+between flushes without a host synchronisation.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+Region = tuple[tuple[float | None, float | None], ...]
+
+
+def moments(t: Tensor) -> Tensor:
+    """[sum t, sum t^2, n] in float64: enough to pool mean and variance over a window."""
+    t = t.detach()
+    flat = t.reshape(-1)
+    return torch.stack([flat.sum(dtype=torch.float64), torch.dot(flat, flat).double(),
+                        torch.tensor(float(flat.numel()), dtype=torch.float64, device=t.device)])
+
+
+def pooled_mean_var(m) -> tuple[float, float]:
+    """(mean, variance) from summed ``moments`` (a tensor or 3 numbers): E t and E t^2 - (E t)^2."""
+    s, s2, n = m.tolist() if isinstance(m, Tensor) else m
+    if n == 0:
+        return float("nan"), float("nan")
+    mean = s / n
+    return mean, max(s2 / n - mean * mean, 0.0)
+
+
+def in_region(z: Tensor, region: Region) -> Tensor:
+    """Boolean mask of the entries of ``z`` inside the union of closed intervals ``region``."""
+    mask = torch.zeros_like(z, dtype=torch.bool)
+    for lo, hi in region:
+        if lo is None and hi is None:
+            return torch.ones_like(mask)
+        if lo is None:
+            mask |= z <= hi
+        elif hi is None:
+            mask |= z >= lo
+        else:
+            mask |= (z >= lo) & (z <= hi)
+    return mask
+
+
+def units_view(t: Tensor, unit_dim: int) -> Tensor:
+    """``t`` as (samples, units): units along ``unit_dim`` (1 for convolutions, -1 for Linear)."""
+    return t.detach().movedim(unit_dim, -1).reshape(-1, t.shape[unit_dim])
+
+
+def sign_coherence(grad: Tensor) -> Tensor:
+    """Per unit (row of the weight gradient), the share of its non-zero entries carrying the
+    majority sign, averaged over units (C4: 1.0 when every input of a unit is positive and the
+    batch is one sample, since then dL/dw_ij = delta_i x_j shares the sign of delta_i)."""
+    g = grad.detach().reshape(grad.shape[0], -1)
+    pos = (g > 0).sum(1)
+    neg = (g < 0).sum(1)
+    total = (pos + neg).clamp(min=1)
+    return (torch.maximum(pos, neg).double() / total).mean()
+
+
+def histogram(t: Tensor, lo: float, hi: float, bins: int) -> Tensor:
+    """Counts of ``t`` in ``bins`` equal bins on [lo, hi]; values outside land in the edge bins."""
+    return torch.histc(t.detach().float().clamp(lo, hi), bins=bins, min=lo, max=hi)
+
+
+def distinct_rows(weight: Tensor, bias: Tensor | None = None) -> int:
+    """How many units (rows of [W | b]) are not exact copies of another (C14: 1 after zero init)."""
+    rows = weight.detach().reshape(weight.shape[0], -1)
+    if bias is not None:
+        rows = torch.cat([rows, bias.detach().reshape(-1, 1)], 1)
+    return int(torch.unique(rows, dim=0).shape[0])

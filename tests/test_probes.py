@@ -1,0 +1,214 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import gradientflow as gf
+from gradientflow.probes import findings, watch
+
+
+def _step(net, x, y=None, opt=None):
+    net.zero_grad()
+    out = net(x)
+    loss = nn.functional.cross_entropy(out, y) if y is not None else out.pow(2).mean()
+    if opt:
+        opt.zero_grad()
+    loss.backward()
+    if opt:
+        opt.step()
+
+
+def _row(summary, layer):
+    return summary.set_index("layer").loc[layer]
+
+
+def test_planted_dead_units_are_counted_exactly():
+    net = nn.Sequential(nn.Linear(4, 10), nn.ReLU(), nn.Linear(10, 2))
+    with torch.no_grad():
+        net[0].weight.normal_(0, 0.1)
+        net[0].bias[:4] = -100.0  # never active
+        net[0].bias[4:] = 100.0   # always active
+    with watch(net) as probe:
+        for _ in range(5):
+            _step(net, torch.randn(32, 4))
+    row = _row(probe.summary(), "0")
+    assert row["dead"] == 0.4 and row["zero"] == pytest.approx(0.4)
+
+
+def test_moments_histogram_and_zero_match_direct_computation():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(8, 64), nn.Tanh(), nn.Linear(64, 3))
+    x = torch.randn(200, 8)
+    with watch(net, bins=20) as probe:
+        _step(net, x)
+    h = torch.tanh(net[0](x)).detach()
+    s = probe.summary()
+    row = _row(s, "0")
+    assert row["act_mean"] == pytest.approx(h.mean().item(), abs=1e-6)
+    assert row["act_std"] == pytest.approx(h.std(correction=0).item(), rel=1e-5)
+    assert (row["hist_lo"], row["hist_hi"]) == (-1.0, 1.0)
+    assert probe.history()["hist"][0] and sum(probe.history()["hist"][0]) == h.numel()
+    z = net[0](x).detach()
+    band = gf.properties.saturated_region(gf.activations.get("tanh"))[1][0]
+    assert row["saturated"] == pytest.approx((z.abs() >= band).float().mean().item())
+    assert list(s["layer"]) == ["0", "2"] and s["activation"].isna().tolist() == [False, True]
+
+
+def test_sign_coherence_is_one_after_sigmoid_at_batch_one_and_lower_after_tanh():
+    torch.manual_seed(0)
+    results = {}
+    for act in (nn.Sigmoid(), nn.Tanh()):
+        net = nn.Sequential(nn.Linear(5, 20), act, nn.Linear(20, 3))
+        with watch(net) as probe:
+            for _ in range(10):
+                _step(net, torch.randn(1, 5), torch.randint(0, 3, (1,)))
+        results[type(act).__name__] = _row(probe.summary(), "2")["sign_coherence"]
+    assert results["Sigmoid"] == 1.0
+    assert results["Tanh"] < 0.8
+
+
+def test_deep_sigmoid_weight_gradients_vanish_towards_the_input():
+    net = gf.mlp(100, 100, 10, 10, activation="sigmoid", init_name="xavier", generator=torch.Generator().manual_seed(0))
+    with watch(net) as probe:
+        _step(net, torch.randn(256, 100), torch.randint(0, 10, (256,)))
+    s = probe.summary()
+    hidden = s[s["activation"] == "sigmoid"]
+    assert hidden["weight_grad_norm"].iloc[0] < 1e-2 * hidden["weight_grad_norm"].iloc[-1]
+
+
+def test_tiny_tanh_init_vanishes_in_act_gradients_not_in_weight_gradients():
+    net = gf.mlp(100, 100, 10, 10, activation="tanh", init_name="normal", scale=gf.Scale(std=0.01),
+                 generator=torch.Generator().manual_seed(0))
+    with watch(net) as probe:
+        _step(net, torch.randn(256, 100), torch.randint(0, 10, (256,)))
+    hidden = probe.summary().query("activation == 'tanh'")
+    act, weight = hidden["act_grad_norm"].to_numpy(), hidden["weight_grad_norm"].to_numpy()
+    assert act[0] < 1e-6 * act[-1]  # dL/dh shrinks by about 0.1 per layer towards the input
+    assert weight.max() / weight.min() < 10  # ... while dL/dW = delta h' stays about as tiny everywhere
+
+
+def test_zero_initialised_layer_has_one_distinct_unit():
+    net = gf.mlp(6, 16, 2, 3, activation="tanh", init_name="zeros")
+    with watch(net) as probe:
+        _step(net, torch.randn(8, 6), torch.randint(0, 3, (8,)))
+    s = probe.summary()
+    assert list(s["distinct_units"][:2]) == [1, 1]
+    fresh = gf.mlp(6, 16, 2, 3, activation="tanh", init_name="xavier")
+    with watch(fresh) as probe:
+        _step(fresh, torch.randn(8, 6), torch.randint(0, 3, (8,)))
+    assert probe.summary()["distinct_units"].iloc[0] == 16
+
+
+def test_glorot_ratios_match_fan_times_weight_variance():
+    torch.manual_seed(0)
+    layer = nn.Linear(400, 300, bias=False)
+    nn.init.normal_(layer.weight, 0, 0.05)
+    net = nn.Sequential(layer)
+    x = torch.randn(2000, 400, requires_grad=True)
+    with watch(net) as probe:
+        (net(x) * torch.randn(2000, 300)).sum().backward()
+    row = _row(probe.summary(), "0")
+    assert row["glorot_forward"] == pytest.approx(400 * 0.05**2, rel=0.05)  # Glorot & Bengio eq. 10: n_in Var W
+    assert row["glorot_backward"] == pytest.approx(300 * 0.05**2, rel=0.05)  # eq. 11: n_out Var W
+
+
+def test_update_ratio_is_the_relative_weight_change():
+    net = nn.Sequential(nn.Linear(3, 4))
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    with watch(net, update_every=1) as probe:
+        _step(net, torch.randn(8, 3), opt=opt)
+        before = net[0].weight.detach().clone()
+        _step(net, torch.randn(8, 3), opt=opt)
+        after = net[0].weight.detach().clone()
+        _step(net, torch.randn(8, 3), opt=opt)  # its forward measures the step between
+    ratio = _row(probe.summary(), "0")["update_ratio"]
+    expected_last = ((after - before).norm() / before.norm()).item()
+    assert 0 < ratio and math.isfinite(ratio)
+    assert ratio == pytest.approx(expected_last, rel=1.0)  # the mean over the measured steps, same order
+
+
+def test_sampling_every_k_steps_and_eval_passes_are_not_steps():
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    with watch(net, every=10) as probe:
+        for _ in range(25):
+            _step(net, torch.randn(8, 3))
+        with torch.no_grad():
+            net(torch.randn(8, 3))
+    s = probe.summary()
+    assert probe.step == 25 and s["sampled_steps"].iloc[0] == 3  # steps 1, 11, 21
+
+
+def test_windows_close_on_their_own():
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    with watch(net, window=4) as probe:
+        for _ in range(10):
+            _step(net, torch.randn(8, 3))
+    probe.flush()
+    h = probe.history()
+    assert sorted(set(h["last_step"])) == [4, 8, 10] and sorted(set(h["first_step"])) == [1, 5, 9]
+
+
+def test_watch_a_small_cnn_and_a_transformer_layer():
+    cnn = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 6, 3), nn.Tanh(), nn.Flatten(), nn.Linear(96, 3))
+    with watch(cnn) as probe:
+        _step(cnn, torch.randn(8, 1, 8, 8), torch.randint(0, 3, (8,)))
+    s = probe.summary()
+    assert list(s["type"]) == ["Conv2d", "Conv2d", "Linear"] and list(s["units"]) == [4, 6, 3]
+    assert list(s["activation"][:2]) == ["relu", "tanh"] and s["act_grad_norm"].notna().all()
+    block = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True)
+    with watch(block) as probe:
+        _step(block, torch.randn(4, 5, 16))
+    s = probe.summary()
+    assert {"linear1", "linear2"} <= set(s["layer"]) and s["weight_grad_norm"].notna().all()
+
+
+def test_filters_by_type_name_and_predicate():
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+    assert [l.name for l in watch(net, layers=["2"]).layers] == ["2"]
+    assert len(watch(net, layers=(nn.Linear,)).layers) == 3
+    assert [l.name for l in watch(net, layers=lambda n, m: n == "4").layers] == ["4"]
+    with pytest.raises(ValueError, match="no layers to probe"):
+        watch(net, layers=["nope"])
+    with pytest.raises(ValueError, match="every=0"):
+        watch(net, every=0)
+
+
+def _hook_count(net):
+    n = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in net.modules())
+    return n + sum(len(p._post_accumulate_grad_hooks or {}) for p in net.parameters()
+                   if getattr(p, "_post_accumulate_grad_hooks", None) is not None)
+
+
+def test_leaving_watch_removes_every_hook_and_changes_nothing():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 2))
+    plain = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 2))
+    plain.load_state_dict(net.state_dict())
+    x, y = torch.randn(16, 3), torch.randint(0, 2, (16,))
+    with watch(net) as probe:
+        assert _hook_count(net) > 0
+        for m, opt in ((net, torch.optim.SGD(net.parameters(), lr=0.1)),):
+            for _ in range(3):
+                _step(m, x, y, opt)
+    opt = torch.optim.SGD(plain.parameters(), lr=0.1)
+    for _ in range(3):
+        _step(plain, x, y, opt)
+    assert _hook_count(net) == 0
+    assert all(torch.equal(a, b) for a, b in zip(net.parameters(), plain.parameters()))  # probes only observe
+    assert len(probe.summary()) == 2
+
+
+def test_findings_name_dead_units_and_vanishing_gradients():
+    rows = [
+        {"layer": "0", "last_step": 10, "first_step": 1, "activation": "relu", "act_std": 1.0, "dead": 0.0,
+         "act_grad_norm": 1e-7, "units": 8, "distinct_units": 8},
+        {"layer": "0", "last_step": 20, "first_step": 11, "activation": "relu", "act_std": 1.0, "dead": 0.43,
+         "act_grad_norm": 1e-7, "units": 8, "distinct_units": 8},
+        {"layer": "2", "last_step": 20, "first_step": 11, "activation": "relu", "act_std": 1.0, "dead": 0.0,
+         "act_grad_norm": 0.1, "units": 8, "distinct_units": 1},
+    ]
+    found = {f.kind: f for f in findings.analyse(rows)}
+    assert found["dead"].message == "layer 0: 43% dead units since step 11"
+    assert found["vanishing"].message == "layers 0: gradient 1e-06 of layer 2's (norm of dL/d output)"
+    assert "symmetry" in found and "saturated" not in found
