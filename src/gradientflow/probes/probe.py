@@ -14,7 +14,9 @@ Columns of ``summary()`` (one row per layer, in forward order), pooled over the 
 steps; x is the layer's input, z = W x + b its output (the pre-activation), h = f(z):
 
 - ``act_mean``, ``act_std``: of h; ``hist``: counts of h in ``bins`` fixed bins over
-  [``hist_lo``, ``hist_hi``] (the activation's range where bounded, else fixed at the first step);
+  [``hist_lo``, ``hist_hi``] (the activation's range where bounded, else fixed at the first step),
+  from an evenly strided sample of at most ``HIST_SAMPLE`` values per layer and step (a full
+  histogram of a 256 x 500 layer costs torch's CPU kernels more than the layer's matmul);
 - ``saturated``: share of z in the activation's saturated region (|f'| < 5% of its max; C1, C15);
 - ``zero``: share of h exactly 0; ``dead``: share of units whose z stayed in the activation's
   zero-slope region for every sample of the window (C7; 0 for activations whose slope is never
@@ -27,7 +29,8 @@ steps; x is the layer's input, z = W x + b its output (the pre-activation), h = 
 - ``update_ratio``: ||W_t - W_{t-1}|| / ||W_{t-1}|| over one step, measured once every
   ``update_every`` sampled steps (it needs a copy of the weights, so it is sampled more sparsely);
 - ``sign_coherence``: mean over units of the share of the unit's weight-gradient entries with the
-  majority sign (C4's zig-zag: 1.0 for a layer fed by sigmoid outputs at batch size 1);
+  majority sign (C4's zig-zag: 1.0 for a layer fed by sigmoid outputs at batch size 1), averaged
+  over at most ``SIGN_UNITS`` evenly spaced units per step;
 - ``distinct_units``: units that are not exact copies of another, read at the flush (C14).
 """
 
@@ -45,6 +48,8 @@ from ..activations import Activation, Maxout
 from . import stats
 
 PARAMETRIC = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, Maxout)
+HIST_SAMPLE = 8192  # values per layer and step counted into the histogram (an evenly strided sample)
+SIGN_UNITS = 64  # units per layer and step whose sign coherence is averaged
 
 # slots of a layer's accumulator row
 _N, _H, _X, _Z, _GZ, _GX, _GH = 0, 1, 4, 7, 10, 13, 16  # moments take 3 slots each
@@ -284,10 +289,10 @@ class Probe:
             lo, hi = layer.hist_range
             spread = 1.5 * float(h.detach().abs().max()) or 1.0  # fixed once, at the first sampled step
             layer.hist_range = (-spread if lo is None else lo, spread if hi is None else hi)
-        layer.hist += stats.histogram(h, *layer.hist_range, self.bins)
-        acc[_ZERO] += (h == 0).sum()
+        layer.hist += stats.histogram(h, *layer.hist_range, self.bins, HIST_SAMPLE)
+        acc[_ZERO] += h.numel() - torch.count_nonzero(h)
         if layer.saturated_region:
-            acc[_SAT] += stats.in_region(z.detach(), layer.saturated_region).sum()
+            acc[_SAT] += torch.count_nonzero(stats.in_region(z.detach(), layer.saturated_region))
         if layer.dead_region:
             active = ~stats.in_region(stats.units_view(z, layer.unit_dim), layer.dead_region)
             if layer.ever_active is None:
@@ -308,7 +313,7 @@ class Probe:
                 g = param.grad
                 layer.acc[_WG] += torch.dot(g.reshape(-1), g.reshape(-1)).double()
                 layer.acc[_WG_N] += 1
-                layer.acc[_SIGN] += stats.sign_coherence(g)
+                layer.acc[_SIGN] += stats.sign_coherence(g, SIGN_UNITS)
                 layer.acc[_SIGN_N] += 1
         return hook
 

@@ -49,20 +49,27 @@ def units_view(t: Tensor, unit_dim: int) -> Tensor:
     return t.detach().movedim(unit_dim, -1).reshape(-1, t.shape[unit_dim])
 
 
-def sign_coherence(grad: Tensor) -> Tensor:
+def sign_coherence(grad: Tensor, max_units: int | None = None) -> Tensor:
     """Per unit (row of the weight gradient), the share of its non-zero entries carrying the
     majority sign, averaged over units (C4: 1.0 when every input of a unit is positive and the
-    batch is one sample, since then dL/dw_ij = delta_i x_j shares the sign of delta_i)."""
+    batch is one sample, since then dL/dw_ij = delta_i x_j shares the sign of delta_i).
+    With n+ and n- the counts of each sign: max(n+, n-) / (n+ + n-) = (nz + |n+ - n-|) / (2 nz).
+    ``max_units``: average over that many evenly spaced units only (an estimate, for speed)."""
     g = grad.detach().reshape(grad.shape[0], -1)
-    pos = (g > 0).sum(1)
-    neg = (g < 0).sum(1)
-    total = (pos + neg).clamp(min=1)
-    return (torch.maximum(pos, neg).double() / total).mean()
+    if max_units is not None and g.shape[0] > max_units:
+        g = g[:: -(-g.shape[0] // max_units)]
+    balance = torch.sign(g).sum(1).abs()
+    nonzero = torch.count_nonzero(g, dim=1)
+    return ((nonzero + balance).double() / (2 * nonzero.clamp(min=1))).mean()
 
 
-def histogram(t: Tensor, lo: float, hi: float, bins: int) -> Tensor:
-    """Counts of ``t`` in ``bins`` equal bins on [lo, hi]; values outside land in the edge bins."""
-    return torch.histc(t.detach().float().clamp(lo, hi), bins=bins, min=lo, max=hi)
+def histogram(t: Tensor, lo: float, hi: float, bins: int, max_values: int | None = None) -> Tensor:
+    """Counts of ``t`` in ``bins`` equal bins on [lo, hi]; values outside land in the edge bins.
+    ``max_values``: count an evenly strided sample of at most that many values (for speed)."""
+    flat = t.detach().reshape(-1)
+    if max_values is not None and flat.numel() > max_values:
+        flat = flat[:: -(-flat.numel() // max_values)]
+    return torch.histc(flat.float().clamp(lo, hi), bins=bins, min=lo, max=hi)
 
 
 def distinct_rows(weight: Tensor, bias: Tensor | None = None) -> int:

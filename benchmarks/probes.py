@@ -1,0 +1,126 @@
+"""Issue 4: what watching costs. The 10 x 500 tanh MLP (500 inputs, 10 classes), batch 256, SGD,
+a hand-written loop; each variant's step time as a ratio to the bare step in the same process.
+
+Variants: ``gf.watch`` with the full statistic set every step and every 10th step; naive hooks
+that read mean and std of every layer's output back with ``.item()`` every step; TensorBoard's
+``add_histogram`` of every layer's output every step (if tensorboard is installed).
+Rounds alternate the variants; each figure is the median over rounds.
+
+Run: .venv/bin/python benchmarks/probes.py [--json] [--rounds 5] [--steps 20] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import statistics
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+
+from gradientflow import model
+from gradientflow.probes import watch
+
+WIDTH, DEPTH, BATCH, FEATURES, CLASSES = 500, 10, 256, 500, 10
+
+
+def timed_steps(net, opt, x, y, steps: int, device) -> float:
+    start = time.perf_counter()
+    for _ in range(steps):
+        loss = F.cross_entropy(net(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / steps
+
+
+@contextlib.contextmanager
+def naive_item_hooks(net):
+    """What people write first: a forward hook per layer that reads two numbers back each step."""
+    seen = []
+    handles = [m.register_forward_hook(lambda m, i, o: seen.append((o.mean().item(), o.std().item())))
+               for m in net if isinstance(m, torch.nn.Tanh)]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@contextlib.contextmanager
+def tensorboard_histograms(net):
+    from torch.utils.tensorboard import SummaryWriter
+
+    with tempfile.TemporaryDirectory() as tmp:
+        writer = SummaryWriter(tmp)
+        step = [0]
+
+        def hook(name):
+            return lambda m, i, o: writer.add_histogram(name, o.detach(), step[0])
+
+        handles = [m.register_forward_hook(hook(f"layer{k}")) for k, m in enumerate(net) if isinstance(m, torch.nn.Tanh)]
+        pre = net.register_forward_pre_hook(lambda m, i: step.__setitem__(0, step[0] + 1))
+        try:
+            yield
+        finally:
+            for h in handles + [pre]:
+                h.remove()
+            writer.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    net = model.mlp(FEATURES, WIDTH, DEPTH, CLASSES, activation="tanh", init_name="xavier",
+                    generator=torch.Generator().manual_seed(0)).to(device)
+    opt = torch.optim.SGD(net.parameters(), lr=1e-3)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(BATCH, FEATURES, generator=g).to(device)
+    y = torch.randint(0, CLASSES, (BATCH,), generator=g).to(device)
+    variants = {
+        "bare": contextlib.nullcontext,
+        "watch_every_1": lambda: watch(net, every=1),
+        "watch_every_10": lambda: watch(net, every=10),
+        "naive_item_hooks": lambda: naive_item_hooks(net),
+    }
+    try:
+        import tensorboard  # noqa: F401
+
+        variants["tensorboard_histograms"] = lambda: tensorboard_histograms(net)
+    except ImportError:
+        pass
+    timed_steps(net, opt, x, y, 3, device)  # warm-up
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for _ in range(args.rounds):
+        for name, make in variants.items():
+            with make() as probe:
+                times[name].append(timed_steps(net, opt, x, y, args.steps, device))
+            if hasattr(probe, "summary"):
+                probe.summary()  # the read-back at the end of a window, outside the timed steps
+    bare = statistics.median(times["bare"])
+    result = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+              "bare_ms_per_step": bare * 1e3,
+              **{f"{k}_ratio": statistics.median(v) / bare for k, v in times.items() if k != "bare"},
+              "note": "ratio = step time with the variant / bare step time (1.0 = free)"}
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"10x{WIDTH} tanh MLP, batch {BATCH}, {args.rounds} rounds x {args.steps} steps, {device}: "
+          f"bare step {bare * 1e3:.2f} ms")
+    for k, v in times.items():
+        if k != "bare":
+            print(f"  {k:<24} {statistics.median(v) / bare:7.3f} x bare")
+
+
+if __name__ == "__main__":
+    main()
