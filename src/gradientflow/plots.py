@@ -209,7 +209,8 @@ def probe_histograms(hists: dict, title: str = "") -> Figure:
 
 
 def probe_heatmaps(hists: dict) -> Figure:
-    """Each layer's activation histogram over time: x = window, y = activation value, colour = share."""
+    """Each layer's activation histogram over time: x = window, y = activation value, colour = share
+    of the values (log scale, 1e-4 to 1)."""
     layers = _layer_order([{"layer": layer} for _, layer in sorted(hists, key=lambda k: k[0])])
     cols = min(4, len(layers))
     rows = math.ceil(len(layers) / cols)
@@ -218,7 +219,8 @@ def probe_heatmaps(hists: dict) -> Figure:
         steps = sorted(s for s, name in hists if name == layer)
         lo, hi, _ = hists[(steps[-1], layer)]
         grid = np.stack([np.asarray(hists[(s, layer)][2], float) / max(sum(hists[(s, layer)][2]), 1) for s in steps], 1)
-        ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis",
+        ax.imshow(np.clip(grid, 1e-4, 1), origin="lower", aspect="auto", cmap="viridis",
+                  norm=matplotlib.colors.LogNorm(1e-4, 1),  # log: a ReLU's spike at 0 would hide the rest
                   extent=(steps[0], steps[-1] if len(steps) > 1 else steps[0] + 1, lo, hi))
         ax.set_title(f"layer {layer}", fontsize=9)
         ax.tick_params(labelsize=7)
