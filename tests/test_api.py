@@ -31,7 +31,7 @@ ALLOWED = {
     "train": {"optim", "schedules", "store", "config", "data"},
     "job": {"data", "model", "config", "store", "train", "probes"},
     "model": {"activations", "init"},
-    "propagate": {"properties", "activations"},
+    "propagate": {"properties", "activations", "probes"},
     "cost": {"activations"},
     "plots": {"activations", "properties", "propagate"},
 }

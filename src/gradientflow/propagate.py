@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from . import properties
 from .activations import Maxout
+from .probes.stats import in_region
 
 
 @dataclass(frozen=True)
@@ -20,19 +21,6 @@ class LayerStats:
     std: float
     saturated: float | None  # share of pre-activations z in the activation's saturated region
     zero: float  # share of outputs that are exactly 0
-
-
-def in_region(z: Tensor, region: tuple[tuple[float | None, float | None], ...]) -> Tensor:
-    """Boolean mask of the entries of ``z`` inside the union of closed intervals ``region``."""
-    mask = torch.zeros_like(z, dtype=torch.bool)
-    for lo, hi in region:
-        inside = torch.ones_like(mask)
-        if lo is not None:
-            inside &= z >= lo
-        if hi is not None:
-            inside &= z <= hi
-        mask |= inside
-    return mask
 
 
 def _hidden_blocks(net: nn.Sequential) -> list[tuple[nn.Module, nn.Module | None]]:
