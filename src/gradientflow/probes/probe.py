@@ -36,6 +36,7 @@ steps; x is the layer's input, z = W x + b its output (the pre-activation), h = 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -67,17 +68,16 @@ def activation_of(module: nn.Module) -> Activation | None:
         return activations.prelu(float(module.weight.detach().mean()))
     if isinstance(module, nn.Hardtanh) and (module.min_val, module.max_val) != (-1.0, 1.0):
         return None
-    for name, act in activations.CATALOG.items():
-        try:
-            if type(act.module(1)) is type(module):
-                return act
-        except TypeError:
-            continue
-    return None
+    return _catalog_by_type().get(type(module))
 
 
-def _is_activation(module: nn.Module) -> bool:
-    return activation_of(module) is not None
+@functools.cache
+def _catalog_by_type() -> dict[type, Activation]:
+    """Module class -> catalog record, built once (each record's module factory is called once)."""
+    by_type: dict[type, Activation] = {}
+    for act in activations.CATALOG.values():
+        by_type.setdefault(type(act.module(1)), act)
+    return by_type
 
 
 @dataclass
@@ -87,7 +87,6 @@ class _Layer:
     activation: nn.Module | None
     act: Activation | None
     unit_dim: int
-    bins: int
     acc: Tensor = None
     hist: Tensor = None
     ever_active: Tensor | None = None
@@ -150,18 +149,19 @@ class Probe:
         for i, (name, module) in enumerate(named):
             if id(module) in inside_maxout or not self._matches(wanted, name, module):
                 continue
-            act_module = None
-            if not isinstance(module, Maxout):
+            act_module, act = None, None
+            if isinstance(module, Maxout):
+                act = activations.get("maxout")
+            else:
                 for _, nxt in named[i + 1:]:
                     if isinstance(nxt, PARAMETRIC):
                         break
-                    if _is_activation(nxt):
+                    act = activation_of(nxt)
+                    if act is not None:
                         act_module = nxt
                         break
-            act = activations.get("maxout") if isinstance(module, Maxout) else (
-                activation_of(act_module) if act_module is not None else None)
             unit_dim = 1 if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) else -1
-            found.append(_Layer(name or type(module).__name__, module, act_module, act, unit_dim, self.bins))
+            found.append(_Layer(name or type(module).__name__, module, act_module, act, unit_dim))
         return found
 
     @staticmethod
