@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from . import activations, init, optim, schedules
 from . import data as datasets  # 'data' is also a field name below
@@ -28,6 +28,23 @@ def _finite(value: float | None, *, positive: bool) -> float | None:
     return value
 
 
+# field -> (the allowed names, what the error calls them)
+_CHOICES = {
+    "activation": (activations.NAMES, "activation"),
+    "init": (init.NAMES, "initialiser"),
+    "normalize": (datasets.NORMALIZATIONS, "normalization"),
+    "optimizer": (optim.OPTIMIZERS, "optimizer"),
+    "schedule": (schedules.SCHEDULES, "schedule"),
+}
+
+
+def _one_of(value: str, field: str) -> str:
+    allowed, what = _CHOICES[field]
+    if value not in allowed:
+        raise ValueError(f"unknown {what}; expected one of: {', '.join(allowed)}")
+    return value
+
+
 class PropagateConfig(_Config):
     """A forward pass of unit-Gaussian data through a fresh ``mlp`` (C15-C17)."""
 
@@ -43,19 +60,10 @@ class PropagateConfig(_Config):
     bias: bool = True
     seed: int = Field(0, ge=0, le=2**63 - 1)
 
-    @field_validator("activation")
+    @field_validator("activation", "init")
     @classmethod
-    def _known_activation(cls, v: str) -> str:
-        if v not in activations.NAMES:
-            raise ValueError(f"unknown activation; expected one of: {', '.join(activations.NAMES)}")
-        return v
-
-    @field_validator("init")
-    @classmethod
-    def _known_init(cls, v: str) -> str:
-        if v not in init.NAMES:
-            raise ValueError(f"unknown initialiser; expected one of: {', '.join(init.NAMES)}")
-        return v
+    def _known(cls, v: str, info: ValidationInfo) -> str:
+        return _one_of(v, info.field_name)
 
     @field_validator("std")
     @classmethod
@@ -87,12 +95,6 @@ class PropagateConfig(_Config):
         return init.Scale(gain=base.gain if self.gain is None else self.gain,
                           std=base.std if self.std is None else self.std,
                           value=base.value if self.value is None else self.value)
-
-
-def _one_of(value: str, allowed: tuple[str, ...], what: str) -> str:
-    if value not in allowed:
-        raise ValueError(f"unknown {what}; expected one of: {', '.join(allowed)}")
-    return value
 
 
 class TrainConfig(_Config):
@@ -146,30 +148,10 @@ class TrainConfig(_Config):
     def _data(cls, v: str) -> str:
         return datasets.check_spec(v)
 
-    @field_validator("normalize")
+    @field_validator("normalize", "activation", "init", "optimizer", "schedule")
     @classmethod
-    def _normalize(cls, v: str) -> str:
-        return _one_of(v, datasets.NORMALIZATIONS, "normalization")
-
-    @field_validator("activation")
-    @classmethod
-    def _activation(cls, v: str) -> str:
-        return _one_of(v, activations.NAMES, "activation")
-
-    @field_validator("init")
-    @classmethod
-    def _init(cls, v: str) -> str:
-        return _one_of(v, init.NAMES, "initialiser")
-
-    @field_validator("optimizer")
-    @classmethod
-    def _optimizer(cls, v: str) -> str:
-        return _one_of(v, optim.OPTIMIZERS, "optimizer")
-
-    @field_validator("schedule")
-    @classmethod
-    def _schedule(cls, v: str) -> str:
-        return _one_of(v, schedules.SCHEDULES, "schedule")
+    def _known(cls, v: str, info: ValidationInfo) -> str:
+        return _one_of(v, info.field_name)
 
     @field_validator("device")
     @classmethod
