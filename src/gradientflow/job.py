@@ -14,7 +14,7 @@ import math
 
 from . import data, model
 from .config import TrainConfig
-from .store import Run
+from .store import Run, write_json
 from .train import Summary, fit
 
 
@@ -42,14 +42,9 @@ def _with_probe(cfg: TrainConfig, net: torch.nn.Module, d: data.Dataset, observe
 def run(cfg: TrainConfig, out: str | os.PathLike | None = None, *, progress: bool = False,
         observers: tuple = ()) -> Summary:
     """Train a new run as ``cfg`` says, stored in ``out`` when given (a new or empty folder)."""
-    net, d = prepare(cfg)
+    net, d = prepare(cfg)  # bad data is refused before the run folder exists
     store = Run.create(out, cfg.model_dump()) if out is not None else None
-    probe, observers = _with_probe(cfg, net, d, observers)
-    try:
-        return fit(net, d, cfg, run=store, progress=progress, observers=observers)
-    finally:
-        if probe is not None:
-            probe.detach()
+    return _train(cfg, net, d, store, resume=False, progress=progress, observers=observers)
 
 
 def resume(out: str | os.PathLike, *, epochs: int | None = None, progress: bool = False,
@@ -57,17 +52,19 @@ def resume(out: str | os.PathLike, *, epochs: int | None = None, progress: bool 
     """Continue a stored run from its latest checkpoint (optionally for more epochs in all)."""
     store = Run(out)
     stored = store.config()
-    if epochs is not None and epochs != stored["epochs"]:
-        stored["epochs"] = epochs
-        cfg = TrainConfig(**stored)
-        from .store import write_json
-
+    cfg = TrainConfig(**{**stored, "epochs": stored["epochs"] if epochs is None else epochs})
+    if cfg.epochs != stored["epochs"]:
         write_json(store.path / "config.json", cfg.model_dump())
-    cfg = TrainConfig(**stored)
     net, d = prepare(cfg)
+    return _train(cfg, net, d, store, resume=True, progress=progress, observers=observers)
+
+
+def _train(cfg: TrainConfig, net: torch.nn.Module, d: data.Dataset, store: Run | None, *, resume: bool,
+           progress: bool, observers: tuple) -> Summary:
+    """``fit``, with a probe attached for the run's length when ``cfg.probe`` asks for one."""
     probe, observers = _with_probe(cfg, net, d, observers)
     try:
-        return fit(net, d, cfg, run=store, resume=True, progress=progress, observers=observers)
+        return fit(net, d, cfg, run=store, resume=resume, progress=progress, observers=observers)
     finally:
         if probe is not None:
             probe.detach()

@@ -169,8 +169,9 @@ def query(sql: str, runs: Iterable[Run]) -> pa.Table:
 
     runs = list(runs)
     con = duckdb.connect()
-    owners = pa.table({"file": [str(p) for r in runs for _, p in r._parts("metrics")],
-                       "run": [r.name for r in runs for _ in r._parts("metrics")]})
+    parts = [(str(p), r.name) for r in runs for _, p in r._parts("metrics")]
+    owners = pa.table({"file": [f for f, _ in parts], "run": [name for _, name in parts]},
+                      schema=pa.schema([("file", pa.string()), ("run", pa.string())]))
     con.register("part_owner", owners)
     if owners.num_rows:
         files = ", ".join("'" + f.replace("'", "''") + "'" for f in owners["file"].to_pylist())
