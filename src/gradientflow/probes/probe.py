@@ -218,7 +218,7 @@ class Probe:
         if self._measure_update:
             self._update_ratios()
         # copy the weights one step before every update_every-th sampled step
-        nxt = self.step  # 0-based index of the next step
+        nxt = self.step  # the next step, counted from 0 (self.step already counts this one from 1)
         self._measure_update = nxt % self.every == 0 and (nxt // self.every) % self.update_every == self.update_every - 1
         if self._measure_update:
             for layer in self.layers:
