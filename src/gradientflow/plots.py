@@ -19,9 +19,9 @@ from . import activations, properties  # noqa: E402
 from .propagate import LayerStats  # noqa: E402
 
 
-def save(fig: Figure, folder: Path, stem: str) -> list[Path]:
-    """Write ``fig`` as ``stem.png`` and ``stem.svg`` into ``folder``; return the paths."""
-    paths = [folder / f"{stem}.png", folder / f"{stem}.svg"]
+def save(fig: Figure, folder: Path, stem: str, formats: tuple[str, ...] = ("png", "svg")) -> list[Path]:
+    """Write ``fig`` as ``stem.png`` and ``stem.svg`` (or ``formats``) into ``folder``; return the paths."""
+    paths = [folder / f"{stem}.{fmt}" for fmt in formats]
     for path in paths:
         fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)

@@ -1,0 +1,171 @@
+"""The seeds' claims (CLAIMS.md, C1-C21) as experiments, and the runner that executes them.
+
+Each module of this package tests one claim or a tight group of claims (see ``claim.py`` for
+what a module defines). ``reproduce`` runs the modules that cover the requested claims, in
+parallel processes when asked, and returns one record per claim; ``report.write`` turns the
+records into ``claims.json`` and ``report.html``.
+
+Every experiment runs with one torch thread, in this process or in a worker, so the same seed
+gives the same numbers whatever the number of processes (the C6 timings excepted: they are
+measured times).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from importlib import import_module
+from pathlib import Path
+from types import ModuleType
+
+from .claim import Claim, Verdict, rounded
+
+# in claim order; each covers the claims listed in its CLAIMS
+MODULES = ("activation_shapes", "vanishing", "clipping", "centring", "dead_units", "optimisers", "zero_init",
+           "init_depth", "glorot", "lr_schedules", "recommendation")
+MARKER = "reproduce.json"  # written first into the output folder: marks it as ours to rewrite
+
+__all__ = ["Claim", "Verdict", "MODULES", "load", "claim_ids", "select", "run_one", "reproduce", "prepare_folder"]
+
+
+def load(name: str) -> ModuleType:
+    """The experiment module called ``name``."""
+    if name not in MODULES:
+        raise ValueError(f"unknown experiment {name!r}; expected one of {', '.join(MODULES)}")
+    return import_module(f".{name}", __name__)
+
+
+def claim_ids() -> dict[str, str]:
+    """Claim id -> the experiment module that tests it, in claim-number order."""
+    index = {c.id: name for name in MODULES for c in load(name).CLAIMS}
+    return dict(sorted(index.items(), key=lambda kv: int(kv[0][1:])))
+
+
+def select(only: str | list[str] | None) -> list[str]:
+    """The experiment modules that cover the claims in ``only`` ("C7,C15" or a list); all when None."""
+    if only is None:
+        return list(MODULES)
+    wanted = [s.strip().upper() for s in (only.split(",") if isinstance(only, str) else only) if s.strip()]
+    index = claim_ids()
+    unknown = [w for w in wanted if w not in index]
+    if unknown or not wanted:
+        raise ValueError(f"--only {','.join(unknown) or repr(only)}: expected claim ids among "
+                         f"{', '.join(index)} (comma-separated)")
+    names = {index[w] for w in wanted}
+    return [m for m in MODULES if m in names]
+
+
+def prepare_folder(out: str | Path, meta: dict) -> Path:
+    """The output folder, new or empty or written by an earlier ``reproduce``; other folders are refused."""
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"--out {str(out)!r} exists and is not a folder")
+    if not folder.exists():
+        if not folder.parent.exists():
+            raise ValueError(f"--out {str(out)!r}: parent folder {str(folder.parent)!r} does not exist")
+        folder.mkdir()
+    elif any(folder.iterdir()) and not (folder / MARKER).exists():
+        raise ValueError(f"--out {str(out)!r} holds files that reproduce did not write; give a new or empty folder")
+    (folder / MARKER).write_text(json.dumps(meta, indent=2))
+    return folder
+
+
+def _command(claim_id: str, quick: bool, seed: int) -> str:
+    return f"gradientflow reproduce --only {claim_id} --seed {seed}{' --quick' if quick else ''} --out DIR"
+
+
+def run_one(name: str, *, quick: bool, seed: int, out: str | Path) -> dict:
+    """Run one experiment module; save its figures and measurements under ``out``; return its records.
+
+    An experiment that raises gives records with verdict "error" and the message: the other
+    experiments still run and the report says what broke.
+    """
+    import torch
+
+    from .. import plots
+
+    out = Path(out)
+    mod = load(name)
+    size = mod.QUICK if quick else mod.FULL
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    folder = out / "runs" / name
+    shutil.rmtree(folder, ignore_errors=True)  # this experiment's runs from an earlier reproduce
+    folder.mkdir(parents=True)
+    started = time.perf_counter()
+    try:
+        measured = mod.run(size, seed, folder)
+        verdicts = mod.verdicts(measured)
+        figures = mod.figures(measured)
+    except Exception as err:  # noqa: BLE001 - one broken experiment must not hide the others
+        message = f"{type(err).__name__}: {err}"
+        return {"experiment": name, "seconds": time.perf_counter() - started, "records": [
+            _record(c, name, size, quick, seed, None, message=message) for c in mod.CLAIMS]}
+    finally:
+        torch.set_num_threads(threads)
+    seconds = time.perf_counter() - started
+    (out / "figures").mkdir(exist_ok=True)
+    for stem, fig in figures.items():
+        plots.save(fig, out / "figures", stem, formats=("png",))
+    (out / "data").mkdir(exist_ok=True)
+    (out / "data" / f"{name}.json").write_text(json.dumps(rounded(measured, 8), indent=1, allow_nan=True))
+    return {"experiment": name, "seconds": seconds,
+            "records": [_record(c, name, size, quick, seed, verdicts[c.id]) for c in mod.CLAIMS]}
+
+
+def _record(claim: Claim, name: str, size: dict, quick: bool, seed: int, verdict: Verdict | None,
+            message: str = "") -> dict:
+    base = {"id": claim.id, "claim": claim.text, "source": claim.source, "experiment": name}
+    if verdict is None:
+        return {**base, "verdict": "error", "numbers": {}, "threshold": "", "why": message, "figure": None,
+                "config": {"size": size, "seed": seed, "quick": quick}, "command": _command(claim.id, quick, seed)}
+    return {**base, "verdict": "pass" if verdict.passed else "fail", "numbers": rounded(verdict.numbers, 4),
+            "threshold": verdict.threshold, "why": verdict.why,
+            "figure": f"figures/{verdict.figure}.png" if verdict.figure else None,
+            "config": {"size": size, "seed": seed, "quick": quick}, "command": _command(claim.id, quick, seed)}
+
+
+def _claim_order(record: dict) -> int:
+    return int(record["id"][1:])
+
+
+def reproduce(out: str | Path, *, only: str | list[str] | None = None, quick: bool = False, seed: int = 0,
+              jobs: int = 1, progress: bool = False) -> dict:
+    """Run the experiments covering ``only`` (all claims when None) and return their records.
+
+    ``jobs`` > 1 runs experiments in that many worker processes. Returns
+    ``{"claims": [record, ...] in claim order, "seconds": {experiment: s}, "wall_seconds": s}``.
+    """
+    from tqdm import tqdm
+
+    names = select(only)
+    wanted = None if only is None else {s.strip().upper() for s in
+                                        (only.split(",") if isinstance(only, str) else only)}
+    out = prepare_folder(out, {"only": only, "quick": quick, "seed": seed})
+    started = time.perf_counter()
+    results = []
+    bar = tqdm(total=len(names), disable=not progress, unit="experiment", dynamic_ncols=True)
+    try:
+        if jobs <= 1 or len(names) == 1:
+            for name in names:
+                bar.set_description(name)
+                results.append(run_one(name, quick=quick, seed=seed, out=out))
+                bar.update(1)
+        else:
+            context = multiprocessing.get_context("spawn")  # no forked torch state in the workers
+            with ProcessPoolExecutor(max_workers=min(jobs, len(names)), mp_context=context) as pool:
+                futures = {pool.submit(run_one, name, quick=quick, seed=seed, out=out): name for name in names}
+                for future in as_completed(futures):
+                    results.append(future.result())
+                    bar.set_description(futures[future])
+                    bar.update(1)
+    finally:
+        bar.close()
+    records = [r for res in results for r in res["records"] if wanted is None or r["id"] in wanted]
+    return {"claims": sorted(records, key=_claim_order),
+            "seconds": {res["experiment"]: round(res["seconds"], 2) for res in results},
+            "wall_seconds": round(time.perf_counter() - started, 2)}

@@ -1,0 +1,122 @@
+"""C1, C5, C6: sigmoid and tanh, their derivatives and saturation, and what they cost against ReLU.
+
+The shapes are measured on float64 grids with autograd (not with the closed forms the claims
+state, which are what is being checked); the saturated region is the project's definition,
+|f'| < 5% of its peak (``properties.saturated_region``); the cost is timed with
+``torch.utils.benchmark`` (``cost.cost_table``).
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import torch
+
+from .. import cost, plots, properties
+from .claim import Claim, Verdict
+
+CLAIMS = (
+    Claim("C1", "Sigmoid: s(x) = 1/(1+e^-x), s' = s(1-s), largest derivative 0.25 at 0; for |x| beyond about 10 "
+                "the local gradient is practically 0 (saturation).", "000, 001, 002, 003, 004"),
+    Claim("C5", "tanh(x) = 2s(2x) - 1, zero-centred output, derivative 1 - tanh^2 in (0, 1]; it still saturates.",
+          "001, 002, 004"),
+    Claim("C6", "exp makes sigmoid and tanh more expensive than ReLU.", "000"),
+)
+QUICK = {"numel": 1 << 18, "min_run_time": 0.1}
+FULL = {"numel": 1 << 22, "min_run_time": 0.5}
+
+FAR = 10.0  # C1's "beyond about 10"
+PRACTICALLY_ZERO = 1e-3  # of the peak derivative: a gradient scaled by less than a thousandth
+COSTLIER = 1.2  # cost ratio to ReLU: timings on a shared CPU vary by a few percent; 20% is well outside that
+
+
+def _autograd_derivative(fn, x: torch.Tensor) -> torch.Tensor:
+    x = x.clone().requires_grad_(True)
+    (d,) = torch.autograd.grad(fn(x).sum(), x)
+    return d
+
+
+def run(size: dict, seed: int, folder) -> dict:
+    """Shapes by autograd on a float64 grid; costs by timing (ns per element)."""
+    x = torch.linspace(-20, 20, 40_001, dtype=torch.float64)
+    s = torch.sigmoid(x)
+    ds = _autograd_derivative(torch.sigmoid, x)
+    dt = _autograd_derivative(torch.tanh, x)
+    inside = x.abs() <= FAR
+    sig, tanh = properties.measure("sigmoid"), properties.measure("tanh")
+    far = torch.tensor([-FAR, FAR], dtype=torch.float64)
+    table = cost.cost_table(("relu", "leaky_relu", "sigmoid", "tanh", "elu"), numel=size["numel"],
+                            min_run_time=size["min_run_time"])
+    return {
+        "sigmoid_derivative_vs_closed_form": float((ds - s * (1 - s)).abs().max()),
+        "sigmoid_peak": float(ds.max()), "sigmoid_peak_at": float(x[ds.argmax()]),
+        "sigmoid_derivative_at_10": float(_autograd_derivative(torch.sigmoid, far).max()),
+        "sigmoid_saturated_beyond": sig.saturated_region[-1][0],
+        "tanh_vs_2sigmoid_2x_minus_1": float((torch.tanh(x) - (2 * torch.sigmoid(2 * x) - 1)).abs().max()),
+        "tanh_derivative_vs_closed_form": float((dt - (1 - torch.tanh(x) ** 2)).abs().max()),
+        "tanh_derivative_max": float(dt.max()), "tanh_derivative_min_within_10": float(dt[inside].min()),
+        "tanh_mean_at_unit_gaussian": tanh.mean_at_unit_gaussian,
+        "sigmoid_mean_at_unit_gaussian": sig.mean_at_unit_gaussian,
+        "tanh_saturated_beyond": tanh.saturated_region[-1][0],
+        "tanh_derivative_at_10": float(_autograd_derivative(torch.tanh, far).max()),
+        "cost": table,
+    }
+
+
+def verdicts(m: dict) -> dict[str, Verdict]:
+    """C1: peak 0.25 at 0 and s' = s(1-s); C5: the identity, (0, 1], zero mean, a saturated region; C6: cost ratios."""
+    c1_numbers = {k: m[k] for k in ("sigmoid_peak", "sigmoid_peak_at", "sigmoid_derivative_vs_closed_form",
+                                    "sigmoid_derivative_at_10", "sigmoid_saturated_beyond")}
+    c1 = (abs(m["sigmoid_peak"] - 0.25) < 1e-9 and abs(m["sigmoid_peak_at"]) < 1e-9
+          and m["sigmoid_derivative_vs_closed_form"] < 1e-12
+          and m["sigmoid_derivative_at_10"] < PRACTICALLY_ZERO * m["sigmoid_peak"])
+    c5_numbers = {k: m[k] for k in ("tanh_vs_2sigmoid_2x_minus_1", "tanh_derivative_vs_closed_form",
+                                    "tanh_derivative_max", "tanh_derivative_min_within_10",
+                                    "tanh_mean_at_unit_gaussian", "sigmoid_mean_at_unit_gaussian",
+                                    "tanh_saturated_beyond", "tanh_derivative_at_10")}
+    c5 = (m["tanh_vs_2sigmoid_2x_minus_1"] < 1e-12 and m["tanh_derivative_vs_closed_form"] < 1e-12
+          and abs(m["tanh_derivative_max"] - 1) < 1e-12 and m["tanh_derivative_min_within_10"] > 0
+          and abs(m["tanh_mean_at_unit_gaussian"]) < 1e-9
+          and m["tanh_derivative_at_10"] < PRACTICALLY_ZERO * m["tanh_derivative_max"])
+    ratio = {r["name"]: r["forward_vs_relu"] for r in m["cost"]}
+    ns = {r["name"]: r["forward_ns"] for r in m["cost"]}
+    c6 = ratio["sigmoid"] >= COSTLIER and ratio["tanh"] >= COSTLIER
+    return {
+        "C1": Verdict(c1, f"autograd's s' equals s(1-s) to 1e-12 on [-20, 20]; its peak is 0.25 (to 1e-9) at x = 0; "
+                          f"at |x| = {FAR:g} it is below {PRACTICALLY_ZERO:g} of the peak (a gradient scaled by less "
+                          "than a thousandth is 'practically 0').", c1_numbers, "activations",
+                      f"peak s' = {m['sigmoid_peak']:.6g} at x = {m['sigmoid_peak_at']:.3g}; s'(10) = "
+                      f"{m['sigmoid_derivative_at_10']:.3g}; |s'| < 5% of the peak beyond |x| = "
+                      f"{m['sigmoid_saturated_beyond']:.3g}."),
+        "C5": Verdict(c5, "tanh(x) = 2s(2x) - 1 to 1e-12; autograd's derivative equals 1 - tanh^2 to 1e-12, its "
+                          "maximum is 1 and it stays > 0 on [-10, 10]; E[tanh(z)] = 0 for z ~ N(0, 1); at |x| = 10 "
+                          f"the derivative is below {PRACTICALLY_ZERO:g} of its peak (saturation).",
+                      c5_numbers, "activations",
+                      f"mean output at N(0,1): tanh {m['tanh_mean_at_unit_gaussian']:.2g} against sigmoid "
+                      f"{m['sigmoid_mean_at_unit_gaussian']:.2g}; tanh saturates beyond |x| = "
+                      f"{m['tanh_saturated_beyond']:.3g} (sooner than sigmoid, at {m['sigmoid_saturated_beyond']:.3g})."),
+        "C6": Verdict(c6, f"forward time per element, sigmoid and tanh each at least {COSTLIER:g}x ReLU's (timings "
+                          "vary by a few percent run to run; 20% is well outside that). Times are measured, so "
+                          "they differ between runs; the verdict should not.",
+                      {"relu_ns": ns["relu"], "sigmoid_ns": ns["sigmoid"], "tanh_ns": ns["tanh"],
+                       "sigmoid_vs_relu": ratio["sigmoid"], "tanh_vs_relu": ratio["tanh"]}, "activation_cost",
+                      f"sigmoid costs {ratio['sigmoid']:.2g}x and tanh {ratio['tanh']:.2g}x ReLU per element "
+                      "(forward, CPU, one thread)."),
+    }
+
+
+def figures(m: dict) -> dict:
+    """The gallery of f and f' (the seeds' missing activation figures) and the cost bars."""
+    fig, ax = plt.subplots(figsize=(7, 3))
+    names = [r["name"] for r in m["cost"]]
+    fwd = [r["forward_ns"] for r in m["cost"]]
+    both = [r["forward_backward_ns"] for r in m["cost"]]
+    pos = range(len(names))
+    ax.bar([p - 0.2 for p in pos], fwd, width=0.4, label="forward")
+    ax.bar([p + 0.2 for p in pos], both, width=0.4, label="forward + backward")
+    ax.set_xticks(list(pos), names)
+    ax.set_ylabel("ns per element (one thread)")
+    ax.set_title("C6: cost of the activation function (measured)", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return {"activations": plots.activation_gallery(("sigmoid", "tanh", "relu", "leaky_relu", "elu", "maxout")),
+            "activation_cost": fig}

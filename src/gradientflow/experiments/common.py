@@ -1,0 +1,46 @@
+"""Helpers the experiments share: probing a fresh network once, training stored runs, reading them back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .. import job
+from ..config import TrainConfig
+from ..probes import watch
+from ..store import Run
+
+
+def probe_once(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[dict]:
+    """One forward and backward pass of ``net`` on (x, y) under ``watch``: the probe's rows, one per layer."""
+    net.train()
+    with watch(net) as probe:
+        net.zero_grad(set_to_none=True)
+        F.cross_entropy(net(x), y).backward()
+        rows = probe.summary().to_dict("records")
+    net.zero_grad(set_to_none=True)
+    return rows
+
+
+def gaussian_batch(n: int, dim: int, classes: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """n unit-Gaussian inputs (the theory's assumption) with uniformly random labels."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, dim, generator=g), torch.randint(0, classes, (n,), generator=g)
+
+
+def train(cfg: TrainConfig, folder: Path, label: str) -> dict:
+    """Train ``cfg`` through the engine, stored as run ``folder/label``; its summary and per-step loss."""
+    summary = job.run(cfg, folder / label)
+    steps, loss = Run(folder / label).series("loss", "train")
+    return {"label": label, "status": summary.status, "message": summary.message, "steps": summary.steps,
+            "train_loss": summary.train_loss, "test_accuracy": summary.test_accuracy,
+            "epochs": [h["train_loss"] for h in summary.history],
+            "test_accuracy_by_epoch": [h["test_accuracy"] for h in summary.history],
+            "loss_steps": steps, "loss": loss}
+
+
+def hidden(rows: list[dict]) -> list[dict]:
+    """The probe rows of hidden layers (those with an activation), in forward order."""
+    return [r for r in rows if isinstance(r["activation"], str) or r["type"] == "Maxout"]
