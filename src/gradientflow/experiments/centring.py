@@ -1,0 +1,215 @@
+"""C4 and C19: all-positive inputs make a neuron's weights move together (zig-zag); centring helps.
+
+C4, three views:
+- a 2-D neuron z = w . x fitted by SGD (batch 1) towards w* = (1, -1), fed sigmoid outputs
+  (all positive) or the same inputs centred. With positive inputs both components of
+  dL/dw = (z - y) x share a sign at every step, so the path zig-zags. Speed is compared at each
+  input's best learning rate from the same grid (a fixed rate would favour neither: it is the
+  curvature E[x x^T] that the mean inflates, and with it the largest stable rate it lowers);
+- the probe's sign coherence of a layer fed by sigmoid outputs against one fed by tanh outputs,
+  at batch size 1 and at a mini-batch (averaging softens it);
+- a sigmoid net against the same net with s(x) - 1/2 (identical slopes, centred output).
+C19: the same net trained on MNIST-1D standardised against the same inputs shifted to be all
+non-negative (``normalize="shift"``: same scale, minimum at 0).
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from torch import nn
+
+from .. import job, optim
+from ..config import TrainConfig
+from ..probes import watch
+from ..train import fit
+from .claim import Claim, Verdict
+from .common import train
+
+CLAIMS = (
+    Claim("C4", "If every input x_i of a neuron is positive (e.g. the outputs of a sigmoid layer), dL/dw_i = "
+                "x_i dL/dz has the same sign for every i, so all weights of that neuron move up together or down "
+                "together; reaching an optimum that needs some up and some down takes a zig-zag path and "
+                "converges slowly. Averaging over a mini-batch softens this.", "000, 002, 003"),
+    Claim("C19", "Centring (normalising) the inputs speeds up convergence.", "000, 004"),
+)
+QUICK = {"toy_samples": 4000, "n_train": 2000, "n_test": 500, "epochs": 10, "probe_steps": 50, "minibatch": 64}
+FULL = {"toy_samples": 20000, "n_train": 4000, "n_test": 1000, "epochs": 30, "probe_steps": 200, "minibatch": 64}
+TOY_RATES = tuple(0.25 * 2 ** k for k in range(8))  # 0.25 ... 32
+TOY_TOL = 0.01  # converged: ||w - w*|| below this
+SLOWER = 1.5  # "converges slowly": at least half again as many steps at the best rate
+COHERENT = 0.999  # batch 1, sigmoid-fed: every entry of a unit's weight gradient has one sign
+MIXED = 0.9  # a zero-centred input gives mixed signs: clearly below 1
+
+
+def _toy(x: torch.Tensor, lr: float, steps: int, keep_path: bool):
+    """SGD (batch 1) on 1/2 (w . x - w* . x)^2 from w = 0; steps to reach w* and the path."""
+    target = torch.tensor([1.0, -1.0], dtype=x.dtype)
+    y = x @ target
+    w = torch.zeros(2, dtype=x.dtype, requires_grad=True)
+    opt = optim.make("sgd", [w], lr=lr)
+    path, same_sign, hit = [[0.0, 0.0]], 0, None
+    for t in range(min(steps, len(x))):
+        loss = 0.5 * (x[t] @ w - y[t]) ** 2
+        opt.zero_grad()
+        loss.backward()
+        same_sign += int(torch.sign(w.grad[0]) == torch.sign(w.grad[1]))
+        opt.step()
+        if keep_path:
+            path.append(w.detach().tolist())
+        if not torch.isfinite(w).all():
+            break
+        if (w.detach() - target).norm() < TOY_TOL:
+            hit = t + 1
+            break
+    return hit, same_sign / max(t + 1, 1), path
+
+
+class CentredSigmoid(nn.Module):
+    """s(x) - 1/2: the sigmoid's slopes with a zero-centred output (C4's control)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(x) - 0.5
+
+
+def _coherence(act: str, batch: int, size: dict, seed: int) -> float:
+    """Sign coherence of the second hidden layer (fed by the first's outputs) over a short SGD run."""
+    cfg = TrainConfig(data="mnist1d", n_train=size["n_train"], n_test=size["n_test"], depth=3, width=100,
+                      activation=act, init="xavier", optimizer="sgd", lr=0.01, batch_size=batch, seed=seed,
+                      data_seed=seed, epochs=1)
+    net, d = job.prepare(cfg)
+    opt = optim.make("sgd", net.parameters(), lr=cfg.lr)
+    g = torch.Generator().manual_seed(seed)
+    with watch(net) as probe:
+        for _ in range(size["probe_steps"]):
+            idx = torch.randint(0, len(d.y_train), (batch,), generator=g)
+            loss = nn.functional.cross_entropy(net(d.x_train[idx]), d.y_train[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        rows = probe.summary().to_dict("records")
+    return float(rows[1]["sign_coherence"])
+
+
+def run(size: dict, seed: int, folder) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    positive = torch.sigmoid(2 * torch.randn(size["toy_samples"], 2, generator=g, dtype=torch.float64))
+    inputs = {"positive": positive, "centred": positive - positive.mean(0)}
+    toy = {}
+    for name, x in inputs.items():
+        hits = {lr: _toy(x, lr, len(x), keep_path=False)[0] for lr in TOY_RATES}
+        done = {lr: h for lr, h in hits.items() if h is not None}
+        best = min(done, key=done.get) if done else None
+        _, same, path = _toy(x, best or TOY_RATES[0], 200, keep_path=True)
+        toy[name] = {"steps_by_lr": {str(k): v for k, v in hits.items()}, "best_lr": best,
+                     "best_steps": done.get(best), "same_sign_share": same, "path": path, "curvature": (x.T @ x / len(x)).tolist()}
+    coherence = {f"{act}_batch{b}": _coherence(act, b, size, seed)
+                 for act in ("sigmoid", "tanh") for b in (1, size["minibatch"])}
+    nets = {}
+    for centred in (False, True):
+        cfg = TrainConfig(data="mnist1d", n_train=size["n_train"], n_test=size["n_test"], depth=3, width=100,
+                          activation="sigmoid", init="xavier", optimizer="sgd", lr=0.2, batch_size=32,
+                          epochs=size["epochs"], seed=seed, data_seed=seed)
+        net, d = job.prepare(cfg)
+        if centred:
+            net = nn.Sequential(*[CentredSigmoid() if isinstance(m, nn.Sigmoid) else m for m in net])
+        summary = fit(net, d, cfg)
+        nets["centred_sigmoid" if centred else "sigmoid"] = [h["train_loss"] for h in summary.history]
+    data = {}
+    for act in ("relu", "tanh"):
+        for norm in ("standardize", "shift"):
+            cfg = TrainConfig(data="mnist1d", n_train=size["n_train"], n_test=size["n_test"], depth=2, width=100,
+                              activation=act, init="he" if act == "relu" else "xavier", optimizer="sgd", lr=0.05,
+                              batch_size=32, epochs=size["epochs"], normalize=norm, seed=seed, data_seed=seed)
+            r = train(cfg, folder, f"{act}_{norm}")
+            net, d = job.prepare(cfg)
+            r["input_mean_over_std"] = float((d.x_train.mean() / d.x_train.std()).abs())
+            data[f"{act}_{norm}"] = r
+    return {"toy": toy, "coherence": coherence, "sigmoid_nets": nets, "data": data, "minibatch": size["minibatch"]}
+
+
+def verdicts(m: dict) -> dict[str, Verdict]:
+    toy, coh = m["toy"], m["coherence"]
+    b = m["minibatch"]
+    pos, cen = toy["positive"]["best_steps"], toy["centred"]["best_steps"]
+    slower = pos is not None and cen is not None and pos >= SLOWER * cen
+    c4 = (coh["sigmoid_batch1"] >= COHERENT and coh["tanh_batch1"] < MIXED
+          and coh[f"sigmoid_batch{b}"] < coh["sigmoid_batch1"] and slower)
+    sig, csig = m["sigmoid_nets"]["sigmoid"], m["sigmoid_nets"]["centred_sigmoid"]
+    c4_numbers = {"coherence_sigmoid_fed_batch1": coh["sigmoid_batch1"], "coherence_tanh_fed_batch1": coh["tanh_batch1"],
+                  f"coherence_sigmoid_fed_batch{b}": coh[f"sigmoid_batch{b}"],
+                  f"coherence_tanh_fed_batch{b}": coh[f"tanh_batch{b}"],
+                  "toy_same_sign_share_positive": toy["positive"]["same_sign_share"],
+                  "toy_same_sign_share_centred": toy["centred"]["same_sign_share"],
+                  "toy_steps_positive": pos, "toy_steps_centred": cen,
+                  "toy_best_lr_positive": toy["positive"]["best_lr"], "toy_best_lr_centred": toy["centred"]["best_lr"],
+                  "net_final_loss_sigmoid": sig[-1], "net_final_loss_centred_sigmoid": csig[-1]}
+    data = m["data"]
+    c19 = all(data[f"{a}_standardize"]["train_loss"] < data[f"{a}_shift"]["train_loss"] for a in ("relu", "tanh"))
+    c19_numbers = {f"{a}_{n}_final_loss": data[f"{a}_{n}"]["train_loss"] for a in ("relu", "tanh")
+                   for n in ("standardize", "shift")}
+    c19_numbers.update({f"{n}_input_mean_over_std": data[f"relu_{n}"]["input_mean_over_std"]
+                        for n in ("standardize", "shift")})
+    return {
+        "C4": Verdict(
+            c4, f"batch 1: the sigmoid-fed layer's sign coherence is >= {COHERENT:g} (every weight of a unit moves "
+                f"the same way) and the tanh-fed layer's < {MIXED:g}; at batch {b} the sigmoid-fed coherence is lower "
+                f"than at batch 1 (averaging softens it); and the 2-D neuron with positive inputs needs >= {SLOWER:g}x "
+                "the SGD steps of the centred one, each at its best rate of the same grid.",
+            c4_numbers, "zigzag",
+            f"sign coherence at batch 1: {coh['sigmoid_batch1']:.3g} (sigmoid-fed) vs {coh['tanh_batch1']:.3g} "
+            f"(tanh-fed); at batch {b}: {coh[f'sigmoid_batch{b}']:.3g}. 2-D neuron: {pos} steps with positive inputs "
+            f"against {cen} centred; both components of the gradient shared a sign in "
+            f"{100 * toy['positive']['same_sign_share']:.0f}% of steps (centred: "
+            f"{100 * toy['centred']['same_sign_share']:.0f}%). Sigmoid net loss {sig[-1]:.3g} vs centred sigmoid "
+            f"{csig[-1]:.3g}."),
+        "C19": Verdict(
+            c19, "MNIST-1D, same net, seed and batches: standardised inputs end with a lower training loss than the "
+                 "same inputs shifted to be non-negative (same scale), for a ReLU and a tanh net.",
+            c19_numbers, "centring",
+            "final training loss, standardised vs shifted: " + "; ".join(
+                f"{a} {data[f'{a}_standardize']['train_loss']:.3g} vs {data[f'{a}_shift']['train_loss']:.3g}"
+                for a in ("relu", "tanh")) + "."),
+    }
+
+
+def figures(m: dict) -> dict:
+    toy = m["toy"]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
+    ax = axes[0]
+    w1, w2 = np.meshgrid(np.linspace(-0.5, 2.0, 101), np.linspace(-1.5, 1.0, 101))
+    for k, name in enumerate(("positive", "centred")):
+        c = np.array(toy[name]["curvature"])  # E[x x^T]: the loss is 1/2 (w - w*)^T C (w - w*)
+        d1, d2 = w1 - 1.0, w2 + 1.0
+        ax.contour(w1, w2, 0.5 * (c[0, 0] * d1 ** 2 + 2 * c[0, 1] * d1 * d2 + c[1, 1] * d2 ** 2), levels=8,
+                   colors=f"C{k}", linewidths=0.5, alpha=0.5)
+        path = np.array(toy[name]["path"])
+        ax.plot(path[:, 0], path[:, 1], ".-", color=f"C{k}", lw=0.8, ms=3,
+                label=f"{name} inputs, lr {toy[name]['best_lr']:g}: {toy[name]['best_steps']} steps")
+    ax.plot([1], [-1], "k*", ms=12, label="optimum w* = (1, -1)")
+    ax.plot([0], [0], "ko", ms=5)
+    ax.set(xlabel="w1", ylabel="w2", title="C4: one neuron, SGD batch 1")
+    ax.legend(fontsize=7)
+    ax.set_aspect("equal")
+    coh = m["coherence"]
+    b = m["minibatch"]
+    labels = ["sigmoid-fed\nbatch 1", "tanh-fed\nbatch 1", f"sigmoid-fed\nbatch {b}", f"tanh-fed\nbatch {b}"]
+    values = [coh["sigmoid_batch1"], coh["tanh_batch1"], coh[f"sigmoid_batch{b}"], coh[f"tanh_batch{b}"]]
+    axes[1].bar(labels, values, color=["C0", "C1", "C0", "C1"])
+    axes[1].axhline(0.5, color="0.5", ls="--", lw=0.8)
+    axes[1].set(ylim=(0, 1.05), ylabel="share of a unit's weight gradients with the majority sign",
+                title="sign coherence (probe), layer 2")
+    for name, losses in m["sigmoid_nets"].items():
+        axes[2].plot(range(1, len(losses) + 1), losses, "o-", ms=3, label=name)
+    axes[2].set(xlabel="epoch", ylabel="training loss", title="sigmoid vs s(x) - 1/2 (same slopes)")
+    axes[2].legend(fontsize=8)
+    fig.tight_layout()
+    fig2, ax = plt.subplots(figsize=(6.5, 4))
+    for k, (label, r) in enumerate(m["data"].items()):
+        ax.plot(range(1, len(r["epochs"]) + 1), r["epochs"], "o-" if "standardize" in label else "s--", ms=3,
+                color=f"C{k // 2}", label=f"{label} (|mean|/std = {r['input_mean_over_std']:.2g})")
+    ax.set(xlabel="epoch", ylabel="training loss", title="C19: MNIST-1D, centred vs shifted inputs (SGD)")
+    ax.legend(fontsize=8)
+    fig2.tight_layout()
+    return {"zigzag": fig, "centring": fig2}
