@@ -1,0 +1,259 @@
+"""C10-C13: momentum, AdaGrad, RMSProp and Adam on 2-D surfaces, and their curves on MNIST-1D.
+
+The 2-D runs use the engine's optimisers (``optim.make``: torch.optim, proved equal to the
+seeds' formulas in tests/test_optim.py) on:
+- a ravine f(x, y) = (a x^2 + b y^2) / 2 with curvatures a = 0.01 along it and b = 2 across it;
+- a saddle f(x, y) = x^2 / 2 + y^4 / 4 - y^2 / 2 (minima at y = +-1), started next to the saddle;
+- the same ravine with Gaussian noise on the gradient (a stochastic gradient that never
+  vanishes), where AdaGrad's and RMSProp's effective step alpha / (sqrt(r) + delta) is read
+  from the optimiser's state.
+C13's Adam without bias correction has no torch switch, so it is written out here from the
+formula (``adam_steps``) and tested against the plain reference in tests/reference.py.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from .. import optim
+from ..config import TrainConfig
+from .claim import Claim, Verdict
+from .common import train
+
+CLAIMS = (
+    Claim("C10", "Momentum: v <- mu v + g; theta <- theta - alpha v; mu in [0, 1), usually 0.9; mu = 0 is plain "
+                 "SGD. Damps oscillation across a ravine, speeds travel along it, and carries the iterate through "
+                 "saddle points and poor local minima.", "001"),
+    Claim("C11", "AdaGrad: r <- r + g^2; w <- w - alpha/(sqrt(r) + delta) g. Big steps in flat directions, small "
+                 "in steep ones; but r only grows, so the step size decays until learning stalls.", "001"),
+    Claim("C12", "RMSProp: r <- rho r + (1 - rho) g^2, same update; rho forgets old gradients.", "001"),
+    Claim("C13", "Adam: v <- mu v + (1-mu) g; r <- rho r + (1-rho) g^2; v~ = v/(1-mu^t), r~ = r/(1-rho^t); "
+                 "theta <- theta - alpha/(sqrt(r~) + delta) v~, mu = 0.9, rho = 0.999. The bias correction removes "
+                 "the slow 'cold start' of the first steps.", "001"),
+)
+QUICK = {"steps": 150, "noisy_steps": 2000, "n_train": 2000, "n_test": 500, "epochs": 10}
+FULL = {"steps": 400, "noisy_steps": 20000, "n_train": 4000, "n_test": 1000, "epochs": 50}
+
+RAVINE = (0.01, 2.0)  # curvature along, across
+RAVINE_START = (-8.0, 1.0)
+SADDLE_START = (1.0, 1e-4)
+RATES = {"sgd": 0.9, "momentum": 0.9, "adagrad": 0.5, "rmsprop": 0.05, "adam": 0.05}  # 2-D step sizes
+NOISE = 0.5  # std of the noise added to each gradient component in the noisy ravine
+FASTER = 10.0  # momentum "speeds travel": loss after N steps at least 10x below SGD's at the same alpha
+# effective steps compared between step N/10 and step N of the noisy ravine: AdaGrad's r grows like t, so its step
+# should fall like 1/sqrt(t) (to ~0.32 over a 10x longer run); RMSProp's r is an average over ~1/(1-rho) = 100 steps
+DECAYED = 0.5  # AdaGrad "decays": the step at N is below half of the step at N/10
+KEPT = 0.8  # RMSProp "forgets": the step at N is at least 0.8 of the step at N/10 (r's sampling noise is ~10%)
+MNIST_RATES = {"sgd": 0.1, "momentum": 0.01, "adagrad": 0.01, "rmsprop": 1e-3, "adam": 1e-3}
+
+
+def ravine(p: torch.Tensor) -> torch.Tensor:
+    """f(x, y) = (a x^2 + b y^2) / 2, a = 0.01, b = 2: condition number 200."""
+    return 0.5 * (RAVINE[0] * p[0] ** 2 + RAVINE[1] * p[1] ** 2)
+
+
+def saddle(p: torch.Tensor) -> torch.Tensor:
+    """f(x, y) = x^2 / 2 + y^4 / 4 - y^2 / 2: a saddle at 0, minima at (0, +-1)."""
+    return 0.5 * p[0] ** 2 + 0.25 * p[1] ** 4 - 0.5 * p[1] ** 2
+
+
+def descend(fn, start, name: str, lr: float, steps: int, noise: float = 0.0, seed: int = 0) -> dict:
+    """``steps`` of the engine's optimiser ``name`` on ``fn`` from ``start``: path, losses, effective steps."""
+    p = torch.tensor(start, dtype=torch.float64, requires_grad=True)
+    opt = optim.make(name, [p], lr=lr)
+    g = torch.Generator().manual_seed(seed)
+    path, losses, effective = [list(start)], [float(fn(p.detach()))], []
+    for _ in range(steps):
+        loss = fn(p)
+        opt.zero_grad()
+        loss.backward()
+        if noise:
+            p.grad += noise * torch.randn(2, generator=g, dtype=torch.float64)
+        opt.step()
+        path.append(p.detach().tolist())
+        losses.append(float(fn(p.detach())))
+        state = opt.state[p]
+        if name == "adagrad":
+            effective.append((lr / (state["sum"].sqrt() + opt.defaults["eps"])).tolist())
+        elif name == "rmsprop":
+            effective.append((lr / (state["square_avg"].sqrt() + opt.defaults["eps"])).tolist())
+    return {"path": path, "loss": losses, "effective_step": effective}
+
+
+def adam_steps(grads: list[torch.Tensor], lr: float, mu: float = 0.9, rho: float = 0.999, delta: float = 1e-8, *,
+               correct_v: bool, correct_r: bool) -> list[torch.Tensor]:
+    """Adam's updates for a sequence of gradients of one parameter, each bias correction on or off (C13):
+    v <- mu v + (1 - mu) g; r <- rho r + (1 - rho) g^2; step = -alpha v' / (sqrt(r') + delta), with
+    v' = v / (1 - mu^t) if ``correct_v`` else v, and r' = r / (1 - rho^t) if ``correct_r`` else r.
+    torch's Adam is the case with both on; it has no switch for the others."""
+    v = torch.zeros_like(grads[0])
+    r = torch.zeros_like(grads[0])
+    steps = []
+    for t, g in enumerate(grads, start=1):
+        v = mu * v + (1 - mu) * g
+        r = rho * r + (1 - rho) * g * g
+        vv = v / (1 - mu ** t) if correct_v else v
+        rr = r / (1 - rho ** t) if correct_r else r
+        steps.append(-lr * vv / (rr.sqrt() + delta))
+    return steps
+
+
+def _first_steps(steps: int, seed: int) -> dict:
+    """|step_t| / alpha over the first ``steps`` Adam steps on a fixed gradient sequence, three ways."""
+    g = torch.Generator().manual_seed(seed)
+    grads = [torch.tensor([0.3, -0.02], dtype=torch.float64) + 0.01 * torch.randn(2, generator=g, dtype=torch.float64)
+             for _ in range(steps)]
+    lr = 1e-3
+    p = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    opt = optim.make("adam", [p], lr=lr)
+    corrected = []
+    for grad in grads:
+        before = p.detach().clone()
+        p.grad = grad.clone()
+        opt.step()
+        corrected.append(float((p.detach() - before).abs().mean() / lr))
+    size = lambda upd: [float(u.abs().mean() / lr) for u in upd]  # noqa: E731
+    return {"corrected": corrected,
+            "uncorrected": size(adam_steps(grads, lr, correct_v=False, correct_r=False)),
+            "first_moment_only_uncorrected": size(adam_steps(grads, lr, correct_v=False, correct_r=True))}
+
+
+def run(size: dict, seed: int, folder) -> dict:
+    n = size["steps"]
+    out = {"ravine": {k: descend(ravine, RAVINE_START, k, lr, n) for k, lr in RATES.items()},
+           "saddle": {k: descend(saddle, SADDLE_START, k, RATES[k], n) for k in ("sgd", "momentum")},
+           "noisy": {k: descend(ravine, RAVINE_START, k, RATES[k], size["noisy_steps"], NOISE, seed)
+                     for k in ("adagrad", "rmsprop")},
+           "adam_first_steps": _first_steps(50, seed), "mnist1d": {}}
+    for k in ("sgd", "momentum", "adagrad", "rmsprop", "adam"):
+        cfg = TrainConfig(data="mnist1d", n_train=size["n_train"], n_test=size["n_test"], depth=2, width=100,
+                          activation="relu", init="he", optimizer=k, lr=MNIST_RATES[k], batch_size=32,
+                          epochs=size["epochs"], seed=seed, data_seed=seed)
+        out["mnist1d"][k] = train(cfg, folder, k)
+    for k, r in out["noisy"].items():  # keep the figure's data small: every 10th point of the long runs
+        r["path"] = r["path"][::10]
+        r["loss"] = r["loss"][::10]
+    return out
+
+
+def _sign_flips(path: list[list[float]]) -> int:
+    """How often the step across the ravine (y) reverses direction: the zig-zag."""
+    dy = np.diff(np.array(path)[:, 1])
+    return int(np.sum(np.sign(dy[1:]) * np.sign(dy[:-1]) < 0))
+
+
+def _escape(path: list[list[float]], level: float = 0.5) -> int | None:
+    """First step where |y| passes ``level``: the iterate has left the saddle."""
+    return next((t for t, (_, y) in enumerate(path) if abs(y) > level), None)
+
+
+def verdicts(m: dict) -> dict[str, Verdict]:
+    rv, sd = m["ravine"], m["saddle"]
+    sgd_loss, mom_loss = rv["sgd"]["loss"][-1], rv["momentum"]["loss"][-1]
+    flips = {k: _sign_flips(rv[k]["path"]) for k in ("sgd", "momentum")}
+    esc = {k: _escape(sd[k]["path"]) for k in ("sgd", "momentum")}
+    steps = len(rv["sgd"]["loss"]) - 1
+    c10 = (mom_loss * FASTER <= sgd_loss and flips["momentum"] < flips["sgd"]
+           and esc["momentum"] is not None and (esc["sgd"] is None or esc["momentum"] < esc["sgd"]))
+    ada, rms = np.array(m["noisy"]["adagrad"]["effective_step"]), np.array(m["noisy"]["rmsprop"]["effective_step"])
+    tenth = len(ada) // 10 - 1
+    ada_decay = float(ada[-1].mean() / ada[tenth].mean())
+    rms_kept = float(rms[-1].mean() / rms[tenth].mean())
+    flat_over_steep = float(np.array(rv["adagrad"]["effective_step"])[9, 0] / np.array(rv["adagrad"]["effective_step"])[9, 1])
+    c11 = ada_decay < DECAYED and flat_over_steep > 1
+    c12 = rms_kept >= KEPT
+    first = m["adam_first_steps"]
+    c13 = abs(first["corrected"][0] - 1) < 0.1 and first["uncorrected"][0] < first["corrected"][0]
+    acc = {k: r["test_accuracy"] for k, r in m["mnist1d"].items()}
+    return {
+        "C10": Verdict(
+            c10, f"on the ravine at the same alpha ({RATES['sgd']:g}) for {steps} steps, momentum (mu = 0.9) ends at a "
+                 f"loss at least {FASTER:g}x below SGD's (travel along), its step across the ravine reverses direction "
+                 "less often (damped zig-zag); and from next to the saddle it reaches |y| > 0.5 in fewer steps.",
+            {"ravine_loss_sgd": sgd_loss, "ravine_loss_momentum": mom_loss, "direction_reversals_sgd": flips["sgd"],
+             "direction_reversals_momentum": flips["momentum"], "saddle_escape_step_sgd": esc["sgd"],
+             "saddle_escape_step_momentum": esc["momentum"], "mnist1d_test_accuracy": acc},
+            "optimisers_2d",
+            f"ravine loss after {steps} steps: SGD {sgd_loss:.3g}, momentum {mom_loss:.3g}; reversals across the "
+            f"ravine {flips['sgd']} vs {flips['momentum']}; saddle left at step {esc['sgd']} (SGD) vs "
+            f"{esc['momentum']} (momentum). Poor local minima are not tested."),
+        "C11": Verdict(
+            c11, f"noisy ravine: AdaGrad's mean effective step alpha/(sqrt(r)+delta) at the last step N is below "
+                 f"{DECAYED:g} of its value at step N/10 (1/sqrt(t) predicts 0.32); and on the clean ravine after 10 "
+                 "steps it is larger along the flat direction than across the steep one.",
+            {"adagrad_step_N_over_step_N_10": ada_decay, "adagrad_flat_over_steep_step": flat_over_steep},
+            "adaptive_steps",
+            f"AdaGrad's effective step fell to {ada_decay:.3g} of its early value; flat/steep step ratio "
+            f"{flat_over_steep:.3g}."),
+        "C12": Verdict(
+            c12, f"noisy ravine: RMSProp's mean effective step at the last step N is at least {KEPT:g} of its value "
+                 "at step N/10 (old gradients forgotten, the step does not decay).",
+            {"rmsprop_step_N_over_step_N_10": rms_kept, "adagrad_step_N_over_step_N_10": ada_decay},
+            "adaptive_steps", f"RMSProp kept {rms_kept:.3g} of its early effective step; AdaGrad {ada_decay:.3g}."),
+        "C13": Verdict(
+            c13, "Adam (mu 0.9, rho 0.999) on a steady gradient: with bias correction the first step is alpha "
+                 "(|step|/alpha within 10% of 1); the seeds' 'slow cold start' means that without correction the "
+                 "first step is smaller than with it.",
+            {"first_step_over_alpha_corrected": first["corrected"][0],
+             "first_step_over_alpha_uncorrected": first["uncorrected"][0],
+             "first_step_over_alpha_only_v_uncorrected": first["first_moment_only_uncorrected"][0],
+             "step10_over_alpha_uncorrected": first["uncorrected"][9]},
+            "adam_bias_correction",
+            _adam_why(first)),
+    }
+
+
+def _adam_why(first: dict) -> str:
+    c, u, v_only = first["corrected"][0], first["uncorrected"][0], first["first_moment_only_uncorrected"][0]
+    pace = "slower than" if u < c else "faster than"
+    return (f"first step / alpha: corrected {c:.3g}, uncorrected {u:.3g} ({pace} corrected), with only the first "
+            f"moment uncorrected {v_only:.3g}. Uncorrected, v carries a factor 1 - mu^t and sqrt(r) a factor "
+            f"sqrt(1 - rho^t): at t = 1, 0.1 against 0.032 with the defaults, so the start is slow only when v alone "
+            "goes uncorrected.")
+
+
+def figures(m: dict) -> dict:
+    fig, (a, b) = plt.subplots(1, 2, figsize=(14, 4.6))
+    xs, ys = np.meshgrid(np.linspace(-9, 1, 200), np.linspace(-1.3, 1.3, 200))
+    a.contour(xs, ys, 0.5 * (RAVINE[0] * xs ** 2 + RAVINE[1] * ys ** 2), levels=20, colors="0.8", linewidths=0.6)
+    for k, (name, r) in enumerate(m["ravine"].items()):
+        path = np.array(r["path"])[:60]
+        a.plot(path[:, 0], path[:, 1], ".-", ms=2, lw=0.8, color=f"C{k}", label=f"{name} (alpha {RATES[name]:g})")
+    a.set(xlabel="x (along the ravine)", ylabel="y (across)", title="C10-C13: ravine, first 60 steps")
+    a.legend(fontsize=8)
+    xs, ys = np.meshgrid(np.linspace(-1.2, 1.2, 200), np.linspace(-1.5, 1.5, 200))
+    b.contour(xs, ys, 0.5 * xs ** 2 + 0.25 * ys ** 4 - 0.5 * ys ** 2, levels=20, colors="0.8", linewidths=0.6)
+    for k, (name, r) in enumerate(m["saddle"].items()):
+        path = np.array(r["path"])
+        b.plot(path[:, 0], path[:, 1], ".-", ms=2, lw=0.8, color=f"C{k}", label=name)
+    b.plot([0], [0], "kx", ms=10, label="saddle")
+    b.set(xlabel="x", ylabel="y", title="saddle: x^2/2 + y^4/4 - y^2/2")
+    b.legend(fontsize=8)
+    fig.tight_layout()
+
+    fig2, (c, d) = plt.subplots(1, 2, figsize=(13, 4))
+    for k, name in enumerate(("adagrad", "rmsprop")):
+        eff = np.array(m["noisy"][name]["effective_step"])
+        c.loglog(np.arange(1, len(eff) + 1), eff.mean(1), color=f"C{k + 2}", label=name)
+    c.set(xlabel="step", ylabel="effective step alpha / (sqrt(r) + delta)", title="noisy ravine: AdaGrad decays")
+    c.legend(fontsize=8)
+    for k, (name, r) in enumerate(m["mnist1d"].items()):
+        acc = r["test_accuracy_by_epoch"]
+        d.plot(range(1, len(acc) + 1), acc, "o-", ms=3, color=f"C{k}", label=f"{name} (lr {MNIST_RATES[name]:g})")
+    d.set(xlabel="epoch", ylabel="test accuracy", title="MNIST-1D, 2 x 100 ReLU")
+    d.legend(fontsize=8)
+    fig2.tight_layout()
+
+    fig3, e = plt.subplots(figsize=(6.5, 3.8))
+    first = m["adam_first_steps"]
+    t = np.arange(1, len(first["corrected"]) + 1)
+    e.semilogy(t, first["corrected"], "o-", ms=3, label="Adam (bias-corrected)")
+    e.semilogy(t, first["uncorrected"], "s-", ms=3, label="no correction")
+    e.semilogy(t, first["first_moment_only_uncorrected"], "^-", ms=3, label="v uncorrected, r corrected")
+    e.axhline(1, color="0.5", lw=0.8, ls="--")
+    e.set(xlabel="step t", ylabel="|step| / alpha", title="C13: Adam's first steps")
+    e.legend(fontsize=8)
+    fig3.tight_layout()
+    return {"optimisers_2d": fig, "adaptive_steps": fig2, "adam_bias_correction": fig3}
