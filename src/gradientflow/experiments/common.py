@@ -24,9 +24,10 @@ def probe_once(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[d
     return rows
 
 
-def gaussian_batch(n: int, dim: int, classes: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """n unit-Gaussian inputs (the theory's assumption) with uniformly random labels."""
-    g = torch.Generator().manual_seed(seed)
+def gaussian_batch(n: int, dim: int, classes: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """n unit-Gaussian inputs (the theory's assumption) with uniformly random labels, drawn from ``g``
+    (the generator that drew the weights, after them: a second generator with the same seed would
+    replay the weights' numbers as the inputs and correlate the two)."""
     return torch.randn(n, dim, generator=g), torch.randint(0, classes, (n,), generator=g)
 
 

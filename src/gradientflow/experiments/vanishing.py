@@ -36,11 +36,11 @@ def _sigma_w2(init_name: str, width: int) -> float:
 
 def run(size: dict, seed: int, folder) -> dict:
     depth, width = size["depth"], size["width"]
-    x, y = gaussian_batch(size["batch"], width, 10, seed)
     out = {}
     for act, init_name in NETS:
-        net = model.mlp(width, width, depth, 10, activation=act, init_name=init_name,
-                        generator=torch.Generator().manual_seed(seed))
+        g = torch.Generator().manual_seed(seed)
+        net = model.mlp(width, width, depth, 10, activation=act, init_name=init_name, generator=g)
+        x, y = gaussian_batch(size["batch"], width, 10, g)
         rows = hidden(probe_once(net, x, y))
         sw2 = _sigma_w2(init_name, width)
         pred = theory.predict_layers(act, depth, sw2, 0.0, input_var=1.0)
