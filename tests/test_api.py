@@ -34,6 +34,7 @@ ALLOWED = {
     "propagate": {"properties", "activations", "probes"},
     "cost": {"activations"},
     "plots": {"activations", "properties", "propagate"},
+    "report": {"store"},
 }
 
 

@@ -112,7 +112,7 @@ def run_one(name: str, *, quick: bool, seed: int, out: str | Path) -> dict:
     for stem, fig in figures.items():
         plots.save(fig, out / "figures", stem, formats=("png",))
     (out / "data").mkdir(exist_ok=True)
-    (out / "data" / f"{name}.json").write_text(json.dumps(rounded(measured, 8), indent=1, allow_nan=True))
+    (out / "data" / f"{name}.json").write_text(json.dumps(rounded(measured, 8), indent=1))
     return {"experiment": name, "seconds": seconds,
             "records": [_record(c, name, size, quick, seed, verdicts[c.id]) for c in mod.CLAIMS]}
 

@@ -43,9 +43,9 @@ def finite(x: float) -> bool:
 
 
 def rounded(obj, digits: int = 6):
-    """``obj`` with every float rounded to ``digits`` significant digits (NaN/inf kept), for JSON and tables."""
+    """``obj`` with every float rounded to ``digits`` significant digits and NaN/inf as None (strict JSON)."""
     if isinstance(obj, float):
-        return float(f"{obj:.{digits}g}") if math.isfinite(obj) else obj
+        return float(f"{obj:.{digits}g}") if math.isfinite(obj) else None
     if isinstance(obj, dict):
         return {k: rounded(v, digits) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

@@ -1,0 +1,84 @@
+"""The report over the experiments' records: ``claims.json`` and one self-contained ``report.html``.
+
+The HTML embeds every figure as a base64 PNG, so the file can be mailed or opened offline. Both
+files are written atomically; ``claims.json`` holds exactly the records the HTML shows.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+from jinja2 import Environment, select_autoescape
+
+from .store import write_atomic
+
+TEMPLATE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>gradientflow: the seeds' claims, measured</title>
+<style>
+ body { font: 15px/1.5 system-ui, sans-serif; max-width: 1180px; margin: 2em auto; padding: 0 1em; color: #222; }
+ h1 { margin-bottom: 0.1em; } .sub { color: #666; margin-top: 0; }
+ table { border-collapse: collapse; width: 100%; margin: 1em 0; font-size: 14px; }
+ th, td { border-bottom: 1px solid #ddd; padding: 4px 8px; text-align: left; vertical-align: top; }
+ th { background: #f4f4f4; }
+ .pass { background: #1a7f37; } .fail { background: #cf222e; } .error { background: #8250df; }
+ .badge { color: white; border-radius: 4px; padding: 1px 8px; font-weight: 600; font-size: 13px; }
+ section { border-top: 2px solid #eee; margin-top: 2.2em; padding-top: 0.6em; }
+ blockquote { border-left: 4px solid #ccc; margin: 0.6em 0; padding: 0.2em 1em; color: #444; background: #fafafa; }
+ img { max-width: 100%; border: 1px solid #eee; }
+ code, pre { background: #f6f8fa; font-size: 13px; } pre { padding: 0.6em; overflow-x: auto; }
+ .num td:first-child { font-family: monospace; }
+</style></head><body>
+<h1>gradientflow: the seeds' claims, measured</h1>
+<p class="sub">{{ passed }} of {{ claims|length }} claims pass &middot; seed {{ seed }} &middot;
+ {{ "quick" if quick else "full" }} size &middot; every verdict is computed from the numbers below
+ by the rule stated with it.</p>
+<table>
+<tr><th>claim</th><th>verdict</th><th>what the numbers say</th></tr>
+{% for c in claims %}
+<tr><td><a href="#{{ c.id }}">{{ c.id }}</a></td><td><span class="badge {{ c.verdict }}">{{ c.verdict }}</span></td>
+<td>{{ c.why }}</td></tr>
+{% endfor %}
+</table>
+{% for c in claims %}
+<section id="{{ c.id }}">
+<h2>{{ c.id }} <span class="badge {{ c.verdict }}">{{ c.verdict }}</span></h2>
+<blockquote>{{ c.claim }}<br><small>seed files {{ c.source }}; experiment <code>{{ c.experiment }}</code></small></blockquote>
+<p><b>Measured:</b> {{ c.why }}</p>
+<p><b>Rule:</b> {{ c.threshold }}</p>
+{% if c.image %}<img src="data:image/png;base64,{{ c.image }}" alt="figure for {{ c.id }}">{% endif %}
+{% if c.numbers %}<table class="num"><tr><th>number</th><th>value</th></tr>
+{% for k, v in c.numbers.items() %}<tr><td>{{ k }}</td><td>{{ v }}</td></tr>{% endfor %}</table>{% endif %}
+<p><b>Re-run alone:</b> <code>{{ c.command }}</code></p>
+<details><summary>config</summary><pre>{{ c.config_json }}</pre></details>
+</section>
+{% endfor %}
+</body></html>
+"""
+
+
+def _image(out: Path, figure: str | None) -> str | None:
+    if not figure or not (out / figure).exists():
+        return None
+    return base64.b64encode((out / figure).read_bytes()).decode()
+
+
+def render(out: Path, claims: list[dict], *, seed: int, quick: bool) -> str:
+    """The HTML text of the report over ``claims`` (records as ``experiments.reproduce`` returns them)."""
+    env = Environment(autoescape=select_autoescape(default=True))
+    shown = [{**c, "image": _image(out, c["figure"]), "config_json": json.dumps(c["config"], indent=2)}
+             for c in claims]
+    passed = sum(c["verdict"] == "pass" for c in claims)
+    return env.from_string(TEMPLATE).render(claims=shown, passed=passed, seed=seed, quick=quick)
+
+
+def write(out: str | Path, claims: list[dict], *, seed: int, quick: bool) -> tuple[Path, Path]:
+    """Write ``out/claims.json`` and ``out/report.html``; return their paths."""
+    out = Path(out)
+    html = render(out, claims, seed=seed, quick=quick)
+    data = json.dumps(claims, indent=2) + "\n"
+    write_atomic(out / "claims.json", lambda f: f.write(data.encode()))
+    write_atomic(out / "report.html", lambda f: f.write(html.encode()))
+    return out / "claims.json", out / "report.html"
