@@ -60,3 +60,13 @@ def test_nothing_imports_the_cli():
     for path in SRC.glob("*.py"):
         if path.stem != "cli":
             assert "cli" not in _imports(path)
+
+
+def test_experiments_import_no_cli_and_no_report():
+    """experiments/ may use everything below it (DESIGN.md), never the CLI or the report built on top of it."""
+    for path in (SRC / "experiments").glob("*.py"):
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 2:
+                found |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
+        assert not found & {"cli", "report"}, f"experiments/{path.name} imports {found & {'cli', 'report'}}"

@@ -1,0 +1,151 @@
+"""The claims catalog, its verdicts (which must be able to fail), and ``reproduce`` end to end."""
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from gradientflow import experiments
+from gradientflow.cli import main
+from gradientflow.experiments import optimisers
+
+import reference
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "CLAIMS.md"
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+def test_every_claim_is_covered_once_by_a_complete_module():
+    ids = experiments.claim_ids()
+    assert list(ids) == [f"C{k}" for k in range(1, 22)]
+    for name in experiments.MODULES:
+        mod = experiments.load(name)
+        assert mod.CLAIMS and all(c.text and c.source for c in mod.CLAIMS)
+        assert isinstance(mod.QUICK, dict) and isinstance(mod.FULL, dict)
+        assert callable(mod.run) and callable(mod.verdicts) and callable(mod.figures)
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="../shared/CLAIMS.md is not beside the checkout")
+def test_the_catalog_matches_the_claims_document():
+    listed = set(re.findall(r"\*\*(C\d+)\b", SHARED.read_text()))
+    assert listed == set(experiments.claim_ids())
+
+
+def test_select_maps_claims_to_modules_and_names_unknown_ids():
+    assert experiments.select("c15, C7") == ["dead_units", "init_depth"]
+    assert experiments.select(None) == list(experiments.MODULES)
+    with pytest.raises(ValueError, match="C99"):
+        experiments.select("C7,C99")
+
+
+def test_a_foreign_folder_is_refused_and_left_alone(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="did not write"):
+        experiments.prepare_folder(tmp_path, {})
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+# --- verdicts are computed, so doctored numbers must flip them ---
+
+def _vanishing_numbers(per_layer: float) -> dict:
+    g = [per_layer ** (9 - k) for k in range(10)]
+    net = {"act_grad_norm": g, "weight_grad_norm": g, "theory_factor": g}
+    return {"depth": 10, "sigmoid": net, "tanh": net, "relu": net}
+
+
+def test_c2_fails_when_the_gradient_does_not_shrink():
+    from gradientflow.experiments import vanishing
+
+    assert vanishing.verdicts(_vanishing_numbers(0.2))["C2"].passed
+    assert not vanishing.verdicts(_vanishing_numbers(0.9))["C2"].passed
+
+
+def test_c14_fails_when_units_stay_distinct():
+    from gradientflow.experiments import zero_init
+
+    base = {"width": 4, "xavier": {"distinct_units": [4, 4], "test_accuracy": 0.5},
+            "zeros": {"distinct_units": [1, 1], "weight_norm": [0.1, 0.2], "test_accuracy": 0.1}}
+    assert zero_init.verdicts(base)["C14"].passed
+    base["zeros"]["distinct_units"] = [1, 3]
+    assert not zero_init.verdicts(base)["C14"].passed
+    base["zeros"]["distinct_units"], base["zeros"]["weight_norm"] = [1, 1], [0.0, 0.0]  # symmetric but never moved
+    assert not zero_init.verdicts(base)["C14"].passed
+
+
+def test_c20_fails_when_the_constant_rate_is_stable():
+    from gradientflow.experiments import lr_schedules
+
+    def run(losses):
+        return {"status": "finished", "train_loss": losses[-1], "test_accuracy": 0.5, "epochs": losses}
+
+    m = {"lr": 0.3, "runs": {name: run([2.0, 1.0, 0.5]) for name in lr_schedules.SCHEDULES}}
+    m["runs"]["constant"] = run([2.0, 3.0, 2.3])
+    assert lr_schedules.verdicts(m)["C20"].passed
+    m["runs"]["constant"] = run([2.0, 1.5, 1.2])
+    assert not lr_schedules.verdicts(m)["C20"].passed
+
+
+# --- the one optimiser written out here, against the plain reference ---
+
+@pytest.mark.parametrize("corrected", [False, True])
+def test_adam_steps_match_the_seed_formula(corrected):
+    rng = np.random.default_rng(0)
+    grads = [rng.normal(size=3) for _ in range(20)]
+    mine = optimisers.adam_steps([torch.tensor(g) for g in grads], 1e-3, correct_v=corrected, correct_r=corrected)
+    theta, state = np.zeros(3), {}
+    for g, step in zip(grads, mine):
+        new = reference.adam(theta, g, state, alpha=1e-3, mu=0.9, rho=0.999, delta=1e-8, bias_correction=corrected)
+        np.testing.assert_allclose(step.numpy(), new - theta, rtol=1e-10, atol=1e-15)
+        theta = new
+
+
+# --- end to end ---
+
+def test_reproduce_quick_writes_a_report_that_agrees_with_claims_json(tmp_path):
+    out = tmp_path / "report"
+    res = invoke("reproduce", "--quick", "--only", "C2,C14", "--jobs", "1", "--out", str(out))
+    assert res.exit_code == 0, res.output
+    claims = json.loads((out / "claims.json").read_text())
+    assert [c["id"] for c in claims] == ["C2", "C14"]
+    html = (out / "report.html").read_text()
+    for c in claims:
+        assert c["verdict"] in ("pass", "fail")
+        assert (out / c["figure"]).exists()
+        assert f'id="{c["id"]}"' in html and f'badge {c["verdict"]}' in html
+        assert c["command"].startswith(f"gradientflow reproduce --only {c['id']}")
+    assert html.count("data:image/png;base64,") == 2  # figures embedded: one self-contained file
+    # the same seed again, in worker processes this time: the same verdicts and numbers
+    again = tmp_path / "again"
+    res = invoke("reproduce", "--quick", "--only", "C2,C14", "--jobs", "2", "--out", str(again))
+    assert res.exit_code == 0, res.output
+    assert json.loads((again / "claims.json").read_text()) == claims
+    # rewriting an earlier report folder is allowed
+    assert invoke("reproduce", "--quick", "--only", "C2", "--jobs", "1", "--out", str(out)).exit_code == 0
+    assert [c["id"] for c in json.loads((out / "claims.json").read_text())] == ["C2"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--only", "C99"], "C99"),
+    (["--only", ","], "--only"),
+    (["--seed", "-1"], "--seed"),
+    (["--jobs", "0"], "--jobs"),
+])
+def test_reproduce_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
+    res = invoke("reproduce", "--quick", *args, "--out", str(tmp_path / "r"))
+    assert res.exit_code == 2
+    assert message in res.output and len(res.output.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_reproduce_refuses_a_foreign_folder(tmp_path):
+    (tmp_path / "keep.txt").write_text("mine")
+    res = invoke("reproduce", "--quick", "--only", "C2", "--out", str(tmp_path))
+    assert res.exit_code == 2 and "did not write" in res.output
+    assert (tmp_path / "keep.txt").read_text() == "mine" and len(list(tmp_path.iterdir())) == 1
