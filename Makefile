@@ -12,20 +12,16 @@ $(BIN)/gradientflow: pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
 
+# the main job: every claim of the seeds (C1-C21) as a live experiment, into $(OUT)/report.html
 demo: $(BIN)/gradientflow
-	$(BIN)/gradientflow activations
-	$(BIN)/gradientflow plot activations --out $(OUT)
-	$(BIN)/gradientflow propagate --activation tanh --init normal --std 0.01 --plot $(OUT)
-	$(BIN)/gradientflow propagate --activation tanh --init normal --std 1 --plot $(OUT)
-	$(BIN)/gradientflow propagate --activation tanh --init xavier --plot $(OUT)
-	$(BIN)/gradientflow propagate --activation relu --init xavier --plot $(OUT)
-	$(BIN)/gradientflow propagate --activation relu --init he --plot $(OUT)
+	$(BIN)/gradientflow reproduce --quick --out $(OUT)
 
 test: $(BIN)/gradientflow
 	$(BIN)/python -m pytest
 
 bench: $(BIN)/gradientflow
 	$(BIN)/python benchmarks/activation_cost.py
+	$(BIN)/python benchmarks/reproduce.py
 
 clean:
 	rm -rf $(VENV) $(OUT)

@@ -3,7 +3,8 @@
 The public API, re-exported explicitly.
 """
 
-from . import activations, data, gaussian, init, job, optim, probes, properties, schedules, store, theory, train
+from . import (activations, data, experiments, gaussian, init, job, optim, probes, properties, report, schedules, store,
+               theory, train)
 from .config import TrainConfig
 from .store import Run
 from .train import Summary, fit
@@ -28,6 +29,7 @@ __all__ = [
     "TrainConfig",
     "activations",
     "data",
+    "experiments",
     "fit",
     "gaussian",
     "init",
@@ -40,6 +42,7 @@ __all__ = [
     "probes",
     "properties",
     "propagate",
+    "report",
     "schedules",
     "store",
     "theory",
