@@ -44,11 +44,16 @@ def claim_ids() -> dict[str, str]:
     return dict(sorted(index.items(), key=lambda kv: int(kv[0][1:])))
 
 
+def _wanted(only: str | list[str]) -> list[str]:
+    """Claim ids from "C7, c15" or ["C7", "C15"], upper-cased."""
+    return [s.strip().upper() for s in (only.split(",") if isinstance(only, str) else only) if s.strip()]
+
+
 def select(only: str | list[str] | None) -> list[str]:
     """The experiment modules that cover the claims in ``only`` ("C7,C15" or a list); all when None."""
     if only is None:
         return list(MODULES)
-    wanted = [s.strip().upper() for s in (only.split(",") if isinstance(only, str) else only) if s.strip()]
+    wanted = _wanted(only)
     index = claim_ids()
     unknown = [w for w in wanted if w not in index]
     if unknown or not wanted:
@@ -143,8 +148,7 @@ def reproduce(out: str | Path, *, only: str | list[str] | None = None, quick: bo
     from tqdm import tqdm
 
     names = select(only)
-    wanted = None if only is None else {s.strip().upper() for s in
-                                        (only.split(",") if isinstance(only, str) else only)}
+    wanted = None if only is None else set(_wanted(only))
     out = prepare_folder(out, {"only": only, "quick": quick, "seed": seed})
     started = time.perf_counter()
     results = []
