@@ -37,15 +37,13 @@ class _OneLineErrors(click.Group):
 
 
 def _output_folder(path: str) -> Path:
-    """The folder to write into: created if missing, but its parent must exist."""
-    folder = Path(path)
-    if folder.exists() and not folder.is_dir():
-        raise BadInput(f"--out {path!r} exists and is not a folder")
-    if not folder.exists():
-        if not folder.parent.exists():
-            raise BadInput(f"--out {path!r}: parent folder {str(folder.parent)!r} does not exist")
-        folder.mkdir()
-    return folder
+    """The folder to write into: created if missing, but its parent must exist (``store.output_folder``)."""
+    from .store import output_folder
+
+    try:
+        return output_folder(path)
+    except ValueError as err:
+        raise BadInput(str(err)) from None
 
 
 def _fmt(v: float | None, digits: int = 4) -> str:

@@ -52,6 +52,19 @@ def write_atomic(path: Path, write) -> None:
         raise
 
 
+def output_folder(path: str | os.PathLike, option: str = "--out") -> Path:
+    """The folder to write figures or a report into: created if missing, but its parent must exist.
+    ValueError, naming ``option``, for a path that is a file or whose parent is missing."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{option} {str(path)!r} exists and is not a folder")
+    if not folder.exists():
+        if not folder.parent.exists():
+            raise ValueError(f"{option} {str(path)!r}: parent folder {str(folder.parent)!r} does not exist")
+        folder.mkdir()
+    return folder
+
+
 def write_json(path: Path, obj) -> None:
     write_atomic(path, lambda f: f.write((json.dumps(obj, indent=2, default=str) + "\n").encode()))
 

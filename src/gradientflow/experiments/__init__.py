@@ -21,6 +21,7 @@ from importlib import import_module
 from pathlib import Path
 from types import ModuleType
 
+from ..store import output_folder
 from .claim import Claim, Verdict, rounded
 
 # in claim order; each covers the claims listed in its CLAIMS
@@ -65,14 +66,8 @@ def select(only: str | list[str] | None) -> list[str]:
 
 def prepare_folder(out: str | Path, meta: dict) -> Path:
     """The output folder, new or empty or written by an earlier ``reproduce``; other folders are refused."""
-    folder = Path(out)
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(f"--out {str(out)!r} exists and is not a folder")
-    if not folder.exists():
-        if not folder.parent.exists():
-            raise ValueError(f"--out {str(out)!r}: parent folder {str(folder.parent)!r} does not exist")
-        folder.mkdir()
-    elif any(folder.iterdir()) and not (folder / MARKER).exists():
+    folder = output_folder(out)  # a new folder is empty
+    if any(folder.iterdir()) and not (folder / MARKER).exists():
         raise ValueError(f"--out {str(out)!r} holds files that reproduce did not write; give a new or empty folder")
     (folder / MARKER).write_text(json.dumps(meta, indent=2))
     return folder

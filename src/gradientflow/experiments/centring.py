@@ -116,15 +116,17 @@ def run(size: dict, seed: int, folder) -> dict:
             net = nn.Sequential(*[CentredSigmoid() if isinstance(m, nn.Sigmoid) else m for m in net])
         summary = fit(net, d, cfg)
         nets["centred_sigmoid" if centred else "sigmoid"] = [h["train_loss"] for h in summary.history]
-    data = {}
+    data, shift = {}, {}
     for act in ("relu", "tanh"):
         for norm in ("standardize", "shift"):
             cfg = TrainConfig(data="mnist1d", n_train=size["n_train"], n_test=size["n_test"], depth=2, width=100,
                               activation=act, init="he" if act == "relu" else "xavier", optimizer="sgd", lr=0.05,
                               batch_size=32, epochs=size["epochs"], normalize=norm, seed=seed, data_seed=seed)
             r = train(cfg, folder, f"{act}_{norm}")
-            net, d = job.prepare(cfg)
-            r["input_mean_over_std"] = float((d.x_train.mean() / d.x_train.std()).abs())
+            if norm not in shift:  # the inputs depend on the normalisation only
+                _, d = job.prepare(cfg)
+                shift[norm] = float((d.x_train.mean() / d.x_train.std()).abs())
+            r["input_mean_over_std"] = shift[norm]
             data[f"{act}_{norm}"] = r
     return {"toy": toy, "coherence": coherence, "sigmoid_nets": nets, "data": data, "minibatch": size["minibatch"]}
 

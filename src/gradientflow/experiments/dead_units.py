@@ -120,17 +120,15 @@ def _special_cases(seed: int) -> dict:
     return out
 
 
-def _worst(m: dict, act: str) -> tuple[float, float]:
-    """(largest seed-mean zero-gradient share over the rates with finished runs, its learning rate)."""
-    shares = [(m["runs"][f"{act}@{lr:g}"]["zero_grad_share"], lr) for lr in m["lrs"]]
-    shares = [s for s in shares if finite(s[0])]
-    return max(shares) if shares else (math.nan, math.nan)
+def _worst(m: dict, act: str) -> float:
+    """The largest seed-mean zero-gradient share over the rates with finished runs."""
+    shares = [m["runs"][f"{act}@{lr:g}"]["zero_grad_share"] for lr in m["lrs"]]
+    return max((s for s in shares if finite(s)), default=math.nan)
 
 
 def verdicts(m: dict) -> dict[str, Verdict]:
     runs, lrs = m["runs"], m["lrs"]
     relu = [runs[f"relu@{lr:g}"]["zero_grad_share"] for lr in lrs]
-    worst, worst_lr = _worst(m, "relu")
     single = max((r["zero_grad_share"], r["zero_grad_share_by_layer"]) for rate in lrs
                  for r in runs[f"relu@{rate:g}"]["seeds"] if r["status"] == "finished")
     c7 = runs[f"relu@{lrs[0]:g}"]["zero_grad_share_max"] <= SMALL_SHARE and single[0] >= LARGE_SHARE
@@ -158,18 +156,18 @@ def verdicts(m: dict) -> dict[str, Verdict]:
         "C8": Verdict(c8, "Leaky ReLU and PReLU: no unit with a zero gradient in any finished run of the grid, and "
                           "PReLU's per-unit slopes moved away from their initial 0.25 (by more than 0.01): they are "
                           "learned. Runs that diverge are listed, not counted.",
-                      {"leaky_relu_max_dead_share": _worst(m, "leaky_relu")[0], "prelu_max_dead_share": _worst(m, "prelu")[0],
+                      {"leaky_relu_max_dead_share": _worst(m, "leaky_relu"), "prelu_max_dead_share": _worst(m, "prelu"),
                        "prelu_slope_max_change": prelu_moved, "leaky_relu_runs": status("leaky_relu"),
                        "prelu_runs": status("prelu")},
                       "dead_units",
-                      f"zero-gradient share: leaky {_worst(m, 'leaky_relu')[0]:.1%}, PReLU {_worst(m, 'prelu')[0]:.1%} "
+                      f"zero-gradient share: leaky {_worst(m, 'leaky_relu'):.1%}, PReLU {_worst(m, 'prelu'):.1%} "
                       f"at most; PReLU slopes moved up to {prelu_moved:.3g} from 0.25."),
         "C9": Verdict(c9, "Maxout: no unit with a zero gradient in any finished run; with pieces (W, b), (0, 0) it "
                           "equals ReLU and with (W, b), (0.01 W, 0.01 b) Leaky ReLU (float64, to 1e-12); it holds "
                           "exactly twice the parameters of a Linear layer of the same width.",
-                      {"maxout_max_dead_share": _worst(m, "maxout")[0], **sc, "maxout_runs": status("maxout")},
+                      {"maxout_max_dead_share": _worst(m, "maxout"), **sc, "maxout_runs": status("maxout")},
                       "dead_units",
-                      f"maxout zero-gradient share {_worst(m, 'maxout')[0]:.1%} at most; {sc['maxout_params']} "
+                      f"maxout zero-gradient share {_worst(m, 'maxout'):.1%} at most; {sc['maxout_params']} "
                       f"parameters against {sc['linear_params']}; ReLU as maxout differs by "
                       f"{sc['maxout_vs_relu_max_abs_diff']:.2g}."),
     }
