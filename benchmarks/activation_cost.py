@@ -12,7 +12,7 @@ import platform
 
 import torch
 
-from gradientflow.cost import cost_table
+from gradientflow.properties import cost_table
 
 
 def main() -> None:

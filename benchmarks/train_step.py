@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from torch.utils import benchmark
 
 from gradientflow import data, model, train
-from gradientflow.config import TrainConfig
+from gradientflow.optim import OptimizerSpec
+from gradientflow.train import LoopSpec
 from gradientflow.store import Run
 
 WIDTH, DEPTH, BATCH, FEATURES, CLASSES = 500, 10, 256, 500, 10
@@ -48,10 +49,10 @@ def hand_loop(net, x, y, steps: int, lr: float, device) -> float:
 
 
 def engine(net, d, steps: int, lr: float, device, store: bool) -> float:
-    cfg = TrainConfig(data="mixture", optimizer="sgd", lr=lr, epochs=1, batch_size=BATCH, device=str(device))
+    opt, loop = OptimizerSpec(optimizer="sgd", lr=lr), LoopSpec(epochs=1, batch_size=BATCH, device=str(device))
     with tempfile.TemporaryDirectory() as tmp:
-        run = Run.create(f"{tmp}/run", cfg.model_dump()) if store else None
-        summary = train.fit(net, d, cfg, run=run)
+        run = Run.create(f"{tmp}/run", {**opt.model_dump(), **loop.model_dump()}) if store else None
+        summary = train.fit(net, d, opt, loop, run=run)
     assert summary.steps == steps and summary.status == "finished", summary
     return summary.seconds / steps
 

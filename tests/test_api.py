@@ -16,50 +16,121 @@ def test_every_public_name_has_a_docstring():
             assert inspect.getdoc(obj), f"{name} has no docstring"
 
 
-# module -> the gradientflow modules it may import
+# The import arrows of ../shared/DESIGN.md ("->" may import), one row per module or sub-package. Same-package
+# imports are always allowed; "probes/stats" is a leaf of its own. Where this table goes beyond the map, the
+# closing note of issue 11 says why: model -> layers (initialize_ walks the layers), propagate -> model (a
+# fresh mlp), config -> train (LoopSpec lives beside the loop that uses it), train -> data (the Dataset it
+# takes).
+_BELOW_EXPERIMENTS = {"gaussian", "schedules", "data", "store", "probes/stats", "activations", "properties",
+                      "theory", "init", "layers", "model", "propagate", "optim", "train", "probes", "config", "job",
+                      "plots"}
 ALLOWED = {
-    "gaussian": set(),
-    "activations": set(),
-    "properties": {"gaussian", "activations"},
+    "gaussian": set(), "schedules": set(), "data": set(), "store": set(), "probes/stats": set(),
+    "activations": {"gaussian"},
+    "properties": {"activations", "gaussian"},
+    "theory": {"activations", "gaussian"},
     "init": {"activations", "theory"},
-    "theory": {"gaussian", "activations"},
-    "config": {"activations", "init", "data", "optim", "schedules"},
-    "data": set(),
-    "optim": set(),
-    "schedules": set(),
-    "store": set(),
-    "train": {"optim", "schedules", "store", "config", "data"},
-    "job": {"data", "model", "config", "store", "train", "probes"},
-    "model": {"activations", "init"},
-    "propagate": {"properties", "activations", "probes"},
-    "cost": {"activations"},
-    "plots": {"activations", "properties", "propagate"},
+    "layers": {"activations"},
+    "model": {"activations", "init", "layers"},
+    "propagate": {"layers", "init", "theory", "probes/stats", "model"},
+    "optim": {"schedules"},
+    "train": {"optim", "schedules", "store", "data"},
+    "probes": {"activations", "layers", "probes/stats"},
+    "config": {"activations", "init", "data", "optim", "train"},
+    "job": {"config", "data", "model", "train", "probes", "store"},
+    "plots": {"activations", "properties", "theory", "store"},
+    "experiments": _BELOW_EXPERIMENTS,
     "report": {"store"},
+    "sweep": {"job", "config", "store", "theory"},
+    "lab": {"job", "config", "probes", "theory", "store"},
+    "integrations": {"probes", "store"},
+    "cli": _BELOW_EXPERIMENTS | {"experiments", "report", "sweep", "lab", "integrations"},
 }
 
 
+def _node(dotted: str) -> str:
+    """'gradientflow.probes.stats' -> 'probes/stats'; 'gradientflow.cli.app' -> 'cli'."""
+    parts = dotted.split(".")[1:]
+    if parts[:2] == ["probes", "stats"]:
+        return "probes/stats"
+    return parts[0] if parts else "__init__"
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(SRC.parent).with_suffix("")
+    parts = list(rel.parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
 def _imports(path: Path) -> set[str]:
+    """The gradientflow modules ``path`` imports, as absolute dotted names (relative imports resolved)."""
+    here = _module_name(path)
+    package = here if path.name == "__init__.py" else here.rpartition(".")[0]
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            found |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == "gradientflow"}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level == 0:
+                base = node.module or ""
+                if base.split(".")[0] != "gradientflow":
+                    continue
+            else:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1])
+                base = f"{base}.{node.module}" if node.module else base
+            for a in node.names:  # "from . import stats" names a module; "from .x import f" names a value
+                candidate = f"{base}.{a.name}"
+                is_module = (SRC.parent / candidate.replace(".", "/")).with_suffix(".py").exists() or \
+                    (SRC.parent / candidate.replace(".", "/")).is_dir()
+                found.add(candidate if is_module else base)
     return found
 
 
+def _modules():
+    return sorted(p for p in SRC.rglob("*.py") if p.name != "__init__.py" or p.parent != SRC)
+
+
+def test_the_import_walk_sees_sub_packages():
+    nodes = {_node(_module_name(p)) for p in _modules()}
+    assert {"probes", "probes/stats", "experiments", "cli"} <= nodes
+    # the walk resolves relative imports: probes/probe.py imports layers and probes/stats
+    probe = {_node(m) for m in _imports(SRC / "probes" / "probe.py")}
+    assert {"layers", "probes/stats"} <= probe
+
+
 def test_imports_flow_one_way():
-    for path in SRC.glob("*.py"):
-        mod = path.stem
-        if mod in ("__init__", "cli"):
-            continue
-        assert mod in ALLOWED, f"new module {mod}: add it to ALLOWED with its permitted imports"
-        extra = _imports(path) - ALLOWED[mod]
-        assert not extra, f"{mod} imports {extra}, which DESIGN.md does not allow"
+    for path in _modules():
+        node = _node(_module_name(path))
+        assert node in ALLOWED, f"new module {node}: add it to DESIGN.md's map and to ALLOWED"
+        extra = {_node(m) for m in _imports(path)} - ALLOWED[node] - {node}
+        assert not extra, f"{path.relative_to(SRC)} imports {extra}, which DESIGN.md does not allow for {node}"
 
 
 def test_nothing_imports_the_cli():
-    for path in SRC.glob("*.py"):
-        if path.stem != "cli":
-            assert "cli" not in _imports(path)
+    for path in _modules():
+        if _node(_module_name(path)) != "cli":
+            assert "cli" not in {_node(m) for m in _imports(path)}, path
+
+
+def test_import_is_light():
+    """``import gradientflow`` loads none of the heavy optional-at-import dependencies."""
+    import subprocess
+    import sys
+
+    heavy = ("scipy", "pyarrow", "duckdb", "pandas", "matplotlib", "jinja2", "sklearn", "pydantic")
+    code = f"import sys, gradientflow; print([m for m in {heavy!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_importing_never_changes_the_matplotlib_backend():
+    import subprocess
+    import sys
+
+    code = ("import matplotlib; matplotlib.use('svg'); import gradientflow.plots, gradientflow.experiments.vanishing; "
+            "print(matplotlib.get_backend())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "svg"
 
 
 def test_experiments_import_no_cli_and_no_report():

@@ -10,7 +10,7 @@ from gradientflow.init import Scale
 def _run(activation, init_name, scale=Scale(), depth=10, width=500, batch=1000, seed=0):
     g = torch.Generator().manual_seed(seed)
     net = mlp(width, width, depth, activation=activation, init_name=init_name, scale=scale, generator=g)
-    stats, _ = propagate(net, torch.randn(batch, width, generator=g), activation)
+    stats, _ = propagate(net, torch.randn(batch, width, generator=g))
     return stats
 
 

@@ -105,7 +105,7 @@ def test_predicted_std_agrees_with_propagate_for_c15_to_c17():
     for name, init_name, scale, sigma_w2 in cases:
         g = torch.Generator().manual_seed(0)
         net = mlp(500, 500, 10, activation=name, init_name=init_name, scale=scale, generator=g)
-        stats, _ = propagate(net, torch.randn(1000, 500, generator=g), name)
+        stats, _ = propagate(net, torch.randn(1000, 500, generator=g))
         predicted = theory.predict_layers(name, 10, sigma_w2)
         for s, p in zip(stats, predicted):
             # one weight draw per layer: its realised gain drifts by ~sqrt(2/500) a layer at width 500

@@ -11,8 +11,8 @@ from gradientflow.store import Run
 SMALL = dict(data="digits", n_train=320, n_test=100, depth=2, width=32, batch_size=32, epochs=3)
 
 
-class StopAt:
-    """An observer that interrupts the run the way Ctrl-C would."""
+class StopAt(train.Observer):
+    """An observer that interrupts the run the way Ctrl-C would (the protocol's defaults for the rest)."""
 
     def __init__(self, step):
         self.step = step
@@ -96,7 +96,7 @@ def _fit(model, tmp_path=None, **kw):
     d = data.load("digits", n_train=64, n_test=32)
     cfg = TrainConfig(data="digits", batch_size=32, epochs=2, **kw)
     run = Run.create(tmp_path / "r", cfg.model_dump()) if tmp_path else None
-    return train.fit(model, d, cfg, run=run)
+    return train.fit(model, d, cfg.parts.optimizer, cfg.parts.loop, run=run)
 
 
 def test_nan_guard_names_the_step_and_the_forward_layer(tmp_path):

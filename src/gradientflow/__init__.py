@@ -1,51 +1,43 @@
 """gradientflow: a laboratory for the training dynamics of deep networks, on PyTorch.
 
-The public API, re-exported explicitly.
+The public API, re-exported explicitly. Sub-modules and names are imported on first use (PEP 562),
+so ``import gradientflow`` loads torch and the small core, never SciPy, pyarrow, DuckDB, pandas,
+matplotlib or Jinja2 until a function that needs them is called.
 """
 
-from . import (activations, data, experiments, gaussian, init, job, optim, probes, properties, report, schedules, store,
-               theory, train)
-from .config import TrainConfig
-from .store import Run
-from .train import Summary, fit
-from .activations import CATALOG, Activation, Maxout
-from .init import Scale, lsuv_
-from .model import initialize_, mlp
-from .properties import Properties, measure
-from .probes import watch
+from importlib import import_module
+
+# ``propagate`` is both a module and its main function; importing the module would shadow a lazy
+# name with the module, so the function is bound eagerly (it costs torch, which everything needs).
 from .propagate import LayerStats, propagate
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Activation",
-    "CATALOG",
-    "LayerStats",
-    "Maxout",
-    "Properties",
-    "Run",
-    "Scale",
-    "Summary",
-    "TrainConfig",
-    "activations",
-    "data",
-    "experiments",
-    "fit",
-    "gaussian",
-    "init",
-    "initialize_",
-    "job",
-    "lsuv_",
-    "measure",
-    "mlp",
-    "optim",
-    "probes",
-    "properties",
-    "propagate",
-    "report",
-    "schedules",
-    "store",
-    "theory",
-    "train",
-    "watch",
-]
+_MODULES = ("activations", "data", "experiments", "gaussian", "init", "job", "layers", "optim", "probes",
+            "properties", "report", "schedules", "store", "theory", "train")
+_NAMES = {
+    "Activation": "activations", "CATALOG": "activations", "Maxout": "activations",
+    "DataSpec": "config", "ModelSpec": "config", "ProbeSpec": "config", "TrainConfig": "config",
+    "Scale": "init", "lsuv_": "init",
+    "Layer": "layers", "walk": "layers",
+    "initialize_": "model", "mlp": "model",
+    "OptimizerSpec": "optim",
+    "Properties": "properties", "measure": "properties",
+    "watch": "probes",
+    "Run": "store",
+    "LoopSpec": "train", "Observer": "train", "Summary": "train", "fit": "train",
+}
+
+__all__ = sorted([*_MODULES, *_NAMES, "LayerStats", "propagate"])
+
+
+def __getattr__(name: str):
+    if name in _MODULES:
+        return import_module(f".{name}", __name__)
+    if name in _NAMES:
+        return getattr(import_module(f".{_NAMES[name]}", __name__), name)
+    raise AttributeError(f"module 'gradientflow' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

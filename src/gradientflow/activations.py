@@ -11,6 +11,10 @@ Maxout is not elementwise (a unit takes the max over k pre-activations and owns
 k times the weights), so it is a layer, ``Maxout``; its measured properties
 come from ``properties.maxout_properties``.
 
+Where a unit saturates (|f'| under 5% of its peak) and where it is dead (f' = 0 exactly) are
+measured from the record itself (``saturated_region``, ``dead_region``, ``output_range``; cached
+per record), so the probes and the property table read the same intervals.
+
 Use ``get(name)`` to look an activation up; ``CATALOG`` holds the defaults;
 ``leaky_relu(alpha)``, ``prelu(alpha, per_unit)`` and ``elu(alpha)`` build
 variants.
@@ -18,6 +22,7 @@ variants.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -58,6 +63,18 @@ class Activation:
     def numpy_derivative(self, x: np.ndarray) -> np.ndarray:
         """f' on a float64 NumPy array."""
         return self.derivative(torch.from_numpy(np.asarray(x, dtype=np.float64))).numpy()
+
+    def saturated_region(self) -> tuple[tuple[float | None, float | None], ...]:
+        """Intervals where |f'| < 5% of max|f'| (``saturated_region`` below; measured once per record)."""
+        return saturated_region(self)
+
+    def dead_region(self) -> tuple[tuple[float | None, float | None], ...]:
+        """Intervals where f' = 0 exactly (``dead_region`` below)."""
+        return dead_region(self)
+
+    def output_range(self) -> tuple[float | None, float | None]:
+        """(inf f, sup f), None where unbounded (``output_range`` below)."""
+        return output_range(self)
 
 
 def _leaky_derivative(alpha: float) -> TensorFn:
@@ -240,3 +257,101 @@ class Maxout(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, pieces={self.pieces}"
+
+# --- measured regions: where a unit saturates or is dead (read by the probes and the property table) ---
+
+SATURATION_THRESHOLD = 0.05
+"""A unit is saturated where |f'(x)| < 0.05 max|f'| (its local gradient is under 5% of the best)."""
+
+_GRID = np.linspace(-60.0, 60.0, 240_001)  # step 5e-4, contains 0 and +-1 exactly
+_FAR = 1e6
+
+
+def _bound(f, side: float, grid_extreme: float) -> float | None:
+    """None when f still grows (10x from |x| = 1e5 to 1e6) on this side, else the grid extreme."""
+    near, far = (abs(float(v)) for v in f(np.array([side * _FAR / 10, side * _FAR])))
+    return None if far > 5 * near and far > 1.0 else grid_extreme
+
+
+@functools.lru_cache(maxsize=64)
+def output_range(act: Activation) -> tuple[float | None, float | None]:
+    """(inf f, sup f) measured on a grid and out to |x| = 1e6 (None: unbounded)."""
+    xs = np.concatenate([_GRID, -np.logspace(1, 6, 200), np.logspace(1, 6, 200)])
+    ys = act.numpy(xs)
+    lo, _ = _refine(act.numpy, xs, ys, minimum=True)
+    hi, _ = _refine(act.numpy, xs, ys, minimum=False)
+    below = _bound(act.numpy, -1.0, lo)
+    above = _bound(act.numpy, +1.0, hi)
+    return below, above
+
+
+def _refine(f, xs: np.ndarray, ys: np.ndarray, *, minimum: bool) -> tuple[float, float]:
+    """(extreme value, where) after polishing the grid extreme with a bounded scalar search."""
+    i = int(np.argmin(ys) if minimum else np.argmax(ys))
+    best, at = float(ys[i]), float(xs[i])
+    if abs(xs[i]) >= 59:  # reached at the edge: a limit at infinity, not an interior extreme
+        return best, at
+    sign = 1.0 if minimum else -1.0
+    from scipy.optimize import minimize_scalar
+
+    res = minimize_scalar(lambda t: sign * float(f(np.array([t]))[0]),
+                          bounds=(xs[i] - 1e-3, xs[i] + 1e-3), method="bounded",
+                          options={"xatol": 1e-12})
+    value = sign * float(res.fun)
+    better = value < best if minimum else value > best
+    return (value, float(res.x)) if better else (best, at)
+
+
+@functools.lru_cache(maxsize=64)
+def max_derivative(act: Activation) -> tuple[float, tuple[float | None, float | None]]:
+    """max |f'(x)| and the interval [lo, hi] of x where it is reached (None: open to infinity).
+
+    An isolated maximum gives lo == hi (the polished argmax); a plateau (ReLU's
+    x > 0) gives its extent on the grid.
+    """
+    d = np.abs(act.numpy_derivative(_GRID))
+    peak, at = _refine(lambda x: np.abs(act.numpy_derivative(x)), _GRID, d, minimum=False)
+    near = np.flatnonzero(d >= peak * (1 - 1e-9))
+    if near.size <= 1:
+        return peak, (at, at)
+    lo, hi = float(_GRID[near[0]]), float(_GRID[near[-1]])
+    step = float(_GRID[1] - _GRID[0])
+    lo, hi = (next((k for k in act.kinks if abs(k - v) <= step), v) for v in (lo, hi))  # snap to a kink
+    return peak, (None if lo <= _GRID[0] else lo, None if hi >= _GRID[-1] else hi)
+
+
+@functools.lru_cache(maxsize=64)
+def saturated_region(act: Activation, threshold: float = SATURATION_THRESHOLD) -> tuple[tuple[float | None, float | None], ...]:
+    """Intervals of x where |f'(x)| < threshold * max|f'| (None: open to infinity)."""
+    peak, _ = max_derivative(act)
+    h = lambda x: np.abs(act.numpy_derivative(np.atleast_1d(x))) - threshold * peak  # noqa: E731
+    inside = h(_GRID) < 0
+    if not inside.any():
+        return ()
+    edges = np.flatnonzero(np.diff(inside.astype(np.int8)))
+    from scipy.optimize import brentq
+
+    cuts = [float(brentq(lambda t: float(h(t)[0]), _GRID[i], _GRID[i + 1], xtol=1e-12)) for i in edges]
+    bounds: list[float | None] = ([None] if inside[0] else []) + cuts + ([None] if inside[-1] else [])
+    return tuple((bounds[k], bounds[k + 1]) for k in range(0, len(bounds), 2))
+
+
+@functools.lru_cache(maxsize=64)
+def dead_region(act: Activation) -> tuple[tuple[float | None, float | None], ...]:
+    """Intervals of x where f'(x) = 0 exactly: a unit whose input stays there gets no gradient at all
+    (a dead ReLU, C7). Boundaries sit at the activation's kinks; () for activations whose slope is
+    never exactly zero (sigmoid, tanh, leaky ReLU, ...)."""
+    inside = act.numpy_derivative(_GRID) == 0
+    if not inside.any():
+        return ()
+    edges = np.flatnonzero(np.diff(inside.astype(np.int8)))
+    kinks = np.asarray(act.kinks, dtype=float)
+
+    def cut(i: int) -> float:
+        near = kinks[(kinks >= _GRID[i]) & (kinks <= _GRID[i + 1])] if len(kinks) else kinks
+        return float(near[0]) if len(near) else float((_GRID[i] + _GRID[i + 1]) / 2)
+
+    bounds: list[float | None] = ([None] if inside[0] else []) + [cut(i) for i in edges] + ([None] if inside[-1] else [])
+    pairs = [(bounds[k], bounds[k + 1]) for k in range(0, len(bounds), 2)]
+    # zero by construction (bounded by kinks), not by float underflow far out in a smooth tail
+    return tuple(p for p in pairs if all(b is None or b in act.kinks for b in p))

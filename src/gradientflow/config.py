@@ -1,31 +1,41 @@
-"""Typed, validated configurations: checked once, at the edge (CLI, file, API).
+"""Typed, validated configurations, composed from small parts: checked once, at the edge (CLI, file, API).
 
-A validation failure becomes one line that names the field, the value and what
-is allowed (``describe_error``); everything downstream trusts the values.
+A run's ``TrainConfig`` is the union of five parts, each a small typed record usable on its own:
+
+=============  =========================================================  ===============
+part           fields                                                     defined in
+=============  =========================================================  ===============
+DataSpec       data, n_train, n_test, noise, data_seed, normalize         config
+ModelSpec      depth, width, activation, init, std, gain                  config
+OptimizerSpec  optimizer, lr, momentum, rho, eps, weight_decay, clipping,  optim
+               schedule, step_size, gamma, warmup_steps
+LoopSpec       epochs, batch_size, seed, checkpoint_every, device         train
+ProbeSpec      probe, probe_every, probe_window                           config
+=============  =========================================================  ===============
+
+The fields stay flat (``TrainConfig(depth=3, lr=0.1)``, the CLI's options, YAML/TOML files and a
+run's ``config.json`` all use the same names); ``cfg.parts`` hands each part to the code that uses
+it (``train.fit`` takes the optimiser and the loop) and ``TrainConfig.compose`` builds a config
+from parts. A validation failure becomes one line that names the field, the value and what is
+allowed (``describe_error``); everything downstream trusts the values.
 """
 
 from __future__ import annotations
 
-import math
+from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from . import activations, init, optim, schedules
+from . import activations, init
 from . import data as datasets  # 'data' is also a field name below
+from .optim import OptimizerSpec
+from .train import LoopSpec
 
 MAX_ELEMENTS = 1 << 28  # batch x width x depth floats kept for histograms: 1 GiB of float32
 
 
-class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _finite(value: float | None, *, positive: bool) -> float | None:
-    if value is None:
-        return value
-    if not math.isfinite(value) or value < 0 or (positive and value == 0):
-        raise ValueError(f"must be a finite number {'> 0' if positive else '>= 0'}")
-    return value
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 # field -> (the allowed names, what the error calls them)
@@ -33,8 +43,6 @@ _CHOICES = {
     "activation": (activations.NAMES, "activation"),
     "init": (init.NAMES, "initialiser"),
     "normalize": (datasets.NORMALIZATIONS, "normalization"),
-    "optimizer": (optim.OPTIMIZERS, "optimizer"),
-    "schedule": (schedules.SCHEDULES, "schedule"),
 }
 
 
@@ -45,13 +53,106 @@ def _one_of(value: str, field: str) -> str:
     return value
 
 
-class PropagateConfig(_Config):
+class DataSpec(_Part):
+    """Which data set, how much of it, and how its inputs are normalised (``data.load``, ``data.normalize``)."""
+
+    data: str = "mnist1d"
+    n_train: int | None = Field(None, ge=1, le=datasets.MAX_SAMPLES)
+    n_test: int | None = Field(None, ge=1, le=datasets.MAX_SAMPLES)
+    noise: float = Field(0.1, ge=0, le=10)
+    data_seed: int | None = Field(None, ge=0, le=2**32 - 1)
+    normalize: str = "standardize"
+
+    @field_validator("data")
+    @classmethod
+    def _data(cls, v: str) -> str:
+        return datasets.check_spec(v)
+
+    @field_validator("normalize")
+    @classmethod
+    def _normalization(cls, v: str) -> str:
+        return _one_of(v, "normalize")
+
+
+class InitSpec(_Part):
+    """An activation and the initialiser of the weights that feed it, with the initialiser's scale."""
+
+    activation: str = "relu"
+    init: str = "he"
+    std: float | None = Field(None, ge=0)  # normal/uniform: weight std (C15 uses 0.01 and 1)
+    gain: float | None = Field(None, ge=0)  # xavier/lecun/orthogonal: multiplies the std
+
+    @field_validator("activation", "init")
+    @classmethod
+    def _known(cls, v: str, info: ValidationInfo) -> str:
+        return _one_of(v, info.field_name)
+
+    def scale(self) -> init.Scale:
+        """The initialiser's scale parameters (defaults where not given)."""
+        base = init.Scale()
+        return init.Scale(gain=base.gain if self.gain is None else self.gain,
+                          std=base.std if self.std is None else self.std)
+
+
+class ModelSpec(InitSpec):
+    """An ``mlp``: ``depth`` hidden layers (0 = logistic regression) of ``width`` units."""
+
+    depth: int = Field(2, ge=0, le=1000)
+    width: int = Field(100, ge=1, le=100_000)
+
+
+class ProbeSpec(_Part):
+    """Probes (``probes.watch``): sample every ``probe_every``-th step; a window per ``probe_window`` steps."""
+
+    probe: bool = False
+    probe_every: int = Field(1, ge=1)
+    probe_window: int | None = Field(None, ge=1)  # None: one window per epoch
+
+
+class Parts(NamedTuple):
+    """A ``TrainConfig`` taken apart."""
+
+    data: DataSpec
+    model: ModelSpec
+    optimizer: OptimizerSpec
+    loop: LoopSpec
+    probes: ProbeSpec
+
+
+def _project(cfg: BaseModel, part: type[BaseModel]) -> BaseModel:
+    return part.model_construct(**{k: getattr(cfg, k) for k in part.model_fields})
+
+
+# the bases in reverse: pydantic lists the fields of the last base first (data, model, optimiser, loop, probes)
+class TrainConfig(ProbeSpec, LoopSpec, OptimizerSpec, ModelSpec, DataSpec):
+    """Everything that defines a training run (the engine's input; stored as the run's config.json).
+
+    Composed of ``DataSpec``, ``ModelSpec``, ``OptimizerSpec``, ``LoopSpec`` and ``ProbeSpec``
+    (see the module docstring); each part's validators run here too.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @property
+    def parts(self) -> Parts:
+        """The config as its five typed parts."""
+        return Parts(*(_project(self, part) for part in (DataSpec, ModelSpec, OptimizerSpec, LoopSpec, ProbeSpec)))
+
+    @classmethod
+    def compose(cls, *parts: BaseModel, **fields) -> "TrainConfig":
+        """A config from parts (later ones and ``fields`` win): ``compose(DataSpec(data="xor"), lr=0.1)``."""
+        merged: dict = {}
+        for part in parts:
+            merged.update(part.model_dump(exclude_unset=True))
+        return cls(**{**merged, **fields})
+
+
+class PropagateConfig(InitSpec):
     """A forward pass of unit-Gaussian data through a fresh ``mlp`` (C15-C17)."""
 
     activation: str = "tanh"
     init: str = "xavier"
-    std: float | None = None  # normal/uniform: weight std (C15 uses 0.01 and 1)
-    gain: float | None = None  # xavier/lecun/orthogonal: multiplies the std
+    gain: float | None = Field(None, gt=0)
     value: float | None = None  # constant: the value of every weight
     depth: int = Field(10, ge=1, le=1000)
     width: int = Field(500, ge=1, le=100_000)
@@ -59,28 +160,6 @@ class PropagateConfig(_Config):
     pieces: int = Field(2, ge=1, le=16)  # maxout
     bias: bool = True
     seed: int = Field(0, ge=0, le=2**63 - 1)
-
-    @field_validator("activation", "init")
-    @classmethod
-    def _known(cls, v: str, info: ValidationInfo) -> str:
-        return _one_of(v, info.field_name)
-
-    @field_validator("std")
-    @classmethod
-    def _std(cls, v: float | None) -> float | None:
-        return _finite(v, positive=False)
-
-    @field_validator("gain")
-    @classmethod
-    def _gain(cls, v: float | None) -> float | None:
-        return _finite(v, positive=True)
-
-    @field_validator("value")
-    @classmethod
-    def _value(cls, v: float | None) -> float | None:
-        if v is not None and not math.isfinite(v):
-            raise ValueError("must be a finite number")
-        return v
 
     @model_validator(mode="after")
     def _size(self) -> "PropagateConfig":
@@ -90,103 +169,44 @@ class PropagateConfig(_Config):
         return self
 
     def scale(self) -> init.Scale:
-        """The initialiser's scale parameters (defaults where not given)."""
-        base = init.Scale()
-        return init.Scale(gain=base.gain if self.gain is None else self.gain,
-                          std=base.std if self.std is None else self.std,
-                          value=base.value if self.value is None else self.value)
+        """The initialiser's scale parameters, the constant's value included."""
+        return init.Scale(**{**super().scale().__dict__, "value": 0.0 if self.value is None else self.value})
 
 
-class TrainConfig(_Config):
-    """Everything that defines a training run (the engine's input; stored as the run's config.json).
+def _elementwise(value: str) -> str:
+    """A catalog activation: mean-field theory here covers elementwise activations only."""
+    if value not in activations.CATALOG:
+        why = " (maxout is not elementwise: mean-field theory here covers elementwise activations)" \
+            if value == "maxout" else ""
+        raise ValueError(f"unknown activation; expected one of: {', '.join(activations.CATALOG)}{why}")
+    return value
 
-    The seeds' optimiser hyper-parameters: ``lr`` is alpha, ``momentum`` is mu (momentum, or
-    Adam's first-moment decay beta1), ``rho`` is the second-moment decay (RMSProp's alpha, Adam's
-    beta2), ``eps`` is delta; None means the optimiser's default (see ``optim``).
-    """
 
-    # data
-    data: str = "mnist1d"
-    n_train: int | None = Field(None, ge=1, le=datasets.MAX_SAMPLES)
-    n_test: int | None = Field(None, ge=1, le=datasets.MAX_SAMPLES)
-    noise: float = Field(0.1, ge=0, le=10)
-    data_seed: int | None = Field(None, ge=0, le=2**32 - 1)
-    normalize: str = "standardize"
-    # model (an mlp; depth = hidden layers, 0 = logistic regression)
-    depth: int = Field(2, ge=0, le=1000)
-    width: int = Field(100, ge=1, le=100_000)
-    activation: str = "relu"
-    init: str = "he"
-    std: float | None = None
-    gain: float | None = None
-    # optimiser
-    optimizer: str = "adam"
-    lr: float = Field(1e-3, gt=0, le=1e3)
-    momentum: float | None = Field(None, ge=0, lt=1)
-    rho: float | None = Field(None, ge=0, lt=1)
-    eps: float | None = Field(None, gt=0, le=1)
-    weight_decay: float = Field(0.0, ge=0, le=1e3)
-    clip_norm: float | None = Field(None, gt=0)
-    clip_value: float | None = Field(None, gt=0)
-    schedule: str = "constant"
-    step_size: int | None = Field(None, ge=1)
-    gamma: float | None = Field(None, gt=0, le=1)
-    warmup_steps: int = Field(0, ge=0)
-    # loop
-    epochs: int = Field(20, ge=1, le=1_000_000)
-    batch_size: int = Field(128, ge=1, le=1_000_000)
-    seed: int = Field(0, ge=0, le=2**63 - 1)
-    checkpoint_every: int | None = Field(None, ge=1)  # steps; None: at the end of every epoch
-    device: str = "cpu"
-    # probes (issue 4): sample every probe_every-th step; a window of statistics per probe_window steps
-    probe: bool = False
-    probe_every: int = Field(1, ge=1)
-    probe_window: int | None = Field(None, ge=1)  # None: one window per epoch
+class TheoryPoint(_Part):
+    """One point of the mean-field theory: an elementwise activation, sigma_w2 and sigma_b2."""
 
-    @field_validator("data")
+    activation: str = "tanh"
+    sigma_w2: float = Field(1.0, gt=0, le=1e6)  # fan_in Var(w)
+    sigma_b2: float = Field(0.0, ge=0, le=1e6)  # Var(b)
+
+    @field_validator("activation")
     @classmethod
-    def _data(cls, v: str) -> str:
-        return datasets.check_spec(v)
+    def _catalog(cls, v: str) -> str:
+        return _elementwise(v)
 
-    @field_validator("normalize", "activation", "init", "optimizer", "schedule")
+
+class PhaseSpec(_Part):
+    """The phase diagram's grid: ``resolution`` x ``resolution`` over (0, sigma_w2_max] x [0, sigma_b2_max]."""
+
+    activation: str = "tanh"
+    resolution: int = Field(100, ge=4, le=400)
+    sigma_w2_max: float = Field(4.0, gt=0, le=1e6)
+    sigma_b2_max: float = Field(0.5, gt=0, le=1e6)
+
+    @field_validator("activation")
     @classmethod
-    def _known(cls, v: str, info: ValidationInfo) -> str:
-        return _one_of(v, info.field_name)
-
-    @field_validator("device")
-    @classmethod
-    def _device(cls, v: str) -> str:
-        if v not in ("cpu", "cuda", "auto") and not v.startswith("cuda:"):
-            raise ValueError("unknown device; expected cpu, cuda, cuda:N or auto")
-        return v
-
-    @field_validator("std", "gain")
-    @classmethod
-    def _scale(cls, v: float | None) -> float | None:
-        return _finite(v, positive=False)
-
-    @field_validator("noise", "lr", "weight_decay", "clip_norm", "clip_value", "gamma", "momentum", "rho", "eps")
-    @classmethod
-    def _no_nan(cls, v: float | None) -> float | None:
-        if v is not None and not math.isfinite(v):
-            raise ValueError("must be a finite number")
-        return v
-
-    @model_validator(mode="after")
-    def _consistent(self) -> "TrainConfig":
-        if self.momentum is not None and self.optimizer not in optim.USES_MU:
-            raise ValueError(f"momentum applies to {', '.join(optim.USES_MU)}, not to optimizer={self.optimizer}")
-        if self.rho is not None and self.optimizer not in optim.USES_RHO:
-            raise ValueError(f"rho applies to {', '.join(optim.USES_RHO)}, not to optimizer={self.optimizer}")
-        if self.eps is not None and self.optimizer not in optim.DEFAULT_DELTA:
-            raise ValueError(f"eps applies to {', '.join(optim.DEFAULT_DELTA)}, not to optimizer={self.optimizer}")
-        return self
-
-    def scale(self) -> init.Scale:
-        """The initialiser's scale parameters (defaults where not given)."""
-        base = init.Scale()
-        return init.Scale(gain=base.gain if self.gain is None else self.gain,
-                          std=base.std if self.std is None else self.std)
+    def _catalog(cls, v: str) -> str:
+        return _elementwise(v)
 
 
 def load_file(path: str) -> dict:
@@ -222,11 +242,24 @@ def load_file(path: str) -> dict:
     return {str(k).replace("-", "_"): v for k, v in loaded.items()}
 
 
+def _finite_message(field: str) -> str:
+    """'must be a finite number >= 0': pydantic's finite-number error with the field's own bound."""
+    for model in (PropagateConfig, TrainConfig, TheoryPoint, PhaseSpec):
+        info = model.model_fields.get(field)
+        for bound in info.metadata if info is not None else ():
+            for attr, sign in (("ge", ">="), ("gt", ">")):
+                if getattr(bound, attr, None) is not None:
+                    return f"must be a finite number {sign} {getattr(bound, attr):g}"
+    return "must be a finite number"
+
+
 def describe_error(err: ValidationError) -> str:
     """One line for the first problem: 'invalid depth=-1: Input should be greater than or equal to 1'."""
     first = err.errors()[0]
     field = ".".join(str(p) for p in first["loc"]) or "config"
     msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "finite_number":
+        msg = _finite_message(field)
     if first["type"] == "extra_forbidden":
         return f"unknown field {field!r}"
     if not first["loc"]:

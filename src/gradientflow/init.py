@@ -182,6 +182,24 @@ def get(name: str) -> Initializer:
     raise ValueError(f"unknown initialiser {name!r}; expected one of: {', '.join(NAMES)}")
 
 
+def meanfield_scales(init_name: str, fan_in: int, fan_out: int | None = None,
+                     scale: Scale = Scale()) -> tuple[float, float] | None:
+    """(sigma_w2, sigma_b2) of an initialiser in mean-field notation, or None where the theory does not apply.
+
+    sigma_w2 = fan_in Var(w) with Var(w) the initialiser's promised variance (table above) and
+    sigma_b2 = bias_std^2 (Poole et al. 2016: W_ij ~ N(0, sigma_w2 / fan_in), b_i ~ N(0, sigma_b2)).
+    ``fan_out`` defaults to ``fan_in`` (square hidden layers). None for zeros and constant (every
+    weight equal: the average over random weights does not describe the network; C14) and for the
+    data-driven lsuv.
+
+    Example: ``meanfield_scales("he", 500) == (2.0, 0.0)``; ``meanfield_scales("xavier", 500)`` is (1.0, 0.0).
+    """
+    if init_name in DATA_DRIVEN or ALIASES.get(init_name, init_name) in ("zeros", "constant"):
+        return None
+    fan_out = fan_in if fan_out is None else fan_out
+    return fan_in * get(init_name).variance(fan_in, fan_out, scale), scale.bias_std ** 2
+
+
 def _linear_layers(model: nn.Module) -> list[nn.Linear]:
     return [m for m in model.modules() if isinstance(m, nn.Linear)]
 

@@ -6,16 +6,15 @@ building and ``model`` free of training.
 
 from __future__ import annotations
 
+import math
 import os
 
 import torch
 
-import math
-
 from . import data, model
 from .config import TrainConfig
 from .store import Run, write_json
-from .train import Summary, fit
+from .train import Observer, Summary, fit
 
 
 def prepare(cfg: TrainConfig) -> tuple[torch.nn.Module, data.Dataset]:
@@ -28,27 +27,36 @@ def prepare(cfg: TrainConfig) -> tuple[torch.nn.Module, data.Dataset]:
     return net, d
 
 
-def _with_probe(cfg: TrainConfig, net: torch.nn.Module, d: data.Dataset, observers: tuple):
-    """``cfg.probe``: a ``watch`` on the model joins the observers (windows: one per epoch by default)."""
-    if not cfg.probe:
-        return None, observers
-    from .probes import watch
+def train(cfg: TrainConfig, net: torch.nn.Module, d: data.Dataset, *, run: Run | None = None, resume: bool = False,
+          progress: bool = False, observers: tuple[Observer, ...] = ()) -> Summary:
+    """``fit`` with the config's optimiser and loop, and a probe attached for the run's length when
+    ``cfg.probe`` asks for one (windows: one per epoch unless ``cfg.probe_window`` says otherwise)."""
+    probe = None
+    if cfg.probe:
+        from .probes import watch
 
-    window = cfg.probe_window or math.ceil(len(d.y_train) / cfg.batch_size)
-    probe = watch(net, every=cfg.probe_every, window=window)
-    return probe, (*observers, probe)
+        window = cfg.probe_window or math.ceil(len(d.y_train) / cfg.batch_size)
+        probe = watch(net, every=cfg.probe_every, window=window)
+        observers = (*observers, probe)
+    parts = cfg.parts
+    try:
+        return fit(net, d, parts.optimizer, parts.loop, run=run, resume=resume, progress=progress,
+                   observers=observers)
+    finally:
+        if probe is not None:
+            probe.detach()
 
 
 def run(cfg: TrainConfig, out: str | os.PathLike | None = None, *, progress: bool = False,
-        observers: tuple = ()) -> Summary:
+        observers: tuple[Observer, ...] = ()) -> Summary:
     """Train a new run as ``cfg`` says, stored in ``out`` when given (a new or empty folder)."""
     net, d = prepare(cfg)  # bad data is refused before the run folder exists
     store = Run.create(out, cfg.model_dump()) if out is not None else None
-    return _train(cfg, net, d, store, resume=False, progress=progress, observers=observers)
+    return train(cfg, net, d, run=store, progress=progress, observers=observers)
 
 
 def resume(out: str | os.PathLike, *, epochs: int | None = None, progress: bool = False,
-           observers: tuple = ()) -> Summary:
+           observers: tuple[Observer, ...] = ()) -> Summary:
     """Continue a stored run from its latest checkpoint (optionally for more epochs in all)."""
     store = Run(out)
     stored = store.config()
@@ -56,15 +64,13 @@ def resume(out: str | os.PathLike, *, epochs: int | None = None, progress: bool 
     if cfg.epochs != stored["epochs"]:
         write_json(store.path / "config.json", cfg.model_dump())
     net, d = prepare(cfg)
-    return _train(cfg, net, d, store, resume=True, progress=progress, observers=observers)
+    return train(cfg, net, d, run=store, resume=True, progress=progress, observers=observers)
 
 
-def _train(cfg: TrainConfig, net: torch.nn.Module, d: data.Dataset, store: Run | None, *, resume: bool,
-           progress: bool, observers: tuple) -> Summary:
-    """``fit``, with a probe attached for the run's length when ``cfg.probe`` asks for one."""
-    probe, observers = _with_probe(cfg, net, d, observers)
-    try:
-        return fit(net, d, cfg, run=store, resume=resume, progress=progress, observers=observers)
-    finally:
-        if probe is not None:
-            probe.detach()
+def default_folder(cfg: TrainConfig, root: str | os.PathLike = "runs") -> str:
+    """``root/<time>-<data>-<activation>-<optimizer>``, a new run's folder when none is named (``root`` is created)."""
+    import time
+    from pathlib import Path
+
+    Path(root).mkdir(exist_ok=True)
+    return str(Path(root) / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.data.split(':')[0]}-{cfg.activation}-{cfg.optimizer}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import activations, init
+from . import activations, init, layers
 from .init import Scale
 
 
@@ -78,16 +78,17 @@ def initialize_(
     generator: torch.Generator | None = None,
     lsuv_batch: torch.Tensor | None = None,
 ) -> nn.Module:
-    """Re-draw every Linear weight of ``net`` with ``init_name`` and the biases (0 or N(0, bias_std^2)), in place."""
-    linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    """Re-draw the weight of every layer of ``net`` (``layers.walk``) with ``init_name`` and the biases
+    (0 or N(0, bias_std^2)), in place."""
+    walked = layers.walk(net)
     if init_name == "lsuv":
         if lsuv_batch is None:
-            lsuv_batch = torch.randn(512, linears[0].in_features, generator=generator)
+            lsuv_batch = torch.randn(512, walked[0].weight.shape[1], generator=generator)
         return init.lsuv_(net, lsuv_batch, generator=generator)
     initializer = init.get(init_name)
     if scale.a == 0.0 and initializer.name.startswith("he"):
         scale = Scale(**{**scale.__dict__, "a": _negative_slope(activation)})
-    for layer in linears:
+    for layer in walked:
         initializer.fill_(layer.weight, scale, generator)
         if layer.bias is not None:
             init.normal_(layer.bias, scale.bias_std, generator=generator) if scale.bias_std > 0 else layer.bias.zero_()

@@ -27,6 +27,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from . import schedules
+from .schedules import SCHEDULES
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
 USES_MU = ("momentum", "nesterov", "adam", "adamw")
@@ -36,31 +40,86 @@ DEFAULT_RHO = {"rmsprop": 0.99, "adam": 0.999, "adamw": 0.999}  # C13's 0.999; R
 DEFAULT_DELTA = {"adagrad": 1e-10, "rmsprop": 1e-8, "adam": 1e-8, "adamw": 1e-8}  # torch's defaults
 
 
+class OptimizerSpec(BaseModel):
+    """The optimiser of a run, with its schedule and clipping: a small typed record ``train.fit`` takes.
+
+    ``lr`` is alpha, ``momentum`` is mu (momentum, or Adam's beta1), ``rho`` the second-moment
+    decay (RMSProp's alpha, Adam's beta2), ``eps`` is delta; None means the optimiser's default
+    (table above). Clipping (``clip_``) and the schedule (``schedules.make``) belong to it as in
+    optax's ``chain``. Arguments that do not apply to the optimiser are refused here, once.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    optimizer: str = "adam"
+    lr: float = Field(1e-3, gt=0, le=1e3)
+    momentum: float | None = Field(None, ge=0, lt=1)
+    rho: float | None = Field(None, ge=0, lt=1)
+    eps: float | None = Field(None, gt=0, le=1)
+    weight_decay: float = Field(0.0, ge=0, le=1e3)
+    clip_norm: float | None = Field(None, gt=0)
+    clip_value: float | None = Field(None, gt=0)
+    schedule: str = "constant"
+    step_size: int | None = Field(None, ge=1)
+    gamma: float | None = Field(None, gt=0, le=1)
+    warmup_steps: int = Field(0, ge=0)
+
+    @field_validator("optimizer")
+    @classmethod
+    def _known_optimizer(cls, v: str) -> str:
+        if v not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer; expected one of: {', '.join(OPTIMIZERS)}")
+        return v
+
+    @field_validator("schedule")
+    @classmethod
+    def _known_schedule(cls, v: str) -> str:
+        if v not in SCHEDULES:
+            raise ValueError(f"unknown schedule; expected one of: {', '.join(SCHEDULES)}")
+        return v
+
+    @model_validator(mode="after")
+    def _applies(self) -> "OptimizerSpec":
+        if self.momentum is not None and self.optimizer not in USES_MU:
+            raise ValueError(f"momentum applies to {', '.join(USES_MU)}, not to optimizer={self.optimizer}")
+        if self.rho is not None and self.optimizer not in USES_RHO:
+            raise ValueError(f"rho applies to {', '.join(USES_RHO)}, not to optimizer={self.optimizer}")
+        if self.eps is not None and self.optimizer not in DEFAULT_DELTA:
+            raise ValueError(f"eps (delta) applies to {', '.join(DEFAULT_DELTA)}, not to optimizer={self.optimizer}")
+        return self
+
+
+def build(spec: OptimizerSpec, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    """The torch optimiser ``spec`` names (table above), with its defaults filled in."""
+    name = spec.optimizer
+    mu = DEFAULT_MU if spec.momentum is None else spec.momentum
+    rho = DEFAULT_RHO.get(name) if spec.rho is None else spec.rho
+    delta = DEFAULT_DELTA.get(name) if spec.eps is None else spec.eps
+    lr, wd, params = spec.lr, spec.weight_decay, list(params)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, weight_decay=wd)
+    if name in ("momentum", "nesterov"):
+        return torch.optim.SGD(params, lr=lr, momentum=mu, nesterov=name == "nesterov", weight_decay=wd)
+    if name == "adagrad":
+        return torch.optim.Adagrad(params, lr=lr, eps=delta, weight_decay=wd)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, alpha=rho, eps=delta, weight_decay=wd)
+    cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
+    return cls(params, lr=lr, betas=(mu, rho), eps=delta, weight_decay=wd)
+
+
 def make(name: str, params: Iterable[torch.nn.Parameter], *, lr: float, mu: float | None = None,
          rho: float | None = None, delta: float | None = None, weight_decay: float = 0.0) -> torch.optim.Optimizer:
-    """The torch optimiser for a seed name (table above); None means the default for that optimiser."""
-    if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}")
-    if mu is not None and name not in USES_MU:
-        raise ValueError(f"momentum (mu) does not apply to {name}; it applies to {', '.join(USES_MU)}")
-    if rho is not None and name not in USES_RHO:
-        raise ValueError(f"rho does not apply to {name}; it applies to {', '.join(USES_RHO)}")
-    if delta is not None and name not in DEFAULT_DELTA:
-        raise ValueError(f"delta (eps) does not apply to {name}; it applies to {', '.join(DEFAULT_DELTA)}")
-    mu = DEFAULT_MU if mu is None else mu
-    rho = DEFAULT_RHO.get(name) if rho is None else rho
-    delta = DEFAULT_DELTA.get(name) if delta is None else delta
-    params = list(params)
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
-    if name in ("momentum", "nesterov"):
-        return torch.optim.SGD(params, lr=lr, momentum=mu, nesterov=name == "nesterov", weight_decay=weight_decay)
-    if name == "adagrad":
-        return torch.optim.Adagrad(params, lr=lr, eps=delta, weight_decay=weight_decay)
-    if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, alpha=rho, eps=delta, weight_decay=weight_decay)
-    cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
-    return cls(params, lr=lr, betas=(mu, rho), eps=delta, weight_decay=weight_decay)
+    """The torch optimiser for a seed name and the seeds' Greek letters (table above); None means the
+    default for that optimiser. Checked by ``OptimizerSpec`` (a ValueError for arguments that do not apply)."""
+    spec = OptimizerSpec(optimizer=name, lr=lr, momentum=mu, rho=rho, eps=delta, weight_decay=weight_decay)
+    return build(spec, params)
+
+
+def schedule(spec: OptimizerSpec, optimizer: torch.optim.Optimizer, total_steps: int):
+    """The learning-rate scheduler ``spec`` asks for over ``total_steps`` (``schedules.make``), or None."""
+    return schedules.make(spec.schedule, optimizer, total_steps=total_steps, step_size=spec.step_size,
+                          gamma=spec.gamma, warmup_steps=spec.warmup_steps)
 
 
 def clip_(params: Iterable[torch.nn.Parameter], *, norm: float | None = None,

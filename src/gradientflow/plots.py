@@ -1,4 +1,4 @@
-"""Figures: results in, matplotlib ``Figure`` out. No training here; ``save`` writes PNG and SVG."""
+"""Figures: results in, matplotlib ``Figure`` out (pyplot is never used). No training here; ``save`` writes PNG and SVG."""
 
 from __future__ import annotations
 
@@ -7,16 +7,18 @@ from pathlib import Path
 from typing import Sequence
 
 import matplotlib
+import numpy as np
+import torch
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # figures are files: no display needed, none is assumed
+from . import activations, properties
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
 
-from . import activations, properties  # noqa: E402
-from .propagate import LayerStats  # noqa: E402
+def subplots(nrows: int = 1, ncols: int = 1, *, figsize=None, **kwargs):
+    """A new ``Figure`` and its axes, like ``pyplot.subplots`` but without pyplot: no global figure
+    registry and no backend chosen, so a user's notebook or GUI backend is left alone."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, **kwargs)
 
 
 def save(fig: Figure, folder: Path, stem: str, formats: tuple[str, ...] = ("png", "svg")) -> list[Path]:
@@ -24,7 +26,6 @@ def save(fig: Figure, folder: Path, stem: str, formats: tuple[str, ...] = ("png"
     paths = [folder / f"{stem}.{fmt}" for fmt in formats]
     for path in paths:
         fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
     return paths
 
 
@@ -37,7 +38,7 @@ def phase_diagram(grid: dict, critical: tuple[np.ndarray, np.ndarray] | None, ti
     """xi_c over sigma_w2 x sigma_b2 (log colour), with the critical line chi_1 = 1 (Schoenholz et al. 2017, fig. 1)."""
     from matplotlib.colors import LogNorm
 
-    fig, ax = plt.subplots(figsize=(6, 4.2))
+    fig, ax = subplots(figsize=(6, 4.2))
     xi = np.where(np.isfinite(grid["xi_c"]), grid["xi_c"], np.nan)
     positive = xi[np.isfinite(xi) & (xi > 0)]
     norm = LogNorm(vmin=max(positive.min(), 1e-2), vmax=min(positive.max(), 1e3)) if positive.size else None
@@ -56,7 +57,7 @@ def phase_diagram(grid: dict, critical: tuple[np.ndarray, np.ndarray] | None, ti
 
 def activation_panel(name: str, xlim: tuple[float, float] = (-6.0, 6.0)) -> Figure:
     """One activation: f and f' side by side, saturated region shaded (C1, C5, C7-C9)."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3))
+    fig, (left, right) = subplots(1, 2, figsize=(8, 3))
     _draw_activation(left, right, name, xlim)
     fig.tight_layout()
     return fig
@@ -94,7 +95,7 @@ def activation_gallery(names: Sequence[str], xlim: tuple[float, float] = (-6.0, 
     """Every activation in ``names`` beside its derivative, two rows of panels per column pair."""
     cols = 2  # two (f, f') pairs per row
     rows = math.ceil(len(names) / cols)
-    fig, axes = plt.subplots(rows, 2 * cols, figsize=(14, 2.4 * rows), squeeze=False)
+    fig, axes = subplots(rows, 2 * cols, figsize=(14, 2.4 * rows), squeeze=False)
     for k, name in enumerate(names):
         r, c = divmod(k, cols)
         _draw_activation(axes[r, 2 * c], axes[r, 2 * c + 1], name, xlim)
@@ -104,6 +105,14 @@ def activation_gallery(names: Sequence[str], xlim: tuple[float, float] = (-6.0, 
         axes[r, 2 * c + 1].axis("off")
     fig.tight_layout()
     return fig
+
+
+def save_activation_figures(folder: Path) -> list[Path]:
+    """The gallery of every activation and one panel per activation, written into ``folder``."""
+    written = save(activation_gallery(activations.NAMES), folder, "activations")
+    for name in activations.NAMES:
+        written += save(activation_panel(name), folder, f"activation_{name}")
+    return written
 
 
 def layer_histograms(outputs: Sequence[torch.Tensor], title: str, bins: int = 60,
@@ -118,7 +127,7 @@ def layer_histograms(outputs: Sequence[torch.Tensor], title: str, bins: int = 60
     if hi - lo < 1e-12:
         lo, hi = lo - 1.0, hi + 1.0
     edges = np.linspace(lo, hi, bins + 1)
-    fig, axes = plt.subplots(1, len(outputs), figsize=(1.6 * len(outputs) + 1, 2.6), sharex=True, sharey=True,
+    fig, axes = subplots(1, len(outputs), figsize=(1.6 * len(outputs) + 1, 2.6), sharex=True, sharey=True,
                              squeeze=False)
     for k, (ax, h) in enumerate(zip(axes[0], outputs)):
         ax.hist(h.detach().flatten().double().numpy(), bins=edges, density=True, color="C0", label="measured")
@@ -134,13 +143,13 @@ def layer_histograms(outputs: Sequence[torch.Tensor], title: str, bins: int = 60
     return fig
 
 
-def layer_moments(stats: Sequence[LayerStats], title: str, predicted=None) -> Figure:
+def layer_moments(stats: Sequence, title: str, predicted=None) -> Figure:
     """Mean and std of each hidden layer's output against depth (the CS231n line plots).
 
     ``predicted``: the theory's ``LayerPrediction`` list, drawn as dashed lines.
     """
     idx = [s.index for s in stats]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3))
+    fig, (left, right) = subplots(1, 2, figsize=(8, 3))
     left.plot(idx, [s.mean for s in stats], "o-", label="measured")
     left.set_title("mean of layer output", fontsize=9)
     right.plot(idx, [s.std for s in stats], "o-", color="C0", label="measured")
@@ -158,9 +167,24 @@ def layer_moments(stats: Sequence[LayerStats], title: str, predicted=None) -> Fi
     return fig
 
 
+def save_propagation(result, activation: str, init_name: str, std: float | None, seed: int,
+                     folder: Path) -> list[Path]:
+    """A ``propagate.Study``'s per-layer histograms (with the theory's distribution where it applies)
+    and moments, as ``propagate_<activation>_<init>[_std<s>]_{hist,moments}``."""
+    predicted = result.predicted
+    samples = None
+    if predicted is not None:  # the theory's distribution of each layer's output: phi(sqrt(q_l) z)
+        z = np.random.default_rng(seed).standard_normal(200_000)
+        samples = [activations.get(activation).numpy(np.sqrt(p.q) * z) for p in predicted]
+    title = f"{activation}, init {init_name}" + (f" std {std:g}" if std is not None else "")
+    stem = f"propagate_{activation}_{init_name}" + (f"_std{std:g}" if std is not None else "")
+    paths = save(layer_histograms(result.outputs, title, predicted=samples), folder, f"{stem}_hist")
+    return paths + save(layer_moments(result.stats, title, predicted=predicted), folder, f"{stem}_moments")
+
+
 def run_curves(runs: list) -> Figure:
     """Training loss per step (light) with its moving average, and test accuracy per epoch, one colour per run."""
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax_loss, ax_acc) = subplots(1, 2, figsize=(11, 4))
     for k, run in enumerate(runs):
         colour = f"C{k % 10}"
         steps, loss = run.series("loss", "train")
@@ -193,7 +217,7 @@ def probe_histograms(hists: dict, title: str = "") -> Figure:
     layers = [layer for s, layer in hists if s == step]
     cols = min(5, len(layers))
     rows = math.ceil(len(layers) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.2 * rows), squeeze=False)
+    fig, axes = subplots(rows, cols, figsize=(2.6 * cols, 2.2 * rows), squeeze=False)
     for ax, layer in zip(axes.flat, layers):
         lo, hi, counts = hists[(step, layer)]
         counts = np.asarray(counts, dtype=float)
@@ -214,7 +238,7 @@ def probe_heatmaps(hists: dict) -> Figure:
     layers = _layer_order([{"layer": layer} for _, layer in sorted(hists, key=lambda k: k[0])])
     cols = min(4, len(layers))
     rows = math.ceil(len(layers) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows), squeeze=False)
+    fig, axes = subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows), squeeze=False)
     for ax, layer in zip(axes.flat, layers):
         steps = sorted(s for s, name in hists if name == layer)
         lo, hi, _ = hists[(steps[-1], layer)]
@@ -236,9 +260,9 @@ def probe_timelines(rows: list[dict]) -> Figure:
     """Per layer over time: norm of dL/d(output), weight-gradient norm, dead fraction, update ratio."""
     panels = [("act_grad_norm", "‖∂L/∂h‖ (RMS over steps)", "log"), ("weight_grad_norm", "‖∂L/∂W‖", "log"),
               ("dead", "dead units (share)", "linear"), ("update_ratio", "‖ΔW‖ / ‖W‖ per step", "log")]
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
+    fig, axes = subplots(1, 4, figsize=(16, 3.6))
     layers = _layer_order(rows)
-    cmap = plt.get_cmap("viridis")
+    cmap = matplotlib.colormaps["viridis"]
     for ax, (col, label, scale) in zip(axes, panels):
         for k, layer in enumerate(layers):
             pts = sorted((r["last_step"], r.get(col, math.nan)) for r in rows if r["layer"] == layer)
@@ -257,7 +281,7 @@ def glorot_ratios(rows: list[dict]) -> Figure:
     last = [r for r in rows if r["last_step"] == step]
     names = [r["layer"] for r in last]
     xs = np.arange(len(last))
-    fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(last) + 2), 3.6))
+    fig, ax = subplots(figsize=(max(5, 0.6 * len(last) + 2), 3.6))
     ax.bar(xs - 0.2, [r.get("glorot_forward", math.nan) for r in last], 0.4, label="forward Var(z)/Var(x)")
     ax.bar(xs + 0.2, [r.get("glorot_backward", math.nan) for r in last], 0.4, label="backward Var(∂L/∂x)/Var(∂L/∂z)")
     ax.axhline(1.0, color="k", lw=0.8, ls="--")
@@ -266,3 +290,10 @@ def glorot_ratios(rows: list[dict]) -> Figure:
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def save_probe_figures(rows: list[dict], hists: dict, folder: Path) -> list[Path]:
+    """The probe figures of a run (histograms, heat maps, timelines, Glorot ratios), one PNG each."""
+    figures = (("probe_histograms", probe_histograms(hists)), ("probe_heatmaps", probe_heatmaps(hists)),
+               ("probe_timelines", probe_timelines(rows)), ("glorot_ratios", glorot_ratios(rows)))
+    return [save(fig, folder, stem)[0] for stem, fig in figures]

@@ -8,6 +8,7 @@ Every number comes from evaluating the function and its derivative:
 * saturated region {x : |f'(x)| < 0.05 max|f'|} as intervals (grid + brentq), and the
   saturated fraction P(sz in region) for z ~ N(0, 1) from the normal CDF;
 * monotonicity: the sign of f' on the grid;
+* cost: median ns per element of f and of f with its input gradient, by torch.utils.benchmark (C6);
 * variance-preserving gain g with g^2 E[f(z)^2] = 1 (the fixed point of the
   length map q -> g^2 E[f(sqrt(q) z)^2] at q = 1, Poole et al. 2016), by quadrature.
 """
@@ -20,15 +21,11 @@ from functools import lru_cache
 
 import numpy as np
 import torch
-from scipy.optimize import brentq, minimize_scalar
 
 from . import gaussian
-from .activations import Activation, Maxout, get
+from .activations import (_GRID, SATURATION_THRESHOLD, Activation, Maxout, dead_region, get, max_derivative,
+                          output_range, saturated_region)
 
-SATURATION_THRESHOLD = 0.05
-"""A unit is saturated where |f'(x)| < 0.05 max|f'| (its local gradient is under 5% of the best)."""
-
-_GRID = np.linspace(-60.0, 60.0, 240_001)  # step 5e-4, contains 0 and +-1 exactly
 _FAR = 1e6
 
 
@@ -53,88 +50,6 @@ class Properties:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _bound(f, side: float, grid_extreme: float) -> float | None:
-    """None when f still grows (10x from |x| = 1e5 to 1e6) on this side, else the grid extreme."""
-    near, far = (abs(float(v)) for v in f(np.array([side * _FAR / 10, side * _FAR])))
-    return None if far > 5 * near and far > 1.0 else grid_extreme
-
-
-def output_range(act: Activation) -> tuple[float | None, float | None]:
-    """(inf f, sup f) measured on a grid and out to |x| = 1e6 (None: unbounded)."""
-    xs = np.concatenate([_GRID, -np.logspace(1, 6, 200), np.logspace(1, 6, 200)])
-    ys = act.numpy(xs)
-    lo, _ = _refine(act.numpy, xs, ys, minimum=True)
-    hi, _ = _refine(act.numpy, xs, ys, minimum=False)
-    below = _bound(act.numpy, -1.0, lo)
-    above = _bound(act.numpy, +1.0, hi)
-    return below, above
-
-
-def _refine(f, xs: np.ndarray, ys: np.ndarray, *, minimum: bool) -> tuple[float, float]:
-    """(extreme value, where) after polishing the grid extreme with a bounded scalar search."""
-    i = int(np.argmin(ys) if minimum else np.argmax(ys))
-    best, at = float(ys[i]), float(xs[i])
-    if abs(xs[i]) >= 59:  # reached at the edge: a limit at infinity, not an interior extreme
-        return best, at
-    sign = 1.0 if minimum else -1.0
-    res = minimize_scalar(lambda t: sign * float(f(np.array([t]))[0]),
-                          bounds=(xs[i] - 1e-3, xs[i] + 1e-3), method="bounded",
-                          options={"xatol": 1e-12})
-    value = sign * float(res.fun)
-    better = value < best if minimum else value > best
-    return (value, float(res.x)) if better else (best, at)
-
-
-def max_derivative(act: Activation) -> tuple[float, tuple[float | None, float | None]]:
-    """max |f'(x)| and the interval [lo, hi] of x where it is reached (None: open to infinity).
-
-    An isolated maximum gives lo == hi (the polished argmax); a plateau (ReLU's
-    x > 0) gives its extent on the grid.
-    """
-    d = np.abs(act.numpy_derivative(_GRID))
-    peak, at = _refine(lambda x: np.abs(act.numpy_derivative(x)), _GRID, d, minimum=False)
-    near = np.flatnonzero(d >= peak * (1 - 1e-9))
-    if near.size <= 1:
-        return peak, (at, at)
-    lo, hi = float(_GRID[near[0]]), float(_GRID[near[-1]])
-    step = float(_GRID[1] - _GRID[0])
-    lo, hi = (next((k for k in act.kinks if abs(k - v) <= step), v) for v in (lo, hi))  # snap to a kink
-    return peak, (None if lo <= _GRID[0] else lo, None if hi >= _GRID[-1] else hi)
-
-
-def saturated_region(act: Activation, threshold: float = SATURATION_THRESHOLD) -> tuple[tuple[float | None, float | None], ...]:
-    """Intervals of x where |f'(x)| < threshold * max|f'| (None: open to infinity)."""
-    peak, _ = max_derivative(act)
-    h = lambda x: np.abs(act.numpy_derivative(np.atleast_1d(x))) - threshold * peak  # noqa: E731
-    inside = h(_GRID) < 0
-    if not inside.any():
-        return ()
-    edges = np.flatnonzero(np.diff(inside.astype(np.int8)))
-    cuts = [float(brentq(lambda t: float(h(t)[0]), _GRID[i], _GRID[i + 1], xtol=1e-12)) for i in edges]
-    bounds: list[float | None] = ([None] if inside[0] else []) + cuts + ([None] if inside[-1] else [])
-    return tuple((bounds[k], bounds[k + 1]) for k in range(0, len(bounds), 2))
-
-
-def dead_region(act: Activation) -> tuple[tuple[float | None, float | None], ...]:
-    """Intervals of x where f'(x) = 0 exactly: a unit whose input stays there gets no gradient at all
-    (a dead ReLU, C7). Boundaries sit at the activation's kinks; () for activations whose slope is
-    never exactly zero (sigmoid, tanh, leaky ReLU, ...)."""
-    inside = act.numpy_derivative(_GRID) == 0
-    if not inside.any():
-        return ()
-    edges = np.flatnonzero(np.diff(inside.astype(np.int8)))
-    kinks = np.asarray(act.kinks, dtype=float)
-
-    def cut(i: int) -> float:
-        near = kinks[(kinks >= _GRID[i]) & (kinks <= _GRID[i + 1])] if len(kinks) else kinks
-        return float(near[0]) if len(near) else float((_GRID[i] + _GRID[i + 1]) / 2)
-
-    bounds: list[float | None] = ([None] if inside[0] else []) + [cut(i) for i in edges] + ([None] if inside[-1] else [])
-    pairs = [(bounds[k], bounds[k + 1]) for k in range(0, len(bounds), 2)]
-    # zero by construction (bounded by kinks), not by float underflow far out in a smooth tail
-    return tuple(p for p in pairs if all(b is None or b in act.kinks for b in p))
 
 
 def saturated_fraction(act: Activation, std: float = 1.0, threshold: float = SATURATION_THRESHOLD) -> float:
@@ -260,6 +175,60 @@ def table(names: tuple[str, ...] | None = None) -> list[Properties]:
     return [measure(n) for n in (names or NAMES)]
 
 
+def rows(names: tuple[str, ...] | None = None, *, cost: bool = False, min_run_time: float = 0.2) -> list[dict]:
+    """``table`` as dicts, with the C6 timings of ``cost_table`` (ns per element, ratio to ReLU) merged
+    into each row when ``cost`` is asked for."""
+    out = [p.to_dict() for p in table(names)]
+    if cost:
+        for row, timing in zip(out, cost_table(tuple(r["name"] for r in out), min_run_time=min_run_time)):
+            row.update({k: v for k, v in timing.items() if k != "name"})
+    return out
+
+
+# --- cost (C6): measured time per element ---
+
+
+def ns_per_element(name: str, numel: int = 1 << 20, *, backward: bool = False, min_run_time: float = 0.2,
+                   seed: int = 0) -> float:
+    """Median time of f(x) (and, with ``backward``, of f(x) plus its input gradient) per element, in ns.
+
+    ``x`` is float32 from N(0, 1); maxout is timed as max over 2 pieces of ``numel`` inputs each.
+    """
+    g = torch.Generator().manual_seed(seed)
+    pieces = 2 if name == "maxout" else 1
+    x = torch.randn(numel, pieces, generator=g) if pieces > 1 else torch.randn(numel, generator=g)
+    fn = (lambda t: t.amax(-1)) if name == "maxout" else get(name).fn
+    if backward:
+        x.requires_grad_(True)
+        ones = torch.ones(numel)
+        stmt = "torch.autograd.grad(fn(x), x, ones)"
+    else:
+        stmt = "fn(x)"
+    from torch.utils import benchmark
+
+    timer = benchmark.Timer(stmt=stmt, globals={"fn": fn, "x": x, "ones": ones if backward else None, "torch": torch})
+    return timer.blocked_autorange(min_run_time=min_run_time).median * 1e9 / numel
+
+
+def cost_table(names: tuple[str, ...] | None = None, numel: int = 1 << 20,
+               min_run_time: float = 0.2) -> list[dict]:
+    """ns per element forward and forward+backward for each activation, and the ratio to ReLU."""
+    from .activations import NAMES
+
+    rows = []
+    for name in names or NAMES:
+        rows.append({"name": name,
+                     "forward_ns": ns_per_element(name, numel, min_run_time=min_run_time),
+                     "forward_backward_ns": ns_per_element(name, numel, backward=True, min_run_time=min_run_time)})
+    relu = next((r for r in rows if r["name"] == "relu"), None) or {
+        "forward_ns": ns_per_element("relu", numel, min_run_time=min_run_time),
+        "forward_backward_ns": ns_per_element("relu", numel, backward=True, min_run_time=min_run_time)}
+    for r in rows:
+        r["forward_vs_relu"] = r["forward_ns"] / relu["forward_ns"]
+        r["forward_backward_vs_relu"] = r["forward_backward_ns"] / relu["forward_backward_ns"]
+    return rows
+
+
 __all__ = ["Properties", "measure", "table", "gain", "saturated_fraction", "saturated_region",
            "output_range", "max_derivative", "gaussian_moments", "monotonic", "maxout_properties",
-           "SATURATION_THRESHOLD"]
+           "SATURATION_THRESHOLD", "ns_per_element", "cost_table", "rows"]

@@ -138,6 +138,25 @@ class Run:
         parts = [pq.read_table(p) for _, p in self._parts("tables", name)]
         return pa.concat_tables(parts) if parts else None
 
+    def final(self) -> dict:
+        """The run's status and its last epoch-level numbers (from status.json)."""
+        status = self.status()
+        return {"run": self.name, **{k: status.get(k) for k in ("status", "steps", "test_accuracy", "test_loss",
+                                                                  "train_loss", "seconds")}}
+
+    def epochs(self) -> list[dict]:
+        """One row per finished epoch (1-based): its last step and the train and test loss and accuracy."""
+        long = self.metrics().to_pandas()
+        long = long[long["split"].isin(["train_epoch", "test"])]
+        columns = ["train_loss", "train_accuracy", "test_loss", "test_accuracy"]
+        if long.empty:
+            return []
+        long = long.assign(column=long["split"].str.replace("_epoch", "") + "_" + long["name"])
+        wide = long.pivot_table(index="epoch", columns="column", values="value", aggfunc="max")
+        wide = wide.reindex(columns=columns).astype(object).where(wide.notna(), None)
+        steps = long.groupby("epoch")["step"].max()
+        return [{"epoch": int(e) + 1, "step": int(steps[e]), **wide.loc[e].to_dict()} for e in wide.index]
+
     def series(self, name: str, split: str = "train") -> tuple[list[int], list[float]]:
         """(steps, values) of one metric."""
         t = self.metrics().filter((pc.field("name") == name) & (pc.field("split") == split))
@@ -186,10 +205,10 @@ def query(sql: str, runs: Iterable[Run]) -> pa.Table:
     owners = pa.table({"file": [f for f, _ in parts], "run": [name for _, name in parts]},
                       schema=pa.schema([("file", pa.string()), ("run", pa.string())]))
     con.register("part_owner", owners)
-    if owners.num_rows:
-        files = ", ".join("'" + f.replace("'", "''") + "'" for f in owners["file"].to_pylist())
+    if owners.num_rows:  # DuckDB reads the list of files itself: no file name is ever spliced into SQL
+        con.read_parquet(owners["file"].to_pylist(), filename=True).create_view("metric_parts")
         con.execute("create view metrics as select o.run, m.step, m.epoch, m.split, m.name, m.value "
-                    f"from read_parquet([{files}], filename = true) m join part_owner o on m.filename = o.file")
+                    "from metric_parts m join part_owner o on m.filename = o.file")
     else:
         con.execute("create view metrics as select * from (values (null::varchar, null::bigint, null::integer, "
                     "null::varchar, null::varchar, null::double)) t(run, step, epoch, split, name, value) where false")

@@ -291,3 +291,17 @@ def phase_grid(activation: str, sigma_w2: np.ndarray, sigma_b2: np.ndarray) -> d
         with np.errstate(divide="ignore"):
             xi[chaotic] = np.where(rate < 1, -1.0 / np.log(rate), np.inf)
     return {"sigma_w2": w, "sigma_b2": b, "q_star": q, "chi1": x1, "xi_c": xi}
+
+
+def phase_diagram(activation: str, sigma_w2_max: float, sigma_b2_max: float, resolution: int) -> dict:
+    """``phase_grid`` on ``resolution`` points of (0, sigma_w2_max] x [0, sigma_b2_max], and the critical
+    line sigma_w2(sigma_b2) on the same sigma_b2 points under "critical" (None where the activation has
+    no critical point at sigma_b2 > 0, as ReLU: the figure then shows the phases without the line)."""
+    w = np.linspace(sigma_w2_max / resolution, sigma_w2_max, resolution)
+    b = np.linspace(0.0, sigma_b2_max, resolution)
+    grid = phase_grid(activation, w, b)
+    try:
+        grid["critical"] = (critical_sigma_w2(activation, b), b)
+    except NoCriticalPoint:
+        grid["critical"] = None
+    return grid

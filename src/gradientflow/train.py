@@ -1,10 +1,11 @@
 """The training loop: mini-batch steps, clipping, schedules, evaluation, NaN guard, checkpoint/resume.
 
-``fit`` trains any ``nn.Module`` that maps a batch of inputs to class logits, with the
-cross-entropy loss. It never builds models (that is ``model``'s job) and it never prints:
-the caller gets a ``Summary``. Observers (the probes) see every step through two calls,
-``after_backward(step)`` and ``flush(run, step)``, and may ask to be saved in checkpoints
-through ``state_dict``/``load_state_dict``.
+``fit(model, data, optimizer, loop)`` trains any ``nn.Module`` that maps a batch of inputs to
+class logits, with the cross-entropy loss. It takes two small typed records: an
+``optim.OptimizerSpec`` (what updates the weights) and a ``LoopSpec`` (epochs, batch size, seed,
+checkpoints, device). It never builds models (that is ``model``'s job) and it never prints: the
+caller gets a ``Summary``. Observers (the probes) implement the ``Observer`` protocol: they see
+every step after the backward pass, write to the run at each checkpoint and are saved in it.
 
 Reproducibility: epoch e's shuffle comes from a generator seeded with (seed, e), and the
 checkpoint holds the model, optimiser, scheduler, RNG state and the running sums of the epoch,
@@ -16,13 +17,15 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from . import optim, schedules
-from .config import TrainConfig
+from . import optim
 from .data import Dataset
+from .optim import OptimizerSpec
 from .store import Run
 
 EVAL_BATCH = 8192
@@ -46,6 +49,42 @@ class Summary:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+class LoopSpec(BaseModel):
+    """How ``fit`` loops: epochs, mini-batch size, the seed of the shuffling, checkpoints and device."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    epochs: int = Field(20, ge=1, le=1_000_000)
+    batch_size: int = Field(128, ge=1, le=1_000_000)
+    seed: int = Field(0, ge=0, le=2**63 - 1)
+    checkpoint_every: int | None = Field(None, ge=1)  # steps; None: at the end of every epoch
+    device: str = "cpu"
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if v not in ("cpu", "cuda", "auto") and not v.startswith("cuda:"):
+            raise ValueError("unknown device; expected cpu, cuda, cuda:N or auto")
+        return v
+
+
+class Observer(Protocol):
+    """What ``fit`` calls on each observer (a probe). Subclass it to inherit the no-op defaults."""
+
+    def after_backward(self, step: int) -> None:
+        """Step ``step`` (counted from 1) has its gradients; the optimiser has not stepped yet."""
+
+    def flush(self, run: Run | None, step: int) -> None:
+        """A checkpoint at ``step``: write what was gathered into ``run``."""
+
+    def state_dict(self) -> dict:
+        """What a checkpoint keeps of the observer."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what ``state_dict`` returned, on resume."""
 
 
 class _Stop(Exception):
@@ -174,130 +213,164 @@ class _Log:
         return cols
 
 
-def fit(model: torch.nn.Module, data: Dataset, cfg: TrainConfig, *, run: Run | None = None,
-        resume: bool = False, observers: tuple = (), progress: bool = False) -> Summary:
-    """Train ``model`` on ``data`` as ``cfg`` says; log to and checkpoint in ``run`` if given.
+class _Loop:
+    """The state of one ``fit`` call: model, optimiser, scheduler, log, epoch sums and position."""
+
+    def __init__(self, model: torch.nn.Module, data: Dataset, optimizer: OptimizerSpec, loop: LoopSpec,
+                 run: Run | None, observers: tuple[Observer, ...]):
+        self.device = resolve_device(loop.device)
+        self.model, self.spec, self.loop, self.run, self.observers = model.to(self.device), optimizer, loop, run, observers
+        self.x, self.y = data.x_train.to(self.device), data.y_train.to(self.device)
+        self.x_test, self.y_test = data.x_test.to(self.device), data.y_test.to(self.device)
+        self.per_epoch = math.ceil(len(self.y) / loop.batch_size)
+        self.total = self.per_epoch * loop.epochs
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.opt = optim.build(optimizer, self.params)
+        self.sched = optim.schedule(optimizer, self.opt, self.total)
+        self.ckpt_every = loop.checkpoint_every or self.per_epoch
+        self.log = _Log(self.ckpt_every + 1, self.device)
+        self.step = self.epoch = self.batch = 0
+        self.acc = torch.zeros(3, dtype=torch.float64, device=self.device)  # epoch sums: loss * batch, correct, seen
+        self.history: list[dict] = []
+
+    def restore(self) -> None:
+        """Continue from the run's latest checkpoint; what was logged after it is dropped."""
+        if self.run is None or self.run.latest_checkpoint() is None:
+            raise ValueError("nothing to resume: the run has no checkpoint yet")
+        self.step, path = self.run.latest_checkpoint()
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        if self.sched is not None:
+            self.sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        self.epoch, self.batch, self.history = state["epoch"], state["batch"], state["history"]
+        self.acc = state["acc"].to(self.device)
+        for obs, saved in zip(self.observers, state.get("observers", [])):
+            if saved is not None:
+                obs.load_state_dict(saved)
+        self.run.rewind(self.step)
+
+    def checkpoint(self, epoch: int, batch: int) -> None:
+        """Write the logged metrics, let the observers write theirs, and save the whole state."""
+        if self.run is None:
+            return
+        self.run.append_metrics(self.step, self.log.rows())
+        for obs in self.observers:
+            obs.flush(self.run, self.step)
+        self.run.save_checkpoint(self.step, {
+            "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict() if self.sched is not None else None,
+            "rng": torch.get_rng_state(), "epoch": epoch, "batch": batch, "history": self.history,
+            "acc": self.acc.cpu(), "observers": [o.state_dict() for o in self.observers],
+        })
+
+    def train_step(self, epoch: int, idx: torch.Tensor) -> None:
+        """Forward, cross-entropy, backward, clipping, the NaN guard, observers, optimiser and scheduler."""
+        xb, yb = self.x[idx], self.y[idx]
+        out = self.model(xb)
+        loss = F.cross_entropy(out, yb)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = optim.clip_(self.params, norm=self.spec.clip_norm, value=self.spec.clip_value)
+        if not bool(torch.isfinite(loss) & torch.isfinite(gnorm)):
+            raise _Stop("diverged", f"non-finite values at step {self.step + 1}: "
+                                    f"{locate_nonfinite(self.model, xb, yb)}")
+        for obs in self.observers:
+            obs.after_backward(self.step + 1)
+        lr = self.opt.param_groups[0]["lr"]
+        self.opt.step()
+        if self.sched is not None:
+            self.sched.step()
+        self.step += 1
+        with torch.no_grad():
+            self.acc[0] += loss.detach() * len(yb)
+            self.acc[1] += (out.argmax(1) == yb).sum()
+            self.acc[2] += len(yb)
+        self.log.step(self.step, epoch, loss, gnorm, lr)
+
+    def end_epoch(self, epoch: int) -> dict:
+        """Evaluate the test split, log the epoch's means and checkpoint; the epoch's history row."""
+        loss_sum, correct, seen = self.acc.tolist()
+        test_loss, test_acc = evaluate(self.model, self.x_test, self.y_test)
+        row = {"epoch": epoch + 1, "step": self.step, "train_loss": loss_sum / seen,
+               "train_accuracy": correct / seen, "test_loss": test_loss, "test_accuracy": test_acc}
+        self.history.append(row)
+        for name in ("loss", "accuracy"):
+            self.log.add(self.step, epoch, "train_epoch", name, row[f"train_{name}"])
+            self.log.add(self.step, epoch, "test", name, row[f"test_{name}"])
+        self.acc.zero_()
+        self.checkpoint(epoch + 1, 0)
+        return row
+
+    def train(self, bar) -> None:
+        """Every remaining epoch, from the current position."""
+        self.model.train()
+        start_epoch, start_batch = self.epoch, self.batch
+        for epoch in range(start_epoch, self.loop.epochs):
+            order = epoch_order(len(self.y), self.loop.seed, epoch).to(self.device)
+            for batch in range(start_batch if epoch == start_epoch else 0, self.per_epoch):
+                self.train_step(epoch, order[batch * self.loop.batch_size:(batch + 1) * self.loop.batch_size])
+                bar.update(1)
+                if self.step % self.ckpt_every == 0 and batch + 1 < self.per_epoch:
+                    self.checkpoint(epoch, batch + 1)
+            row = self.end_epoch(epoch)
+            bar.set_postfix(loss=f"{row['train_loss']:.4f}", test_acc=f"{row['test_accuracy']:.3f}", refresh=False)
+
+    def summary(self, status: str, message: str, seconds: float) -> Summary:
+        last = self.history[-1] if self.history else {}
+        return Summary(status=status, steps=self.step, epochs=self.step / self.per_epoch, seconds=seconds,
+                       train_loss=last.get("train_loss", math.nan),
+                       train_accuracy=last.get("train_accuracy", math.nan),
+                       test_loss=last.get("test_loss", math.nan), test_accuracy=last.get("test_accuracy", math.nan),
+                       run_dir=str(self.run.path) if self.run is not None else None, message=message,
+                       history=self.history)
+
+
+def fit(model: torch.nn.Module, data: Dataset, optimizer: OptimizerSpec = OptimizerSpec(),
+        loop: LoopSpec = LoopSpec(), *, run: Run | None = None, resume: bool = False,
+        observers: tuple[Observer, ...] = (), progress: bool = False) -> Summary:
+    """Train ``model`` on ``data`` with ``optimizer`` for as long as ``loop`` says; log to and
+    checkpoint in ``run`` if given.
 
     Each step: forward, cross-entropy, backward, clipping (``optim.clip_``), the NaN guard
     (loss and total gradient norm must be finite, else the run stops as *diverged* and
     ``locate_nonfinite`` names the layer), the optimiser step, the scheduler step. The test split
     is evaluated at the end of every epoch. With ``resume``, training continues from the run's
-    latest checkpoint.
+    latest checkpoint. Modules that draw at run time (dropout) draw from torch's global generator
+    seeded with ``loop.seed`` inside ``torch.random.fork_rng``: the caller's RNG state is restored.
+
+        >>> import gradientflow as gf
+        >>> d = gf.data.load("xor", n_train=200, n_test=100)
+        >>> net = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.Tanh(), torch.nn.Linear(16, 2))
+        >>> gf.fit(net, d, gf.OptimizerSpec(lr=0.01), gf.LoopSpec(epochs=2, batch_size=50)).steps
+        8
     """
-    device = resolve_device(cfg.device)
-    model.to(device)
-    x, y = data.x_train.to(device), data.y_train.to(device)
-    x_test, y_test = data.x_test.to(device), data.y_test.to(device)
-    n = len(y)
-    per_epoch = math.ceil(n / cfg.batch_size)
-    total = per_epoch * cfg.epochs
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = optim.make(cfg.optimizer, params, lr=cfg.lr, mu=cfg.momentum, rho=cfg.rho, delta=cfg.eps,
-                     weight_decay=cfg.weight_decay)
-    sched = schedules.make(cfg.schedule, opt, total_steps=total, step_size=cfg.step_size, gamma=cfg.gamma,
-                           warmup_steps=cfg.warmup_steps)
-    ckpt_every = cfg.checkpoint_every or per_epoch
-    log = _Log(ckpt_every + 1, device)
-    torch.manual_seed(cfg.seed)  # for modules that draw at run time (dropout)
-
-    step = start_epoch = start_batch = 0
-    acc = torch.zeros(3, dtype=torch.float64, device=device)  # epoch sums: loss * batch, correct, seen
-    history: list[dict] = []
-    if resume:
-        if run is None or run.latest_checkpoint() is None:
-            raise ValueError("nothing to resume: the run has no checkpoint yet")
-        step, path = run.latest_checkpoint()
-        state = torch.load(path, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        if sched is not None:
-            sched.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
-        start_epoch, start_batch, history = state["epoch"], state["batch"], state["history"]
-        acc = state["acc"].to(device)
-        for obs, s in zip(observers, state.get("observers", [])):
-            if hasattr(obs, "load_state_dict"):
-                obs.load_state_dict(s)
-        run.rewind(step)
-
-    def checkpoint(epoch: int, batch: int) -> None:
-        if run is None:
-            return
-        run.append_metrics(step, log.rows())
-        for obs in observers:
-            if hasattr(obs, "flush"):
-                obs.flush(run, step)
-        run.save_checkpoint(step, {
-            "model": model.state_dict(), "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict() if sched is not None else None,
-            "rng": torch.get_rng_state(), "epoch": epoch, "batch": batch, "history": history,
-            "acc": acc.cpu(), "observers": [o.state_dict() if hasattr(o, "state_dict") else None for o in observers],
-        })
-
-    if run is not None:
-        run.set_status("running", steps=step)
-    bar = _progress_bar(total, step, progress)
+    state = _Loop(model, data, optimizer, loop, run, observers)
+    cuda = [state.device] if state.device.type == "cuda" else []
+    bar = _progress_bar(state.total, state.step, progress)
     started = time.perf_counter()
     status, message = "finished", ""
-    epoch, batch = start_epoch, start_batch
-    model.train()
-    try:
-        for epoch in range(start_epoch, cfg.epochs):
-            order = epoch_order(n, cfg.seed, epoch).to(device)
-            for batch in range(start_batch if epoch == start_epoch else 0, per_epoch):
-                idx = order[batch * cfg.batch_size:(batch + 1) * cfg.batch_size]
-                xb, yb = x[idx], y[idx]
-                out = model(xb)
-                loss = F.cross_entropy(out, yb)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                gnorm = optim.clip_(params, norm=cfg.clip_norm, value=cfg.clip_value)
-                if not bool(torch.isfinite(loss) & torch.isfinite(gnorm)):
-                    raise _Stop("diverged", f"non-finite values at step {step + 1}: "
-                                            f"{locate_nonfinite(model, xb, yb)}")
-                for obs in observers:
-                    obs.after_backward(step + 1)
-                lr = opt.param_groups[0]["lr"]
-                opt.step()
-                if sched is not None:
-                    sched.step()
-                step += 1
-                with torch.no_grad():
-                    acc[0] += loss.detach() * len(yb)
-                    acc[1] += (out.argmax(1) == yb).sum()
-                    acc[2] += len(yb)
-                log.step(step, epoch, loss, gnorm, lr)
-                bar.update(1)
-                if step % ckpt_every == 0 and batch + 1 < per_epoch:
-                    checkpoint(epoch, batch + 1)
-            loss_sum, correct, seen = acc.tolist()
-            test_loss, test_acc = evaluate(model, x_test, y_test)
-            row = {"epoch": epoch + 1, "step": step, "train_loss": loss_sum / seen,
-                   "train_accuracy": correct / seen, "test_loss": test_loss, "test_accuracy": test_acc}
-            history.append(row)
-            for name in ("loss", "accuracy"):
-                log.add(step, epoch, "train_epoch", name, row[f"train_{name}"])
-                log.add(step, epoch, "test", name, row[f"test_{name}"])
-            acc.zero_()
-            bar.set_postfix(loss=f"{row['train_loss']:.4f}", test_acc=f"{test_acc:.3f}", refresh=False)
-            checkpoint(epoch + 1, 0)
-    except _Stop as stop:
-        status, message = stop.status, stop.message
-    except KeyboardInterrupt:  # the last checkpoint stands; resuming rewinds to it
-        last = run.latest_checkpoint() if run is not None else None
-        status = "interrupted"
-        message = f"interrupted at step {step}" + (f"; --resume continues from step {last[0]}" if last else "")
-    finally:
-        bar.close()
+    with torch.random.fork_rng(devices=cuda):  # the caller's global RNG state is left as it was
+        torch.manual_seed(loop.seed)
+        if resume:
+            state.restore()
+        if run is not None:
+            run.set_status("running", steps=state.step)
+        try:
+            state.train(bar)
+        except _Stop as stop:
+            status, message = stop.status, stop.message
+        except KeyboardInterrupt:  # the last checkpoint stands; resuming rewinds to it
+            last = run.latest_checkpoint() if run is not None else None
+            status = "interrupted"
+            message = f"interrupted at step {state.step}" + (f"; --resume continues from step {last[0]}" if last else "")
+        finally:
+            bar.close()
     seconds = time.perf_counter() - started
-    if status == "diverged" and run is not None and (log.steps or log.extra):
-        run.append_metrics(step, log.rows())  # keep the steps up to the divergence
-    last = history[-1] if history else {}
-    summary = Summary(status=status, steps=step, epochs=step / per_epoch, seconds=seconds,
-                      train_loss=last.get("train_loss", math.nan),
-                      train_accuracy=last.get("train_accuracy", math.nan),
-                      test_loss=last.get("test_loss", math.nan), test_accuracy=last.get("test_accuracy", math.nan),
-                      run_dir=str(run.path) if run is not None else None, message=message, history=history)
+    if status == "diverged" and run is not None and (state.log.steps or state.log.extra):
+        run.append_metrics(state.step, state.log.rows())  # keep the steps up to the divergence
+    summary = state.summary(status, message, seconds)
     if run is not None:
         run.set_status(status, **{k: v for k, v in summary.to_dict().items() if k not in ("status", "history")})
     return summary

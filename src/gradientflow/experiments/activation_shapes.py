@@ -3,15 +3,14 @@
 The shapes are measured on float64 grids with autograd (not with the closed forms the claims
 state, which are what is being checked); the saturated region is the project's definition,
 |f'| < 5% of its peak (``properties.saturated_region``); the cost is timed with
-``torch.utils.benchmark`` (``cost.cost_table``).
+``torch.utils.benchmark`` (``properties.cost_table``).
 """
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import torch
 
-from .. import cost, plots, properties
+from .. import plots, properties
 from .claim import Claim, Verdict
 
 CLAIMS = (
@@ -44,7 +43,7 @@ def run(size: dict, seed: int, folder) -> dict:
     inside = x.abs() <= FAR
     sig, tanh = properties.measure("sigmoid"), properties.measure("tanh")
     far = torch.tensor([-FAR, FAR], dtype=torch.float64)
-    table = cost.cost_table(("relu", "leaky_relu", "sigmoid", "tanh", "elu"), numel=size["numel"],
+    table = properties.cost_table(("relu", "leaky_relu", "sigmoid", "tanh", "elu"), numel=size["numel"],
                             min_run_time=size["min_run_time"])
     return {
         "sigmoid_derivative_vs_closed_form": float((ds - s * (1 - s)).abs().max()),
@@ -106,7 +105,7 @@ def verdicts(m: dict) -> dict[str, Verdict]:
 
 def figures(m: dict) -> dict:
     """The gallery of f and f' (the seeds' missing activation figures) and the cost bars."""
-    fig, ax = plt.subplots(figsize=(7, 3))
+    fig, ax = plots.subplots(figsize=(7, 3))
     names = [r["name"] for r in m["cost"]]
     fwd = [r["forward_ns"] for r in m["cost"]]
     both = [r["forward_backward_ns"] for r in m["cost"]]

@@ -15,15 +15,13 @@ non-negative (``normalize="shift"``: same scale, minimum at 0).
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from torch import nn
 
-from .. import job, optim
+from .. import job, optim, plots
 from ..config import TrainConfig
 from ..probes import watch
-from ..train import fit
 from .claim import Claim, Verdict
 from .common import train
 
@@ -114,7 +112,7 @@ def run(size: dict, seed: int, folder) -> dict:
         net, d = job.prepare(cfg)
         if centred:
             net = nn.Sequential(*[CentredSigmoid() if isinstance(m, nn.Sigmoid) else m for m in net])
-        summary = fit(net, d, cfg)
+        summary = job.train(cfg, net, d)
         nets["centred_sigmoid" if centred else "sigmoid"] = [h["train_loss"] for h in summary.history]
     data, shift = {}, {}
     for act in ("relu", "tanh"):
@@ -178,7 +176,7 @@ def verdicts(m: dict) -> dict[str, Verdict]:
 
 def figures(m: dict) -> dict:
     toy = m["toy"]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
+    fig, axes = plots.subplots(1, 3, figsize=(15, 4.4))
     ax = axes[0]
     w1, w2 = np.meshgrid(np.linspace(-0.5, 2.0, 101), np.linspace(-1.5, 1.0, 101))
     for k, name in enumerate(("positive", "centred")):
@@ -207,7 +205,7 @@ def figures(m: dict) -> dict:
     axes[2].set(xlabel="epoch", ylabel="training loss", title="sigmoid vs s(x) - 1/2 (same slopes)")
     axes[2].legend(fontsize=8)
     fig.tight_layout()
-    fig2, ax = plt.subplots(figsize=(6.5, 4))
+    fig2, ax = plots.subplots(figsize=(6.5, 4))
     for k, (label, r) in enumerate(m["data"].items()):
         ax.plot(range(1, len(r["epochs"]) + 1), r["epochs"], "o-" if "standardize" in label else "s--", ms=3,
                 color=f"C{k // 2}", label=f"{label} (|mean|/std = {r['input_mean_over_std']:.2g})")

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import math
 
-import matplotlib.pyplot as plt
 import numpy as np
 
-from .. import job, theory
+from .. import init, job, plots, theory
 from ..config import TrainConfig
 from ..store import Run
 from .claim import Claim, Verdict, finite
@@ -37,7 +36,7 @@ def run(size: dict, seed: int, folder) -> dict:
     plain, clipped = _config(size, seed, None), _config(size, seed, size["clip_norm"])
     net, d = job.prepare(plain)
     rows = hidden(probe_once(net, d.x_train[:500], d.y_train[:500]))
-    sw2 = plain.width * plain.std ** 2
+    sw2, _ = init.meanfield_scales(plain.init, plain.width, scale=plain.scale())
     classes = d.classes
     out = {"sigma_w2": sw2, "clip_norm": size["clip_norm"], "classes": classes, "depth": plain.depth,
            "act_grad_norm_at_init": [r["act_grad_norm"] for r in rows],
@@ -79,7 +78,7 @@ def verdicts(m: dict) -> dict[str, Verdict]:
 
 
 def figures(m: dict) -> dict:
-    fig, (a, b, c) = plt.subplots(1, 3, figsize=(14, 3.8))
+    fig, (a, b, c) = plots.subplots(1, 3, figsize=(14, 3.8))
     layers = np.arange(1, m["depth"] + 1)
     g = np.array(m["act_grad_norm_at_init"])
     a.semilogy(layers, g / g[-1], "o-", label="measured at init")

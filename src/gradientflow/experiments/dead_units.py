@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import math
 
-import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
-from .. import job
+from .. import job, layers, plots
 from ..activations import Maxout
 from ..config import TrainConfig
-from ..train import fit
 from .claim import Claim, Verdict, finite
 from .common import hidden, probe_once
 
@@ -51,13 +49,8 @@ def _zero_grad_share(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[f
     net.zero_grad(set_to_none=True)
     nn.functional.cross_entropy(net(x), y).backward()
     shares = []
-    for m in net:
-        if isinstance(m, Maxout):
-            g = m.linear.weight.grad.reshape(m.out_features, -1)  # a unit's rows: all its pieces
-        elif isinstance(m, nn.Linear) and m is not net[-1]:
-            g = m.weight.grad
-        else:
-            continue
+    for layer in layers.hidden(net):
+        g = layer.weight.grad.reshape(layer.units, -1)  # a unit's rows: all its pieces for a maxout unit
         shares.append(float((g.abs().sum(1) == 0).double().mean()))
     net.zero_grad(set_to_none=True)
     return shares
@@ -66,7 +59,7 @@ def _zero_grad_share(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[f
 def _one(cfg: TrainConfig) -> dict:
     """Train ``cfg``; then the zero-gradient share per hidden layer (and the probe's dead share, PReLU's slopes)."""
     net, d = job.prepare(cfg)
-    summary = fit(net, d, cfg)
+    summary = job.train(cfg, net, d)
     r = {"status": summary.status, "train_loss": summary.train_loss, "test_accuracy": summary.test_accuracy}
     if summary.status != "finished":
         return r
@@ -174,7 +167,7 @@ def verdicts(m: dict) -> dict[str, Verdict]:
 
 
 def figures(m: dict) -> dict:
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
+    fig, (left, right) = plots.subplots(1, 2, figsize=(12, 4))
     lrs = m["lrs"]
     for k, act in enumerate(UNITS):
         shares = [m["runs"][f"{act}@{lr:g}"].get("zero_grad_share", math.nan) for lr in lrs]

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import math
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from torch import nn
 
-from .. import init
+from .. import init, plots
 from .claim import Claim, Verdict
 from .common import gaussian_batch, probe_once
 
@@ -99,7 +98,7 @@ def verdicts(m: dict) -> dict[str, Verdict]:
 
 
 def figures(m: dict) -> dict:
-    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
+    fig, (a, b) = plots.subplots(1, 2, figsize=(12, 4), sharey=True)
     widths = m["widths"]
     names = [f"{i}->{o}" for i, o in zip(widths[:-1], widths[1:])]
     pos = np.arange(len(names))

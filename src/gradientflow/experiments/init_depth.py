@@ -9,11 +9,10 @@ the probe adds ||dL/dh|| per layer for the tiny init (C15's "gradients vanish").
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from .. import activations, init, model, theory
+from .. import activations, init, model, plots, theory
 from ..propagate import propagate
 from .claim import Claim, Verdict
 from .common import gaussian_batch, hidden, probe_once
@@ -50,8 +49,8 @@ def run(size: dict, seed: int, folder) -> dict:
         g = torch.Generator().manual_seed(seed)
         net = model.mlp(width, width, depth, activation=act, init_name=init_name, scale=scale, generator=g)
         x = torch.randn(size["batch"], width, generator=g)  # as `gradientflow propagate` draws it
-        stats, outputs = propagate(net, x, act)
-        sw2 = width * init.get(init_name).variance(width, width, scale)
+        stats, outputs = propagate(net, x)
+        sw2, _ = init.meanfield_scales(init_name, width, width, scale)
         pred = theory.predict_layers(act, depth, sw2, 0.0, input_var=1.0)
         edges = np.linspace(-1, 1, 61) if act == "tanh" else np.linspace(0, max(float(outputs[0].max()), 1e-6), 61)
         record = {"activation": act, "init": init_name, "std": std, "sigma_w2": sw2,
@@ -129,7 +128,7 @@ def _label(r: dict) -> str:
 def figures(m: dict) -> dict:
     nets = m["nets"]
     depth = m["depth"]
-    fig, axes = plt.subplots(len(nets), depth, figsize=(1.5 * depth + 1.5, 1.45 * len(nets) + 0.8), squeeze=False)
+    fig, axes = plots.subplots(len(nets), depth, figsize=(1.5 * depth + 1.5, 1.45 * len(nets) + 0.8), squeeze=False)
     for row, r in enumerate(nets.values()):
         edges = np.array(r["edges"])
         width = np.diff(edges)
@@ -147,7 +146,7 @@ def figures(m: dict) -> dict:
     fig.suptitle("C15-C17: outputs of each hidden layer (blue: measured, red: mean-field theory)", fontsize=10)
     fig.tight_layout()
 
-    fig2, ax = plt.subplots(figsize=(7, 4.2))
+    fig2, ax = plots.subplots(figsize=(7, 4.2))
     layers = np.arange(1, depth + 1)
     for k, r in enumerate(nets.values()):
         ax.semilogy(layers, r["act_std"], "o-", ms=4, color=f"C{k}", label=_label(r))

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 
-import matplotlib.pyplot as plt
 
+from .. import plots
 from ..config import TrainConfig
 from .claim import Claim, Verdict, finite
 from .common import train
@@ -73,7 +73,7 @@ def verdicts(m: dict) -> dict[str, Verdict]:
 
 
 def figures(m: dict) -> dict:
-    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4))
+    fig, (a, b) = plots.subplots(1, 2, figsize=(12, 4))
     for k, (name, r) in enumerate(m["runs"].items()):
         a.semilogy(r["loss_steps"], r["loss"], color=f"C{k}", lw=0.6, alpha=0.8, label=name)
         acc = r["test_accuracy_by_epoch"]

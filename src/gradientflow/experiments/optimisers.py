@@ -13,11 +13,10 @@ formula (``adam_steps``) and tested against the plain reference in tests/referen
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from .. import optim
+from .. import optim, plots
 from ..config import TrainConfig
 from .claim import Claim, Verdict
 from .common import train
@@ -215,7 +214,7 @@ def _adam_why(first: dict) -> str:
 
 
 def figures(m: dict) -> dict:
-    fig, (a, b) = plt.subplots(1, 2, figsize=(14, 4.6))
+    fig, (a, b) = plots.subplots(1, 2, figsize=(14, 4.6))
     xs, ys = np.meshgrid(np.linspace(-9, 1, 200), np.linspace(-1.3, 1.3, 200))
     a.contour(xs, ys, 0.5 * (RAVINE[0] * xs ** 2 + RAVINE[1] * ys ** 2), levels=20, colors="0.8", linewidths=0.6)
     for k, (name, r) in enumerate(m["ravine"].items()):
@@ -233,7 +232,7 @@ def figures(m: dict) -> dict:
     b.legend(fontsize=8)
     fig.tight_layout()
 
-    fig2, (c, d) = plt.subplots(1, 2, figsize=(13, 4))
+    fig2, (c, d) = plots.subplots(1, 2, figsize=(13, 4))
     for k, name in enumerate(("adagrad", "rmsprop")):
         eff = np.array(m["noisy"][name]["effective_step"])
         c.loglog(np.arange(1, len(eff) + 1), eff.mean(1), color=f"C{k + 2}", label=name)
@@ -246,7 +245,7 @@ def figures(m: dict) -> dict:
     d.legend(fontsize=8)
     fig2.tight_layout()
 
-    fig3, e = plt.subplots(figsize=(6.5, 3.8))
+    fig3, e = plots.subplots(figsize=(6.5, 3.8))
     first = m["adam_first_steps"]
     t = np.arange(1, len(first["corrected"]) + 1)
     e.semilogy(t, first["corrected"], "o-", ms=3, label="Adam (bias-corrected)")

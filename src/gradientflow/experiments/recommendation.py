@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import math
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from ..config import TrainConfig
-from ..train import fit
-from .. import job
+from .. import job, plots
 from .claim import Claim, Verdict, finite
 
 CLAIMS = (Claim("C21", "Recommendation: sigmoid or tanh: Xavier. ReLU or Leaky ReLU: He.", "001, 004"),)
@@ -37,7 +35,7 @@ def run(size: dict, seed: int, folder) -> dict:
             for k in range(size["seeds"]):
                 cfg = TrainConfig(**fields, activation=act, init=init_name, std=std, seed=seed + k, data_seed=seed)
                 net, d = job.prepare(cfg)
-                summary = fit(net, d, cfg)
+                summary = job.train(cfg, net, d)
                 losses.append(summary.train_loss if summary.status == "finished" else math.inf)
             grid[f"{act}|{label}"] = sum(losses) / len(losses)
     return {"grid": grid, "steps": math.ceil(size["n_train"] / size["batch_size"]) * size["epochs"]}
@@ -71,7 +69,7 @@ def verdicts(m: dict) -> dict[str, Verdict]:
 
 def figures(m: dict) -> dict:
     values = np.array([[m["grid"][f"{a}|{i}"] for i in INITS] for a in ACTIVATIONS], float)
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plots.subplots(figsize=(7, 4))
     shown = np.where(np.isfinite(values), values, np.nan)
     image = ax.imshow(shown, cmap="viridis_r", aspect="auto")
     for r, act in enumerate(ACTIVATIONS):

@@ -9,11 +9,10 @@ sigma_w^2 = fan_in Var(w) of the initialiser.
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from .. import init, model, theory
+from .. import init, model, plots, theory
 from .claim import Claim, Verdict
 from .common import gaussian_batch, hidden, probe_once
 
@@ -29,11 +28,6 @@ STOPPED = 1e-2  # "stops learning": the first layer's weight gradient under 1% o
 THEORY_FACTOR = 3.0  # theory and measurement agree when the end-to-end ratio is within this factor
 
 
-def _sigma_w2(init_name: str, width: int) -> float:
-    """fan_in x Var(w) of the initialiser on a square width x width layer (the theory's sigma_w^2)."""
-    return width * init.get(init_name).variance(width, width, init.Scale())
-
-
 def run(size: dict, seed: int, folder) -> dict:
     depth, width = size["depth"], size["width"]
     out = {}
@@ -42,7 +36,7 @@ def run(size: dict, seed: int, folder) -> dict:
         net = model.mlp(width, width, depth, 10, activation=act, init_name=init_name, generator=g)
         x, y = gaussian_batch(size["batch"], width, 10, g)
         rows = hidden(probe_once(net, x, y))
-        sw2 = _sigma_w2(init_name, width)
+        sw2, _ = init.meanfield_scales(init_name, width)
         pred = theory.predict_layers(act, depth, sw2, 0.0, input_var=1.0)
         out[act] = {"init": init_name, "sigma_w2": sw2,
                     "act_grad_norm": [r["act_grad_norm"] for r in rows],
@@ -94,7 +88,7 @@ def figures(m: dict) -> dict:
     """||dL/dh_l|| relative to the last hidden layer, per net, with (1/4)^(L-l) and the theory."""
     depth = m["depth"]
     layers = np.arange(1, depth + 1)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (left, right) = plots.subplots(1, 2, figsize=(11, 4))
     for k, (act, init_name) in enumerate(NETS):
         g = np.array(m[act]["act_grad_norm"])
         left.semilogy(layers, g / g[-1], "o-", color=f"C{k}", label=f"{act} / {init_name}: measured")

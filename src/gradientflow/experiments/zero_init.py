@@ -8,13 +8,11 @@ exact copies of another after training.
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 
-from .. import job
+from .. import job, layers, plots
 from ..config import TrainConfig
 from ..probes import watch
-from ..train import fit
 from .claim import Claim, Verdict
 from .common import hidden
 
@@ -32,10 +30,10 @@ def run(size: dict, seed: int, folder) -> dict:
         cfg = TrainConfig(**size, init=init_name, seed=seed, data_seed=seed)
         net, d = job.prepare(cfg)
         with watch(net) as probe:
-            summary = fit(net, d, cfg)
+            summary = job.train(cfg, net, d)
             rows = hidden(probe.summary().to_dict("records"))
         out[init_name] = {"distinct_units": [int(r["distinct_units"]) for r in rows],
-                          "weight_norm": [float(m.weight.detach().norm()) for m in net[:-1:2]],
+                          "weight_norm": [float(layer.weight.detach().norm()) for layer in layers.hidden(net)],
                           "train_loss": summary.train_loss, "test_accuracy": summary.test_accuracy,
                           "epochs": [h["train_loss"] for h in summary.history]}
     return out
@@ -59,7 +57,7 @@ def verdicts(m: dict) -> dict[str, Verdict]:
 
 
 def figures(m: dict) -> dict:
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, (a, b) = plots.subplots(1, 2, figsize=(11, 3.8))
     layers = np.arange(1, len(m["zeros"]["distinct_units"]) + 1)
     a.bar(layers - 0.2, m["zeros"]["distinct_units"], width=0.4, label="all-zero init")
     a.bar(layers + 0.2, m["xavier"]["distinct_units"], width=0.4, label="Xavier")

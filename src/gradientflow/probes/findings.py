@@ -46,6 +46,15 @@ def from_long(rows: list[dict], layers: list[dict] = ()) -> list[dict]:
     return list(wide.values())
 
 
+def histograms(rows: list[dict]) -> dict[tuple[int, str], tuple[float, float, list[float]]]:
+    """A stored ``histograms`` table (step, layer, bin, lo, hi, count rows) -> {(step, layer): (lo, hi, counts)}."""
+    hists: dict[tuple[int, str], tuple[float, float, list[float]]] = {}
+    for h in rows:
+        lo, hi, counts = hists.get((h["step"], h["layer"]), (h["lo"], h["hi"], []))
+        hists[(h["step"], h["layer"])] = (min(lo, h["lo"]), max(hi, h["hi"]), counts + [h["count"]])
+    return hists
+
+
 def _fmt(v: float) -> str:
     return f"{v:.2g}" if abs(v) < 1e-2 or abs(v) >= 1e3 else f"{v:.3g}"
 

@@ -1,8 +1,8 @@
 """``watch(model)``: per-layer diagnostics of any ``nn.Module`` while it trains, from hooks.
 
-A *layer* is a parametric module (Linear, Conv1d/2d/3d, Maxout) with the activation module that
-follows it in the model's module order, if any (``layers=`` overrides the choice by type, by name
-or by a predicate). Hooks add each sampled step's statistics into buffers preallocated on the
+A *layer* is what ``layers.walk`` finds: a parametric module (Linear, Conv1d/2d/3d, Maxout) with
+the activation module that follows it in the model's module order, if any (``layers=`` overrides
+the choice by type, by name or by a predicate). Hooks add each sampled step's statistics into buffers preallocated on the
 model's device: nothing is read back until a window closes (``flush``/``summary``, or every
 ``window`` steps), and memory is O(layers x bins) whatever the number of steps.
 
@@ -36,19 +36,16 @@ steps; x is the layer's input, z = W x + b its output (the pre-activation), h = 
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
-from .. import activations, properties
-from ..activations import Activation, Maxout
+from ..activations import Maxout
+from ..layers import Layer, LayerFilter, walk
 from . import stats
 
-PARAMETRIC = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, Maxout)
 HIST_SAMPLE = 8192  # values per layer and step counted into the histogram (an evenly strided sample)
 SIGN_UNITS = 64  # units per layer and step whose sign coherence is averaged
 
@@ -58,35 +55,11 @@ _SAT, _ZERO, _WG, _WG_N, _SIGN, _SIGN_N, _UPD, _UPD_N = 19, 20, 21, 22, 23, 24, 
 _SLOTS = 27
 
 
-def activation_of(module: nn.Module) -> Activation | None:
-    """The catalog record of an activation module, honouring its parameters (slope, alpha)."""
-    if isinstance(module, nn.LeakyReLU):
-        return activations.leaky_relu(module.negative_slope)
-    if isinstance(module, nn.ELU):
-        return activations.elu(module.alpha)
-    if isinstance(module, nn.PReLU):
-        return activations.prelu(float(module.weight.detach().mean()))
-    if isinstance(module, nn.Hardtanh) and (module.min_val, module.max_val) != (-1.0, 1.0):
-        return None
-    return _catalog_by_type().get(type(module))
-
-
-@functools.cache
-def _catalog_by_type() -> dict[type, Activation]:
-    """Module class -> catalog record, built once (each record's module factory is called once)."""
-    by_type: dict[type, Activation] = {}
-    for act in activations.CATALOG.values():
-        by_type.setdefault(type(act.module(1)), act)
-    return by_type
-
-
 @dataclass
 class _Layer:
-    name: str
-    module: nn.Module
-    activation: nn.Module | None
-    act: Activation | None
-    unit_dim: int
+    """A walked ``Layer`` and the on-device buffers its hooks fill."""
+
+    layer: Layer
     acc: Tensor = None
     hist: Tensor = None
     ever_active: Tensor | None = None
@@ -99,20 +72,21 @@ class _Layer:
     gx_from: "_Layer | None" = None  # when this layer's input is that layer's output
 
     @property
+    def name(self) -> str:
+        return self.layer.name
+
+    @property
+    def module(self) -> nn.Module:
+        return self.layer.module
+
+    @property
+    def activation(self) -> nn.Module | None:
+        return self.layer.activation_module
+
+    @property
     def h_grad_slot(self) -> int:
         """Where dL/dh accumulates: its own slot, or z's when there is no activation (h = z)."""
         return _GH if self.activation is not None else _GZ
-
-    @property
-    def weight(self) -> Tensor:
-        return self.module.linear.weight if isinstance(self.module, Maxout) else self.module.weight
-
-    @property
-    def bias(self) -> Tensor | None:
-        return self.module.linear.bias if isinstance(self.module, Maxout) else self.module.bias
-
-
-LayerFilter = tuple[type, ...] | list[str] | Callable[[str, nn.Module], bool] | None
 
 
 class Probe:
@@ -127,7 +101,7 @@ class Probe:
             raise ValueError(f"window={window!r} must be None or an integer >= 1")
         self.model, self.every, self.bins, self.update_every, self.window = model, every, bins, update_every, window
         self.step = 0
-        self.layers = self._find_layers(layers)
+        self.layers = [_Layer(layer) for layer in walk(model, layers)]
         if not self.layers:
             raise ValueError("no layers to probe: the model has no Linear/Conv/Maxout module matching the filter")
         self._active = False
@@ -140,40 +114,6 @@ class Probe:
         self._history: list[dict] = []
         self._handles: list = []
 
-    # --- discovery ---
-
-    def _find_layers(self, wanted: LayerFilter) -> list[_Layer]:
-        named = list(self.model.named_modules())
-        inside_maxout = {id(m) for _, mo in named if isinstance(mo, Maxout) for m in mo.modules() if m is not mo}
-        found = []
-        for i, (name, module) in enumerate(named):
-            if id(module) in inside_maxout or not self._matches(wanted, name, module):
-                continue
-            act_module, act = None, None
-            if isinstance(module, Maxout):
-                act = activations.get("maxout")
-            else:
-                for _, nxt in named[i + 1:]:
-                    if isinstance(nxt, PARAMETRIC):
-                        break
-                    act = activation_of(nxt)
-                    if act is not None:
-                        act_module = nxt
-                        break
-            unit_dim = 1 if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) else -1
-            found.append(_Layer(name or type(module).__name__, module, act_module, act, unit_dim))
-        return found
-
-    @staticmethod
-    def _matches(wanted: LayerFilter, name: str, module: nn.Module) -> bool:
-        if wanted is None:
-            return isinstance(module, PARAMETRIC)
-        if isinstance(wanted, tuple):
-            return isinstance(module, wanted)
-        if isinstance(wanted, list):
-            return name in wanted
-        return bool(wanted(name, module))
-
     # --- attach / detach ---
 
     def attach(self) -> "Probe":
@@ -181,15 +121,16 @@ class Probe:
         for layer in self.layers:
             layer.acc = torch.zeros(_SLOTS, dtype=torch.float64, device=device)
             layer.hist = torch.zeros(self.bins, dtype=torch.float32, device=device)
-            if layer.act is not None and layer.act.name != "maxout":
-                layer.saturated_region = properties.saturated_region(layer.act)
-                layer.dead_region = properties.dead_region(layer.act)
-                layer.hist_range = properties.output_range(layer.act)
+            act = layer.layer.activation
+            if act is not None:
+                layer.saturated_region = act.saturated_region()
+                layer.dead_region = act.dead_region()
+                layer.hist_range = act.output_range()
             self._handles.append(layer.module.register_forward_hook(self._on_layer(layer)))
             if layer.activation is not None:
                 self._handles.append(layer.activation.register_forward_hook(self._on_activation(layer)))
-            if layer.weight.requires_grad:
-                self._handles.append(layer.weight.register_post_accumulate_grad_hook(self._on_weight_grad(layer)))
+            if layer.layer.weight.requires_grad:
+                self._handles.append(layer.layer.weight.register_post_accumulate_grad_hook(self._on_weight_grad(layer)))
         self._handles.append(self.model.register_forward_pre_hook(self._on_step))
         return self
 
@@ -222,7 +163,7 @@ class Probe:
         self._measure_update = nxt % self.every == 0 and (nxt // self.every) % self.update_every == self.update_every - 1
         if self._measure_update:
             for layer in self.layers:
-                w = layer.weight.detach()
+                w = layer.layer.weight.detach()
                 if layer.snapshot is None or layer.snapshot.shape != w.shape:
                     layer.snapshot = torch.empty_like(w)
                 layer.snapshot.copy_(w)
@@ -233,7 +174,7 @@ class Probe:
         for layer in self.layers:
             if layer.snapshot is None:
                 continue
-            w = layer.weight.detach()
+            w = layer.layer.weight.detach()
             ratio = (w - layer.snapshot).norm() / layer.snapshot.norm().clamp(min=1e-30)
             layer.acc[_UPD] += ratio
             layer.acc[_UPD_N] += 1
@@ -294,7 +235,7 @@ class Probe:
         if layer.saturated_region:
             acc[_SAT] += torch.count_nonzero(stats.in_region(z.detach(), layer.saturated_region))
         if layer.dead_region:
-            active = ~stats.in_region(stats.units_view(z, layer.unit_dim), layer.dead_region)
+            active = ~stats.in_region(stats.units_view(z, layer.layer.unit_dim), layer.dead_region)
             if layer.ever_active is None:
                 layer.ever_active = torch.zeros(active.shape[1], dtype=torch.bool, device=z.device)
             layer.ever_active |= active.any(0)
@@ -352,19 +293,19 @@ class Probe:
         gx_var = mv(acc, _GX)[1] if src is None else mv(accs[id(src)], src.h_grad_slot)[1]
         n_h = acc[_H + 2]
         steps = acc[_N]
-        units = layer.weight.shape[0] if not isinstance(layer.module, Maxout) else layer.module.out_features
+        walked = layer.layer
         dead = math.nan
-        if layer.act is not None:
+        if walked.nonlinearity is not None:
             dead = 0.0
             if layer.ever_active is not None:
                 dead = 1.0 - layer.ever_active.double().mean().item()
         ratio = lambda a, b: a / b if b > 0 else math.nan  # noqa: E731
         return {
             "layer": layer.name, "type": type(layer.module).__name__,
-            "activation": layer.act.name if layer.act else None, "units": units,
+            "activation": walked.nonlinearity, "units": walked.units,
             "first_step": self._window_start, "last_step": self.step, "sampled_steps": int(steps),
             "act_mean": h_mean, "act_std": math.sqrt(h_var) if h_var == h_var else math.nan,
-            "saturated": acc[_SAT] / n_h if layer.saturated_region and n_h else (0.0 if layer.act else math.nan),
+            "saturated": acc[_SAT] / n_h if layer.saturated_region and n_h else (0.0 if walked.nonlinearity else math.nan),
             "zero": acc[_ZERO] / n_h if n_h else math.nan, "dead": dead,
             "input_mean_over_std": abs(x_mean) / math.sqrt(x_var) if x_var > 0 else math.nan,
             "weight_grad_norm": math.sqrt(acc[_WG] / acc[_WG_N]) if acc[_WG_N] else math.nan,
@@ -373,8 +314,8 @@ class Probe:
             "glorot_backward": ratio(gx_var, gz_var),
             "update_ratio": acc[_UPD] / acc[_UPD_N] if acc[_UPD_N] else math.nan,
             "sign_coherence": acc[_SIGN] / acc[_SIGN_N] if acc[_SIGN_N] else math.nan,
-            "distinct_units": stats.distinct_rows(layer.weight, layer.bias) if not isinstance(layer.module, Maxout)
-            else stats.distinct_rows(layer.weight),
+            "distinct_units": stats.distinct_rows(walked.weight, walked.bias) if not isinstance(walked.module, Maxout)
+            else stats.distinct_rows(walked.weight),
             "hist_lo": layer.hist_range[0], "hist_hi": layer.hist_range[1], "hist": layer.hist.tolist(),
         }
 

@@ -1,0 +1,42 @@
+"""``reproduce``: the seeds' claims C1-C21 as experiments, and the report (the main job)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from .app import bad_input, main
+from .render import echo_json
+
+
+@main.command("reproduce")
+@click.option("--out", "out", required=True, help="Folder for report.html, claims.json, figures/, data/ and runs/ "
+              "(new, empty, or written by an earlier reproduce).")
+@click.option("--quick", is_flag=True, help="The small size of every experiment (minutes on a laptop CPU).")
+@click.option("--only", default=None, help="Claims to check, comma-separated (C7,C15); default: all of C1-C21.")
+@click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True)
+@click.option("--jobs", type=click.IntRange(1, 64), default=None,
+              help="Worker processes (default: the CPU count, at most the number of experiments).")
+@click.option("--json", "as_json", is_flag=True, help="Print the claims' records as JSON.")
+def reproduce_cmd(out, quick, only, seed, jobs, as_json) -> None:
+    """Run the seeds' claims as experiments and write the report (the main job)."""
+    from .. import experiments, report
+
+    with bad_input():
+        result = experiments.reproduce(out, only=only, quick=quick, seed=seed, jobs=jobs or os.cpu_count() or 1,
+                                       progress=not as_json)
+    paths = report.write(out, result["claims"], seed=seed, quick=quick)
+    claims = result["claims"]
+    if as_json:
+        echo_json(claims)
+    else:
+        for c in claims:
+            click.echo(f"{c['id']:>4}  {c['verdict']:<5}  {c['why']}")
+        passed = sum(c["verdict"] == "pass" for c in claims)
+        click.echo(f"{passed} of {len(claims)} claims pass; {result['wall_seconds']:.0f} s")
+        for p in paths:
+            click.echo(str(p))
+    if any(c["verdict"] == "error" for c in claims):
+        sys.exit(1)

@@ -1,0 +1,97 @@
+"""``runs list|show|compare|sql``: the stored runs, their epochs, side by side, and SQL over them."""
+
+from __future__ import annotations
+
+import click
+
+from .app import BadInput, bad_input, main, open_runs, output_folder
+from .render import echo_json, table
+
+
+@main.group("runs")
+def runs_group() -> None:
+    """List, show, compare and query stored runs."""
+
+
+@runs_group.command("list")
+@click.argument("root", default="runs")
+@click.option("--json", "as_json", is_flag=True)
+def runs_list(root, as_json) -> None:
+    """The runs in ROOT (default: runs) with their status and final numbers."""
+    from ..store import list_runs
+
+    with bad_input():
+        runs = list_runs(root)
+    rows = []
+    for r in runs:
+        c = r.config()
+        rows.append({**r.final(), "data": c.get("data"), "model": f"{c.get('depth')}x{c.get('width')} "
+                     f"{c.get('activation')}/{c.get('init')}", "optimizer": f"{c.get('optimizer')} lr={c.get('lr')}"})
+    if as_json:
+        echo_json(rows)
+    elif not rows:
+        click.echo(f"no runs in {root}")
+    else:
+        table(rows, ["run", "status", "data", "model", "optimizer", "steps", "test_accuracy", "test_loss"])
+
+
+@runs_group.command("show")
+@click.argument("run")
+@click.option("--json", "as_json", is_flag=True)
+def runs_show(run, as_json) -> None:
+    """One run: its config, status and the metrics of every epoch."""
+    (r,) = open_runs([run])
+    epochs = r.epochs()
+    if as_json:
+        echo_json({"run": r.name, "config": r.config(), "status": r.status(), "epochs": epochs})
+        return
+    click.echo(f"run {r.name}: {r.status().get('status')}")
+    click.echo("config: " + ", ".join(f"{k}={v}" for k, v in r.config().items() if v is not None))
+    table(epochs, ["epoch", "step", "train_loss", "train_accuracy", "test_loss", "test_accuracy"])
+
+
+@runs_group.command("compare")
+@click.argument("runs", nargs=-1, required=True)
+@click.option("--plot", "plot_dir", help="Folder for the figure of the curves.")
+@click.option("--json", "as_json", is_flag=True)
+def runs_compare(runs, plot_dir, as_json) -> None:
+    """Final numbers of several runs side by side, and (--plot) their curves in one figure."""
+    opened = open_runs(runs)
+    if len({r.name for r in opened}) < len(opened):
+        raise BadInput("runs to compare must have distinct folder names")
+    rows = [{**r.final(), **{k: r.config().get(k) for k in ("activation", "init", "optimizer", "lr", "schedule")}}
+            for r in opened]
+    if plot_dir:
+        from .. import plots
+
+        figure = str(plots.save(plots.run_curves(opened), output_folder(plot_dir), "compare")[0])
+        rows = [{**row, "figure": figure} for row in rows]
+    if as_json:
+        echo_json(rows)
+        return
+    table(rows, ["run", "status", "activation", "init", "optimizer", "lr", "schedule", "steps",
+                 "test_accuracy", "test_loss", "train_loss"])
+    if plot_dir:
+        click.echo(f"figure: {rows[0]['figure']}")
+
+
+@runs_group.command("sql")
+@click.argument("query_text", metavar="QUERY")
+@click.option("--root", default="runs", show_default=True, help="Folder of runs to query.")
+@click.option("--json", "as_json", is_flag=True)
+def runs_sql(query_text, root, as_json) -> None:
+    """DuckDB SQL over views `metrics` (run, step, epoch, split, name, value) and `runs` (run, status, config)."""
+    import duckdb
+
+    from ..store import list_runs, query
+
+    with bad_input():
+        runs = list_runs(root)
+    try:
+        rows = query(query_text, runs).to_pylist()
+    except duckdb.Error as err:
+        raise BadInput(f"query failed: {str(err).splitlines()[0]}") from None
+    if as_json:
+        echo_json(rows, default=str)
+    elif rows:
+        table(rows, list(rows[0]))

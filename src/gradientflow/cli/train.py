@@ -1,0 +1,80 @@
+"""``train``: an MLP run kept on disk (config, metrics in Parquet, checkpoints), and ``--resume``."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .app import BadInput, bad_input, main
+from .render import echo_json, fmt
+
+
+@main.command("train")
+@click.option("--data", help="mnist1d (default), digits, circle, xor, gaussians, spiral, mixture, idx:DIR, npz:FILE.")
+@click.option("--n-train", type=int, help="Training samples (default: the dataset's usual size).")
+@click.option("--n-test", type=int, help="Test samples.")
+@click.option("--noise", type=float, help="Noise of generated sets (0.1).")
+@click.option("--data-seed", type=int, help="Seed of generated data (default: the dataset's standard one).")
+@click.option("--normalize", help="none, center, standardize (default; fitted on train), shift (all inputs >= 0).")
+@click.option("--depth", type=int, help="Hidden layers; 0 = logistic regression (2).")
+@click.option("--width", type=int, help="Units per hidden layer (100).")
+@click.option("--activation", help="Hidden activation (relu).")
+@click.option("--init", help="Initialiser (he).")
+@click.option("--std", type=float, help="normal/uniform: weight std.")
+@click.option("--gain", type=float, help="xavier/lecun/orthogonal: gain on the std.")
+@click.option("--optimizer", help="sgd, momentum, nesterov, adagrad, rmsprop, adam (default), adamw.")
+@click.option("--lr", type=float, help="Learning rate alpha (1e-3).")
+@click.option("--momentum", type=float, help="mu: momentum, or Adam's beta1 (0.9).")
+@click.option("--rho", type=float, help="rho: RMSProp's decay, Adam's beta2.")
+@click.option("--eps", type=float, help="delta under the square root (adagrad, rmsprop, adam, adamw).")
+@click.option("--weight-decay", type=float, help="L2 weight decay (0).")
+@click.option("--clip-norm", type=float, help="Clip the total gradient norm to this.")
+@click.option("--clip-value", type=float, help="Clip every gradient entry to [-v, v].")
+@click.option("--schedule", help="constant (default), step, exponential, cosine, warmup.")
+@click.option("--step-size", type=int, help="step schedule: steps between decays (a third of the run).")
+@click.option("--gamma", type=float, help="step/exponential schedule: decay factor.")
+@click.option("--warmup-steps", type=int, help="Linear warm-up steps in front of any schedule.")
+@click.option("--epochs", type=int, help="Epochs (20).")
+@click.option("--batch-size", type=int, help="Mini-batch size (128).")
+@click.option("--seed", type=int, help="Seed of the weights and the shuffling (0).")
+@click.option("--checkpoint-every", type=int, help="Steps between checkpoints (default: every epoch).")
+@click.option("--device", help="cpu (default), cuda, cuda:N or auto.")
+@click.option("--probe", is_flag=True, default=None, help="Watch every layer (probes) and store the statistics.")
+@click.option("--probe-every", type=int, help="Sample every K-th step (1).")
+@click.option("--probe-window", type=int, help="Steps per window of probe statistics (one epoch).")
+@click.option("--config", "config_file", help="YAML or TOML file of these fields; options given here win.")
+@click.option("--out", help="Run folder (new or empty; default runs/<time>-<data>-<activation>-<optimizer>).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
+def train_cmd(config_file, out, resume, quiet, as_json, **options) -> None:
+    """Train an MLP and keep the run (config, metrics in Parquet, checkpoints) on disk."""
+    from .. import job
+    from ..config import TrainConfig, load_file
+
+    given = {k: v for k, v in options.items() if v is not None}
+    progress = not quiet and sys.stderr.isatty()
+    if resume:
+        if out is None:
+            raise BadInput("--resume needs --out RUN, the run folder to continue")
+        extra = sorted(set(given) - {"epochs"}) + (["config"] if config_file else [])
+        if extra:
+            raise BadInput(f"--resume continues the stored config; only --epochs may change, not "
+                           f"--{extra[0].replace('_', '-')}")
+    with bad_input():
+        if resume:
+            summary = job.resume(out, epochs=given.get("epochs"), progress=progress)
+        else:
+            cfg = TrainConfig(**{**(load_file(config_file) if config_file else {}), **given})
+            summary = job.run(cfg, out or job.default_folder(cfg), progress=progress)
+    if as_json:
+        echo_json({k: v for k, v in summary.to_dict().items() if k != "history"})
+    else:
+        click.echo(f"{summary.status}: {summary.steps} steps ({summary.epochs:.3g} epochs) in {summary.seconds:.1f} s; "
+                   f"test accuracy {fmt(summary.test_accuracy)}, test loss {fmt(summary.test_loss)}, "
+                   f"train loss {fmt(summary.train_loss)}")
+        click.echo(f"run: {summary.run_dir}")
+    if summary.status != "finished":
+        click.echo(f"{summary.status}: {summary.message}", err=True)
+        sys.exit(130 if summary.status == "interrupted" else 1)

@@ -1,0 +1,135 @@
+"""The one walk over a network's layers: each parametric module with the nonlinearity it feeds.
+
+A *layer* is a parametric module (Linear, Conv1d/2d/3d, Maxout) together with the first
+activation module that follows it in the model's module order, before the next parametric
+module. Maxout is its own nonlinearity. The probes, ``propagate``, ``model.initialize_`` and the
+experiments all see a network through ``walk``, so they agree on what its layers are.
+
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
+    >>> [(l.name, l.activation.name if l.activation else None) for l in walk(net)]
+    [('0', 'tanh'), ('2', None)]
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Callable
+
+from torch import Tensor, nn
+
+from . import activations
+from .activations import Activation, Maxout
+
+PARAMETRIC = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, Maxout)
+
+LayerFilter = tuple[type, ...] | list[str] | Callable[[str, nn.Module], bool] | None
+"""Which modules are layers: module types, module names, or a predicate ``(name, module) -> bool``."""
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer of a network: the parametric ``module`` and the nonlinearity it feeds.
+
+    ``activation_module`` is the activation module after it (None for a layer that feeds none,
+    such as the read-out, and for a Maxout, which is its own nonlinearity); ``activation`` is the
+    catalog record of that module (None where there is none or it is not in the catalog).
+    """
+
+    name: str
+    module: nn.Module
+    activation_module: nn.Module | None
+    activation: Activation | None
+
+    @property
+    def weight(self) -> Tensor:
+        return self.module.linear.weight if isinstance(self.module, Maxout) else self.module.weight
+
+    @property
+    def bias(self) -> Tensor | None:
+        return self.module.linear.bias if isinstance(self.module, Maxout) else self.module.bias
+
+    @property
+    def units(self) -> int:
+        """Output units (channels for a convolution; a Maxout unit owns all its pieces)."""
+        return self.module.out_features if isinstance(self.module, Maxout) else self.weight.shape[0]
+
+    @property
+    def unit_dim(self) -> int:
+        """The dimension of the layer's output that indexes units: channels for a convolution."""
+        return 1 if isinstance(self.module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) else -1
+
+    @property
+    def nonlinearity(self) -> str | None:
+        """The name of the nonlinearity the layer feeds: "maxout", a catalog name, or None."""
+        if isinstance(self.module, Maxout):
+            return "maxout"
+        return self.activation.name if self.activation is not None else None
+
+    @property
+    def hidden(self) -> bool:
+        """True when the layer feeds a nonlinearity (a hidden layer, not a linear read-out)."""
+        return isinstance(self.module, Maxout) or self.activation_module is not None
+
+
+def activation_of(module: nn.Module) -> Activation | None:
+    """The catalog record of an activation module, honouring its parameters (slope, alpha)."""
+    if isinstance(module, nn.LeakyReLU):
+        return activations.leaky_relu(module.negative_slope)
+    if isinstance(module, nn.ELU):
+        return activations.elu(module.alpha)
+    if isinstance(module, nn.PReLU):
+        return activations.prelu(float(module.weight.detach().mean()))
+    if isinstance(module, nn.Hardtanh) and (module.min_val, module.max_val) != (-1.0, 1.0):
+        return None
+    return _catalog_by_type().get(type(module))
+
+
+@functools.cache
+def _catalog_by_type() -> dict[type, Activation]:
+    """Module class -> catalog record, built once (each record's module factory is called once)."""
+    by_type: dict[type, Activation] = {}
+    for act in activations.CATALOG.values():
+        by_type.setdefault(type(act.module(1)), act)
+    return by_type
+
+
+def _matches(wanted: LayerFilter, name: str, module: nn.Module) -> bool:
+    if wanted is None:
+        return isinstance(module, PARAMETRIC)
+    if isinstance(wanted, tuple):
+        return isinstance(module, wanted)
+    if isinstance(wanted, list):
+        return name in wanted
+    return bool(wanted(name, module))
+
+
+def walk(model: nn.Module, wanted: LayerFilter = None) -> list[Layer]:
+    """The layers of ``model`` in module order, each with the activation it feeds.
+
+    ``wanted`` picks the layers (default: every Linear, Conv and Maxout); the modules inside a
+    Maxout are part of it, never layers of their own.
+    """
+    named = list(model.named_modules())
+    inside_maxout = {id(m) for _, mo in named if isinstance(mo, Maxout) for m in mo.modules() if m is not mo}
+    found = []
+    for i, (name, module) in enumerate(named):
+        if id(module) in inside_maxout or not _matches(wanted, name, module):
+            continue
+        act_module, act = None, None
+        if not isinstance(module, Maxout):
+            for _, nxt in named[i + 1:]:
+                if isinstance(nxt, PARAMETRIC):
+                    break
+                act = activation_of(nxt)
+                if act is not None:
+                    act_module = nxt
+                    break
+        found.append(Layer(name or type(module).__name__, module, act_module, act))
+    return found
+
+
+def hidden(model: nn.Module) -> list[Layer]:
+    """The layers of ``model`` that feed a nonlinearity, in order (an ``mlp``'s read-out is left out)."""
+    return [layer for layer in walk(model) if layer.hidden]
