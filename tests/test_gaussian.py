@@ -53,3 +53,32 @@ def test_rejects_negative_or_nan_variance():
         gaussian.expect(np.abs, -1.0)
     with pytest.raises(ValueError):
         gaussian.expect(np.abs, float("nan"))
+
+
+def test_pair_rule_split_at_kinks_converges_exponentially():
+    # ReLU's arc-cosine kernel (Cho & Saul 2009): the split rule gains orders of magnitude per doubling
+    relu = lambda x: np.maximum(x, 0.0)  # noqa: E731
+    cs = np.array([-1.0, -0.5, 0.0, 0.7, 0.99, 1.0])
+    exact = (np.sqrt(1 - cs * cs) + (np.pi - np.arccos(cs)) * cs) / (2 * np.pi)
+    errors = [np.abs(gaussian.expect_pair(relu, relu, 1.0, cs, n=n, kinks=(0.0,)) - exact).max() for n in (6, 12)]
+    assert errors[1] < 1e-9 and errors[1] < 1e-3 * errors[0]
+
+
+def test_log_q_table_matches_direct_quadrature_and_extrapolates_as_a_power_law():
+    relu_sq = lambda x: np.maximum(x, 0.0) ** 2  # noqa: E731
+    table = gaussian.LogQTable(relu_sq, (0.0,))
+    qs = np.array([1e-40, 1e-20, 3e-3, 0.7, 42.0, 1e8, 1e14])
+    assert table(qs) == pytest.approx(qs / 2, rel=1e-9)  # E[relu(sqrt(q) z)^2] = q / 2, beyond the range too
+    tanh_sq = lambda x: np.tanh(x) ** 2  # noqa: E731
+    smooth = gaussian.LogQTable(tanh_sq)
+    inside = np.geomspace(1e-6, 1e6, 37)
+    assert smooth(inside) == pytest.approx(gaussian.expect(tanh_sq, inside, kinks=(0.0,), n=96), rel=1e-8)
+
+
+def test_pair_table_interpolates_the_correlation_integral():
+    elu = lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0.0)))  # noqa: E731
+    table = gaussian.PairTable(elu, elu, (0.0,), 0.05, 5.0, n=48)
+    rng = np.random.default_rng(0)
+    q, theta = np.exp(rng.uniform(np.log(0.05), np.log(5.0), 25)), rng.uniform(0, np.pi / 2, 25)
+    direct = gaussian.expect_pair(elu, elu, q, np.cos(theta), kinks=(0.0,), n=16)
+    assert table.at_theta(table.at_q(q), theta) == pytest.approx(direct, abs=1e-8)

@@ -49,17 +49,96 @@ def test_q_map_slope_matches_a_finite_difference():
         assert theory.q_map_slope(name, q, 1.3) == pytest.approx(fd, rel=1e-6)
 
 
+def _arc_cosine(c):
+    """E[relu(u1) relu(u2)] / q for unit-variance u with correlation c (Cho & Saul 2009)."""
+    return (math.sqrt(max(1 - c * c, 0.0)) + (math.pi - math.acos(c)) * c) / (2 * math.pi)
+
+
 def test_correlation_map_matches_the_arc_cosine_kernel_for_relu():
-    # E[relu(u1) relu(u2)] = q / (2 pi) (sqrt(1 - c^2) + (pi - arccos c) c)   (Cho & Saul 2009)
-    # Gauss-Hermite on a kinked integrand converges as O(1/n): check the error halves as n doubles
+    # Gauss-Hermite on a kinked integrand converges as O(1/n): the error halves as n doubles
     from gradientflow import gaussian
 
     relu = lambda x: np.maximum(x, 0.0)  # noqa: E731
     for c in (0.0, 0.4, 0.9):
-        exact = (math.sqrt(1 - c * c) + (math.pi - math.acos(c)) * c) / (2 * math.pi)
-        assert theory.c_map("relu", c, 1.0, 1.0, 0.0) == pytest.approx(exact, abs=5e-3)
+        exact = _arc_cosine(c)
         errors = [abs(float(gaussian.expect_pair(relu, relu, 1.0, c, n=n)) - exact) for n in (32, 64, 128)]
         assert errors[2] < 1.5e-3 and errors[2] < 0.6 * errors[1] < 0.36 * errors[0]
+
+
+@pytest.mark.parametrize("q", [0.01, 1.0, 50.0])
+def test_the_correlation_map_split_at_kinks_is_exact_for_relu(q):
+    # theory's c-map splits the integral where u1 and u2 cross the kink: exponential convergence
+    for c in (-1.0, -0.6, 0.0, 0.4, 0.9, 0.999, 1.0):
+        assert theory.c_map("relu", c, q, 1.0, 0.0) == pytest.approx(_arc_cosine(c), abs=1e-8)
+        # Price's theorem: chi_c = sigma_w2 E[phi'(u1) phi'(u2)] = (pi - arccos c) / (2 pi) for ReLU
+        assert theory.chi_c("relu", c, q, 1.0) == pytest.approx((math.pi - math.acos(c)) / (2 * math.pi), abs=1e-7)
+
+
+def _reference_c_star(alpha, scale, q, sigma_w2, sigma_b2):
+    """Independent c* for ELU-type units phi(x) = scale (x if x > 0 else alpha (e^x - 1)) (ELU: 1, 1; SELU:
+    Klambauer's alpha and lambda). Given z1, u2 ~ N(m, s^2) and E[phi(u2)] has a closed form:
+    m Phi(m/s) + s pdf(m/s) + alpha (e^(m + s^2/2) Phi(-m/s - s) - Phi(-m/s)); the outer integral is
+    scipy.integrate.quad with the kink declared, the root brentq."""
+    from scipy import integrate, optimize, stats
+
+    def phi(x):
+        return scale * (x if x > 0 else alpha * math.expm1(x))
+
+    def inner(m, s):
+        a = m / s
+        return scale * (m * stats.norm.cdf(a) + s * stats.norm.pdf(a)
+                        + alpha * (math.exp(m + s * s / 2) * stats.norm.cdf(-a - s) - stats.norm.cdf(-a)))
+
+    root = math.sqrt(q)
+
+    def c_map(c):
+        s = root * math.sqrt(1 - c * c)
+        pair = integrate.quad(lambda z: phi(root * z) * inner(root * c * z, s) * stats.norm.pdf(z), -12, 12,
+                              points=[0.0], epsabs=1e-14, epsrel=1e-13, limit=200)[0]
+        return (sigma_w2 * pair + sigma_b2) / q
+
+    return optimize.brentq(lambda c: c_map(c) - c, 0.0, 1 - 1e-6, xtol=1e-13)
+
+
+@pytest.mark.parametrize("name, sigma_w2, sigma_b2", [("selu", 1.5, 0.1), ("elu", 1.8, 0.2), ("elu", 1.7, 0.0)])
+def test_c_star_of_kinked_activations_is_accurate_to_1e_6(name, sigma_w2, sigma_b2):
+    from gradientflow.activations import SELU_ALPHA, SELU_LAMBDA
+
+    alpha, scale = (SELU_ALPHA, SELU_LAMBDA) if name == "selu" else (1.0, 1.0)
+    point = theory.analyse(name, sigma_w2, sigma_b2)
+    assert point.phase == "chaotic"
+    reference = _reference_c_star(alpha, scale, point.q_star, sigma_w2, sigma_b2)
+    assert point.c_star == pytest.approx(reference, abs=1e-6)
+    grid = theory.phase_grid(name, np.array([sigma_w2]), np.array([sigma_b2]))
+    assert grid["c_star"][0, 0] == pytest.approx(reference, abs=1e-6)
+
+
+@pytest.mark.parametrize("name", ["tanh", "elu", "selu", "leaky_relu", "softsign", "gelu"])
+def test_the_tabulated_phase_grid_agrees_with_the_exact_point_maps(name):
+    w, b = np.linspace(0.1, 4.0, 14), np.linspace(0.0, 0.5, 6)
+    grid = theory.phase_grid(name, w, b)
+    compared = 0
+    for i, sb in enumerate(b):
+        for j, sw in enumerate(w):
+            p = theory.analyse(name, float(sw), float(sb))
+            if p.phase == "unbounded":
+                assert np.isinf(grid["q_star"][i, j]) and np.isinf(grid["xi_c"][i, j])
+                continue
+            assert grid["q_star"][i, j] == pytest.approx(p.q_star, rel=1e-7, abs=1e-12)
+            assert grid["chi1"][i, j] == pytest.approx(p.chi1, rel=1e-7)
+            if abs(p.chi1 - 1) > 0.02:  # near the critical line c* is ill-conditioned: 1/(1 - chi_c) amplifies
+                assert grid["c_star"][i, j] == pytest.approx(p.c_star, abs=1e-6)
+                assert grid["xi_c"][i, j] == pytest.approx(p.xi_c, rel=1e-3)
+                compared += 1
+    assert compared > 20
+
+
+@pytest.mark.parametrize("name", ["tanh", "relu", "elu", "hardtanh"])
+def test_the_phase_grid_has_no_nan_cell(name):
+    grid = theory.phase_diagram(name, 4.0, 0.5, 40)
+    assert not np.isnan(grid["xi_c"]).any() and not np.isnan(grid["q_star"]).any()
+    if name == "relu":  # sigma_w2 > 2: q* grows without bound and xi_c is inf (the homogeneous c-map's slope is 1)
+        assert np.isinf(grid["xi_c"][:, grid["sigma_w2"][0] > 2.05]).all()
 
 
 def _wide_net_q_and_chi(name, sigma_w2, sigma_b2, width=1500, depth=8, seed=0):

@@ -20,6 +20,7 @@ so no second derivative is needed. Pure NumPy/SciPy math: no I/O.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -34,7 +35,7 @@ _ITERATIONS = 30
 
 
 _NODES = 48  # Gauss-Legendre nodes per piece x 2 (the pieces are short and smooth; tests check convergence)
-_PAIR_NODES = 32  # Gauss-Hermite nodes per axis for the correlation map
+_PIECE_NODES = 12  # Gauss-Legendre nodes per piece for a kinked one (ReLU's kernel to ~1e-10; tests check)
 _X_BREAKS = (-8.0, -4.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 
@@ -68,12 +69,19 @@ def q_star(activation: str | Activation, sigma_w2, sigma_b2, q0: float = 1.0) ->
     and q_1 itself where q_1 is already fixed (ReLU at sigma_w2 = 2, sigma_b2 = 0).
     """
     act = _act(activation)
+    return _fixed_point(lambda q, w, b: q_map(act, q, w, b), sigma_w2, sigma_b2, q0)
+
+
+def _fixed_point(qmap, sigma_w2, sigma_b2, q0: float) -> np.ndarray:
+    """``q_star``'s search for any length map ``qmap(q, w, b)`` (exact, or tabulated for the phase grid)."""
+    from scipy.optimize.elementwise import find_root
+
     w, b = np.broadcast_arrays(np.asarray(sigma_w2, dtype=np.float64), np.asarray(sigma_b2, dtype=np.float64))
-    gap = lambda q: q_map(act, q, w, b) - q  # noqa: E731
+    gap = lambda q: qmap(q, w, b) - q  # noqa: E731
     q = np.clip(w * q0 + b, 1e-300, _Q_MAX)
     fixed = np.abs(gap(q)) <= 1e-12 * q
     for _ in range(_ITERATIONS):  # walk into the basin of the attracting fixed point
-        q = np.clip(q_map(act, q, w, b), 1e-300, _Q_MAX)
+        q = np.clip(qmap(q, w, b), 1e-300, _Q_MAX)
     rising = gap(q) > 0
     lo, hi = q.copy(), q.copy()
     for _ in range(45):  # widen the bracket in the direction of motion until the sign flips
@@ -84,11 +92,16 @@ def q_star(activation: str | Activation, sigma_w2, sigma_b2, q0: float = 1.0) ->
         lo = np.where(open_lo, np.maximum(lo / 1e3, 1e-300), lo)
     unbounded = rising & (gap(hi) > 0)
     collapsed = ~rising & (gap(lo) < 0)
-    for _ in range(_BISECT_STEPS):
-        mid = np.sqrt(lo * hi)
-        up = gap(mid) > 0
-        lo, hi = np.where(up, mid, lo), np.where(up, hi, mid)
-    found = np.sqrt(lo * hi)
+    at_lo = gap(lo) == 0  # the bracket's end is already a root (to rounding)
+    bracketed = ~(unbounded | collapsed | (lo == hi) | at_lo)
+    found = np.where((lo == hi) | at_lo, lo, np.sqrt(lo * hi))
+    if bracketed.any():  # Chandrupatla's method in log q (scipy.optimize.elementwise)
+        idx = np.flatnonzero(bracketed)
+        in_log = lambda s, i: qmap(np.exp(s), w.ravel()[i], b.ravel()[i]) - np.exp(s)  # noqa: E731
+        res = find_root(in_log, (np.log(lo.ravel()[idx]), np.log(hi.ravel()[idx])), args=(idx,),
+                        tolerances={"xatol": 1e-14, "xrtol": 1e-13})
+        # a bracket that rounding made invalid (a critical point, where q* -> 0 slowly) keeps its midpoint
+        found.ravel()[idx] = np.where(np.isfinite(res.x), np.exp(res.x), found.ravel()[idx])
     result = np.where(unbounded | (found > _Q_MAX), np.inf, np.where(collapsed, 0.0, found))
     return np.where(fixed, np.clip(w * q0 + b, 0, None), result)
 
@@ -112,11 +125,20 @@ def q_map_slope(activation: str | Activation, q, sigma_w2):
     return sigma_w2 * gaussian.expect(lambda x: act.numpy(x) * act.numpy_derivative(x) * x, q, kinks=_breaks(act), n=_NODES) / q
 
 
+def _pair(f, act: Activation, q, c):
+    """E[f(u1) f(u2)] by the piecewise pair rule, split at the kinks (at 0 for a smooth activation).
+
+    A Gauss-Hermite product rule is not used: it converges as O(1/n) across a kink and, for tanh
+    at q ~ 2, is off by 3e-4 at 32 nodes (poles near the real axis), which puts c_map(1) away from 1
+    at q* and hides the sign of c_map(c) - c just below c = 1."""
+    return gaussian.expect_pair(f, f, q, c, kinks=act.kinks or (0.0,), n=_PIECE_NODES)
+
+
 def c_map(activation: str | Activation, c, q, sigma_w2, sigma_b2):
     """c -> (sigma_w2 E[phi(u1) phi(u2)] + sigma_b2) / q*, (u1, u2) ~ N(0, q*[[1, c], [c, 1]]) (Poole eq. 5)."""
     act = _act(activation)
     q = _positive(q)
-    return (sigma_w2 * gaussian.expect_pair(act.numpy, act.numpy, q, c, n=_PAIR_NODES) + sigma_b2) / q
+    return (sigma_w2 * _pair(act.numpy, act, q, c) + sigma_b2) / q
 
 
 def c_star(activation: str | Activation, q, sigma_w2, sigma_b2) -> np.ndarray:
@@ -128,19 +150,37 @@ def c_star(activation: str | Activation, q, sigma_w2, sigma_b2) -> np.ndarray:
     if not chaotic.any():
         return out
     qs, ws, bs = q[chaotic], w[chaotic], b[chaotic]
-    lo, hi = np.zeros(qs.shape), np.full(qs.shape, 1.0 - 1e-6)
-    for _ in range(30):
-        mid = 0.5 * (lo + hi)
-        above = c_map(act, mid, qs, ws, bs) > mid
-        lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
-    out[chaotic] = 0.5 * (lo + hi)
+    out[chaotic] = _stable_c(lambda c, i: c_map(act, c, qs[i], ws[i], bs[i]) - c, len(qs))
+    return out
+
+
+def _stable_c(gap, cells: int) -> np.ndarray:
+    """The root of gap(c, cell) = c_map(c) - c in [0, 1 - 1e-6] for each chaotic cell (Chandrupatla's method):
+    c_map(0) >= 0 and, with chi_1 > 1, c_map(c) < c just below the unstable fixed point c = 1.
+    Where quadrature noise hides the sign at 1 - 1e-6 the bracket's top steps back to 1 - 1e-5 ...
+    1 - 1e-3; a cell without a sign change even there (on the critical line) gets c* = 1."""
+    from scipy.optimize.elementwise import find_root
+
+    idx = np.arange(cells)
+    lo, hi = np.zeros(cells), np.full(cells, 1.0 - 1e-6)
+    for gap_to_one in (1e-5, 1e-4, 1e-3):  # quadrature noise may hide the sign just below 1: step back
+        hi = np.where(gap(hi, idx) < 0, hi, 1.0 - gap_to_one)
+    # c_map(0) = (w E[phi]^2 + b) / q >= 0. Where it is 0 (odd phi, b = 0), c = 0 is a fixed point: the
+    # stable one when the map's slope there is below 1, else c* lies above it (start the bracket at 1e-6)
+    lo = np.where(gap(lo, idx) <= 1e-12, 1e-6, 0.0)
+    zero = gap(lo, idx) <= 0
+    ok = ~zero & (gap(hi, idx) < 0)
+    out = np.where(zero, 0.0, 1.0)
+    if ok.any():
+        res = find_root(gap, (lo[ok], hi[ok]), args=(idx[ok],), tolerances={"xatol": 1e-12, "xrtol": 1e-12})
+        out[ok] = res.x
     return out
 
 
 def chi_c(activation: str | Activation, c, q, sigma_w2):
     """chi_c = sigma_w2 E[phi'(u1) phi'(u2)]: the slope of the correlation map at c (Schoenholz eq. 9)."""
     act = _act(activation)
-    return sigma_w2 * gaussian.expect_pair(act.numpy_derivative, act.numpy_derivative, _positive(q), c, n=_PAIR_NODES)
+    return sigma_w2 * _pair(act.numpy_derivative, act, _positive(q), c)
 
 
 @dataclass(frozen=True)
@@ -269,28 +309,56 @@ def predict_layers(activation: str, depth: int, sigma_w2: float, sigma_b2: float
                             float(chis[i]), float(math.sqrt(above[i]))) for i in range(depth)]
 
 
+@functools.lru_cache(maxsize=16)
+def _length_tables(act: Activation) -> tuple[gaussian.LogQTable, gaussian.LogQTable]:
+    """E[phi(sqrt(q) z)^2] and E[phi'(sqrt(q) z)^2] tabulated over log q (built once per activation)."""
+    return (gaussian.LogQTable(lambda x: act.numpy(x) ** 2, _breaks(act), n=_NODES),
+            gaussian.LogQTable(lambda x: act.numpy_derivative(x) ** 2, _breaks(act), n=_NODES))
+
+
+def _chaotic_c(act: Activation, q: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(c*, chi_c at c*) for chaotic cells, from Chebyshev tables of the correlation integrals in (log q, theta)."""
+    span = (max(float(q.min()), 1e-200), float(q.max()))
+    n = _PIECE_NODES * 4
+    square = _length_tables(act)[0]
+    kinks = act.kinks or (0.0,)
+    phi = gaussian.PairTable(act.numpy, act.numpy, kinks, *span, n=n, scale=square)  # the normalised kernel
+    dphi = gaussian.PairTable(act.numpy_derivative, act.numpy_derivative, kinks, *span, n=n)
+    rows, drows = phi.at_q(q), dphi.at_q(q)
+    gain = w * square(q) / q  # c_map(c) = gain K(c) + b / q with K the normalised kernel
+    theta = lambda c: np.arccos(np.clip(c, -1.0, 1.0))  # noqa: E731
+    c = _stable_c(lambda c, i: gain[i] * phi.at_theta(rows[i], theta(c)) + b[i] / q[i] - c, len(q))
+    return c, w * dphi.at_theta(drows, theta(c))
+
+
 def phase_grid(activation: str, sigma_w2: np.ndarray, sigma_b2: np.ndarray) -> dict[str, np.ndarray]:
     """q*, chi_1 and xi_c on the grid sigma_b2 (rows) x sigma_w2 (columns), vectorised.
 
-    xi_c is -1/log chi_1 in the ordered phase; in the chaotic phase it uses c*
-    from the correlation map. Cells with q* = inf hold nan.
+    The same maps as ``analyse``, evaluated through tables so that a 200 x 200 grid takes about a
+    second: the length map and chi_1 through ``gaussian.LogQTable`` (cubic in log q), the
+    correlation map and chi_c through ``gaussian.PairTable`` (Chebyshev in log q and in theta,
+    c = cos theta), built over the range of q* the chaotic cells span. xi_c is -1/log chi_1 in the
+    ordered phase and -1/log chi_c(c*) in the chaotic one. Where q* grows without bound (ReLU-like
+    activations above their critical sigma_w2) the correlation map tends to that of a positively
+    homogeneous function, whose slope at c = 1 is exactly 1: correlations converge
+    sub-exponentially and xi_c is inf there, as on the critical line.
     """
     act = _act(activation)
+    square, dsquare = _length_tables(act)
     b, w = np.meshgrid(np.asarray(sigma_b2, float), np.asarray(sigma_w2, float), indexing="ij")
-    q = q_star(act, w, b)
+    q = _fixed_point(lambda q, w, b: w * square(q) + b, w, b, 1.0)
     finite = np.isfinite(q)
-    qf = np.where(finite, q, 1.0)
-    x1 = np.where(finite, chi1(act, qf, w), np.nan)
-    xi = np.full(q.shape, np.nan)
+    x1 = np.where(finite, w * dsquare(_positive(np.where(finite, q, 1.0))), np.inf)
+    xi = np.full(q.shape, np.inf)
+    c_star = np.ones(q.shape)
     ordered = finite & (x1 < 1)
     xi[ordered] = -1.0 / np.log(x1[ordered])
-    chaotic = finite & (x1 > 1)
+    chaotic = finite & (x1 > 1.0 + 1e-9)
     if chaotic.any():
-        c = c_star(act, qf[chaotic], w[chaotic], b[chaotic])
-        rate = chi_c(act, c, qf[chaotic], w[chaotic])
+        c_star[chaotic], rate = _chaotic_c(act, q[chaotic], w[chaotic], b[chaotic])
         with np.errstate(divide="ignore"):
             xi[chaotic] = np.where(rate < 1, -1.0 / np.log(rate), np.inf)
-    return {"sigma_w2": w, "sigma_b2": b, "q_star": q, "chi1": x1, "xi_c": xi}
+    return {"sigma_w2": w, "sigma_b2": b, "q_star": q, "chi1": x1, "c_star": c_star, "xi_c": xi}
 
 
 def phase_diagram(activation: str, sigma_w2_max: float, sigma_b2_max: float, resolution: int) -> dict:
