@@ -64,7 +64,7 @@ def q_star(activation: str | Activation, sigma_w2, sigma_b2, q0: float = 1.0) ->
     The map is iterated from q_1 = sigma_w2 q0 + sigma_b2 (so an activation with
     several fixed points, such as gelu, gets the one its layers converge to),
     then the root next to the iterate, in the direction the map moves, is
-    bracketed and bisected in log q. Returns 0 where q collapses (the ordered
+    bracketed and solved in log q (scipy.optimize.elementwise.find_root). Returns 0 where q collapses (the ordered
     phase of an odd phi at sigma_b2 = 0), inf where it grows without bound,
     and q_1 itself where q_1 is already fixed (ReLU at sigma_w2 = 2, sigma_b2 = 0).
     """
@@ -243,7 +243,7 @@ def critical_sigma_w2(activation: str, sigma_b2):
     """sigma_w2 with chi_1(q*) = 1 at each given sigma_b2: the critical (edge-of-chaos) initialisation.
 
     Solves sigma_b2(q) = target on the parametric critical line (``critical_line``)
-    by bisection in log q, vectorised over the targets; sigma_b2 = 0 may sit at
+    in log q (scipy's elementwise ``find_root``), vectorised over the targets; sigma_b2 = 0 may sit at
     the q -> 0 end (tanh: sigma_w2 = 1; ReLU: 2; linear: 1). Raises
     ``NoCriticalPoint`` naming the sigma_b2 where the line never reaches it
     (ReLU and linear networks have sigma_b2(q) = 0 for every q: with bias
@@ -265,12 +265,15 @@ def critical_sigma_w2(activation: str, sigma_b2):
         raise NoCriticalPoint(f"{act.name} has no critical point at sigma_b2={which:g}: along chi_1 = 1 the "
                               f"fixed point's sigma_b2 only spans {reach} for q* in [1e-10, 1e6]")
     k = np.where(has, np.argmax(crosses, axis=1), 0)
-    lo, hi = grid[k], grid[k + 1]
-    for _ in range(60):
-        mid = np.sqrt(lo * hi)
-        up = critical_line(act, mid)[1] >= target
-        lo, hi = np.where(up, lo, mid), np.where(up, mid, hi)
-    q = np.where(at_limit, grid[0], np.sqrt(lo * hi))
+    q = np.full(target.shape, grid[0])
+    if has.any():  # Chandrupatla's method in log q on each target's bracketing grid cell
+        from scipy.optimize.elementwise import find_root
+
+        lo, hi = np.log(grid[k[has]]), np.log(grid[k[has] + 1])
+        res = find_root(lambda s, t: critical_line(act, np.exp(s))[1] - t, (lo, hi), args=(target[has],),
+                        tolerances={"xatol": 1e-14, "xrtol": 1e-13})
+        # a bracket end that is itself a root (sigma_b2(q) == target to the last digit) is taken as it is
+        q[has] = np.exp(np.where(np.isfinite(res.x), res.x, hi))
     w = critical_line(act, q)[0]
     return w if np.ndim(sigma_b2) else float(w[0])
 
