@@ -35,15 +35,17 @@ class Finding:
 
 
 def from_long(rows: list[dict], layers: list[dict] = ()) -> list[dict]:
-    """Stored long rows (step, layer, name, value) -> one dict per (step, layer), in stored order;
-    ``layers`` (step, layer, type, activation) adds the text columns."""
-    wide: dict[tuple[int, str], dict] = {}
-    for r in rows:
-        wide.setdefault((r["step"], r["layer"]), {"layer": r["layer"], "last_step": r["step"]})[r["name"]] = r["value"]
-    for r in layers:
-        if (r["step"], r["layer"]) in wide:
-            wide[(r["step"], r["layer"])].update(type=r["type"], activation=r["activation"] or None)
-    return list(wide.values())
+    """Stored long rows (step, layer, name, value) -> one dict per (step, layer), in stored order
+    (a pandas pivot); ``layers`` (step, layer, type, activation) adds the text columns."""
+    import pandas as pd
+
+    if not rows:
+        return []
+    wide = pd.DataFrame(rows).pivot_table(index=["step", "layer"], columns="name", values="value", aggfunc="last",
+                                          sort=False)
+    text = {(r["step"], r["layer"]): {"type": r["type"], "activation": r["activation"] or None} for r in layers}
+    return [{"layer": layer, "last_step": int(step), **values, **text.get((step, layer), {})}
+            for (step, layer), values in zip(wide.index, wide.to_dict("records"))]
 
 
 def histograms(rows: list[dict]) -> dict[tuple[int, str], tuple[float, float, list[float]]]:

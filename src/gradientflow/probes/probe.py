@@ -351,32 +351,25 @@ class Probe:
         return [r for r in self._history if r["last_step"] == last]
 
     def _write(self, run, step: int) -> None:
+        """The closed windows as long tables (pandas melt and explode): ``probes`` (step, layer, name,
+        value), ``histograms`` (step, layer, bin, lo, hi, count) and ``probe_layers`` (the text columns)."""
+        import pandas as pd
         import pyarrow as pa
 
         if not self._rows:
             return
-        long = {"step": [], "layer": [], "name": [], "value": []}
-        hist = {"step": [], "layer": [], "bin": [], "lo": [], "hi": [], "count": []}
-        for r in self._rows:
-            for k, v in r.items():
-                if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("hist_lo", "hist_hi"):
-                    long["step"].append(r["last_step"])
-                    long["layer"].append(r["layer"])
-                    long["name"].append(k)
-                    long["value"].append(float(v))
-            edges = torch.linspace(r["hist_lo"], r["hist_hi"], self.bins + 1).tolist()
-            for b, count in enumerate(r["hist"]):
-                hist["step"].append(r["last_step"])
-                hist["layer"].append(r["layer"])
-                hist["bin"].append(b)
-                hist["lo"].append(edges[b])
-                hist["hi"].append(edges[b + 1])
-                hist["count"].append(float(count))
-        run.append_table("probes", step, pa.table(long))
-        run.append_table("histograms", step, pa.table(hist))
-        run.append_table("probe_layers", step, pa.table({
-            "step": [r["last_step"] for r in self._rows], "layer": [r["layer"] for r in self._rows],
-            "type": [r["type"] for r in self._rows], "activation": [r["activation"] or "" for r in self._rows]}))
+        rows = pd.DataFrame(self._rows).assign(step=lambda f: f["last_step"])
+        numbers = [c for c in rows if c not in ("step", "hist_lo", "hist_hi") and pd.api.types.is_numeric_dtype(rows[c])
+                   and not pd.api.types.is_bool_dtype(rows[c])]
+        long = rows.melt(id_vars=["step", "layer"], value_vars=numbers, var_name="name").astype({"value": float})
+        hist = rows[["step", "layer", "hist", "hist_lo", "hist_hi"]].explode("hist", ignore_index=True)
+        hist["bin"] = hist.groupby(["step", "layer"], sort=False).cumcount()
+        width = (hist["hist_hi"] - hist["hist_lo"]) / self.bins
+        hist = hist.assign(lo=hist["hist_lo"] + hist["bin"] * width, hi=hist["hist_lo"] + (hist["bin"] + 1) * width,
+                           count=hist["hist"].astype(float))[["step", "layer", "bin", "lo", "hi", "count"]]
+        text = rows[["step", "layer", "type", "activation"]].fillna({"activation": ""})
+        for name, table in (("probes", long), ("histograms", hist), ("probe_layers", text)):
+            run.append_table(name, step, pa.Table.from_pandas(table, preserve_index=False))
         self._rows = []
 
     # --- the engine's observer protocol ---
