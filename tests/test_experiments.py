@@ -28,7 +28,9 @@ def test_every_claim_is_covered_once_by_a_complete_module():
     for name in experiments.MODULES:
         mod = experiments.load(name)
         assert mod.CLAIMS and all(c.text and c.source for c in mod.CLAIMS)
-        assert isinstance(mod.QUICK, dict) and isinstance(mod.FULL, dict)
+        # typed sizes: both instances of the module's own Size, a frozen, validated record
+        assert issubclass(mod.Size, experiments.Size) and mod.Size is not experiments.Size
+        assert isinstance(mod.QUICK, mod.Size) and isinstance(mod.FULL, mod.Size) and mod.QUICK != mod.FULL
         assert callable(mod.run) and callable(mod.verdicts) and callable(mod.figures)
 
 

@@ -91,3 +91,19 @@ def test_unknown_initialiser_lists_the_allowed_ones():
 def test_one_dimensional_tensor_is_refused_with_its_shape():
     with pytest.raises(ValueError, match=r"shape \(5,\)"):
         init.xavier_normal_(torch.empty(5), mode="fan_in")
+
+
+@pytest.mark.parametrize("name, scale, expected", [
+    ("he", Scale(), (2.0, 0.0)),  # C17: fan_in Var(w) = 2
+    ("xavier", Scale(), (1.0, 0.0)),  # square layers: 2 / (n + n) x n = 1 (C16)
+    ("lecun", Scale(gain=1.5), (2.25, 0.0)),
+    ("normal", Scale(std=0.01), (500 * 1e-4, 0.0)),  # C15: 500 x 0.01^2
+    ("orthogonal", Scale(bias_std=0.3), (1.0, 0.09)),
+])
+def test_meanfield_scales_are_fan_in_times_the_promised_variance(name, scale, expected):
+    assert init.meanfield_scales(name, 500, scale=scale) == pytest.approx(expected, rel=1e-12)
+
+
+def test_meanfield_scales_of_a_rectangular_layer_and_of_inits_the_theory_does_not_describe():
+    assert init.meanfield_scales("xavier", 100, 300)[0] == pytest.approx(100 * 2 / 400)
+    assert all(init.meanfield_scales(n, 100) is None for n in ("zeros", "constant", "lsuv"))

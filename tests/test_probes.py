@@ -214,3 +214,27 @@ def test_findings_name_dead_units_and_vanishing_gradients():
     assert found["dead"].message == "layer 0: 43% dead units since step 11"
     assert found["vanishing"].message == "layers 0: gradient 1e-06 of layer 2's (norm of dL/d output)"
     assert "symmetry" in found and "saturated" not in found
+
+
+def test_stored_probe_tables_read_back_as_the_windows_rows(tmp_path):
+    """The writer's melt/explode and findings' pivot are inverses: stored rows read back as the rows."""
+    net = nn.Sequential(nn.Linear(6, 12), nn.Tanh(), nn.Linear(12, 3))
+    run = gf.store.Run.create(tmp_path / "r", {})
+    x, y = torch.randn(32, 6), torch.randint(0, 3, (32,))
+    with watch(net, window=2) as probe:
+        for _ in range(4):
+            _step(net, x, y)
+        probe.flush(run)
+        rows = probe.history().to_dict("records")
+    back = findings.from_long(run.table("probes").to_pylist(), run.table("probe_layers").to_pylist())
+    assert [(r["layer"], r["last_step"]) for r in back] == [(r["layer"], r["last_step"]) for r in rows]
+    for got, want in zip(back, rows):
+        for k, v in want.items():
+            if k in ("hist", "hist_lo", "hist_hi"):
+                continue
+            missing = lambda a: a is None or (isinstance(a, float) and math.isnan(a))  # noqa: E731 (pandas: None -> NaN)
+            assert got[k] == v or (missing(v) and missing(got[k])), k
+    hists = findings.histograms(run.table("histograms").to_pylist())
+    lo, hi, counts = hists[(4, "0")]
+    last = next(r for r in rows if r["layer"] == "0" and r["last_step"] == 4)
+    assert (lo, hi) == pytest.approx((last["hist_lo"], last["hist_hi"])) and counts == last["hist"]

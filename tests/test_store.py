@@ -92,3 +92,26 @@ def test_list_and_query_across_runs(tmp_path):
         store.list_runs(tmp_path / "absent")
     with pytest.raises(StoreError, match="not a run"):
         Run(tmp_path / "not-a-run")
+
+
+def test_epochs_pivot_the_long_metrics_and_final_reads_the_status(tmp_path):
+    run = Run.create(tmp_path / "r", {"lr": 0.1})
+    rows = {"step": [5, 5, 5, 5, 10, 10, 10], "epoch": [0, 0, 0, 0, 1, 1, 1],
+            "split": ["train_epoch", "train_epoch", "test", "test", "train_epoch", "test", "train"],
+            "name": ["loss", "accuracy", "loss", "accuracy", "loss", "loss", "loss"],
+            "value": [1.0, 0.5, 1.2, 0.4, 0.8, 1.1, 9.0]}
+    run.append_metrics(10, rows)
+    assert run.epochs() == [
+        {"epoch": 1, "step": 5, "train_loss": 1.0, "train_accuracy": 0.5, "test_loss": 1.2, "test_accuracy": 0.4},
+        {"epoch": 2, "step": 10, "train_loss": 0.8, "train_accuracy": None, "test_loss": 1.1, "test_accuracy": None}]
+    run.set_status("finished", steps=10, test_loss=1.1)
+    assert run.final() == {"run": "r", "status": "finished", "steps": 10, "test_accuracy": None, "test_loss": 1.1,
+                           "train_loss": None, "seconds": None}
+    assert Run.create(tmp_path / "empty", {}).epochs() == []
+
+
+def test_query_reads_file_names_that_would_break_quoted_sql(tmp_path):
+    run = Run.create(tmp_path / "it's a run", {"lr": 0.1})
+    run.append_metrics(1, {"step": [1], "epoch": [0], "split": ["train"], "name": ["loss"], "value": [2.0]})
+    got = store.query("select run, value from metrics", [run]).to_pylist()
+    assert got == [{"run": "it's a run", "value": 2.0}]

@@ -143,3 +143,22 @@ def test_mnist1d_reaches_the_published_accuracies():
     linear = job.run(TrainConfig(depth=0, lr=1e-2, batch_size=100, epochs=30))
     assert mlp.test_accuracy >= 0.64, mlp.test_accuracy
     assert 0.27 <= linear.test_accuracy <= 0.40, linear.test_accuracy
+
+
+def test_a_run_without_a_folder_gets_a_named_one_under_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = TrainConfig(**SMALL, activation="tanh", optimizer="sgd")
+    folder = job.default_folder(cfg)
+    assert (tmp_path / "runs").is_dir() and folder.startswith("runs/") and folder.endswith("-digits-tanh-sgd")
+
+
+def test_fit_trains_any_module_from_its_two_specs_and_leaves_the_global_rng_alone():
+    from gradientflow.optim import OptimizerSpec
+    from gradientflow.train import LoopSpec
+
+    d = data.load("xor", n_train=200, n_test=100)
+    net = nn.Sequential(nn.Linear(2, 16), nn.Dropout(0.2), nn.Tanh(), nn.Linear(16, 2))
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    s = train.fit(net, d, OptimizerSpec(optimizer="adam", lr=0.05), LoopSpec(epochs=3, batch_size=50))
+    assert s.status == "finished" and s.steps == 12 and torch.equal(torch.get_rng_state(), before)

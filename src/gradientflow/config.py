@@ -138,6 +138,10 @@ class TrainConfig(ProbeSpec, LoopSpec, OptimizerSpec, ModelSpec, DataSpec):
         """The config as its five typed parts."""
         return Parts(*(_project(self, part) for part in (DataSpec, ModelSpec, OptimizerSpec, LoopSpec, ProbeSpec)))
 
+    def replace(self, **changes) -> "TrainConfig":
+        """A copy with ``changes``, validated again (``model_copy`` would not validate)."""
+        return type(self)(**{**self.model_dump(), **changes})
+
     @classmethod
     def compose(cls, *parts: BaseModel, **fields) -> "TrainConfig":
         """A config from parts (later ones and ``fields`` win): ``compose(DataSpec(data="xor"), lr=0.1)``."""

@@ -22,14 +22,14 @@ from pathlib import Path
 from types import ModuleType
 
 from ..store import output_folder
-from .claim import Claim, Verdict, rounded
+from .claim import Claim, Size, Verdict, rounded
 
 # in claim order; each covers the claims listed in its CLAIMS
 MODULES = ("activation_shapes", "vanishing", "clipping", "centring", "dead_units", "optimisers", "zero_init",
            "init_depth", "glorot", "lr_schedules", "recommendation")
 MARKER = "reproduce.json"  # written first into the output folder: marks it as ours to rewrite
 
-__all__ = ["Claim", "Verdict", "MODULES", "load", "claim_ids", "select", "run_one", "reproduce", "prepare_folder"]
+__all__ = ["Claim", "Size", "Verdict", "MODULES", "load", "claim_ids", "select", "run_one", "reproduce", "prepare_folder"]
 
 
 def load(name: str) -> ModuleType:
@@ -117,9 +117,10 @@ def run_one(name: str, *, quick: bool, seed: int, out: str | Path) -> dict:
             "records": [_record(c, name, size, quick, seed, verdicts[c.id]) for c in mod.CLAIMS]}
 
 
-def _record(claim: Claim, name: str, size: dict, quick: bool, seed: int, verdict: Verdict | None,
+def _record(claim: Claim, name: str, size: Size, quick: bool, seed: int, verdict: Verdict | None,
             message: str = "") -> dict:
     base = {"id": claim.id, "claim": claim.text, "source": claim.source, "experiment": name}
+    size = size.model_dump(mode="json")
     if verdict is None:
         return {**base, "verdict": "error", "numbers": {}, "threshold": "", "why": message, "figure": None,
                 "config": {"size": size, "seed": seed, "quick": quick}, "command": _command(claim.id, quick, seed)}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from .. import plots, properties
+from . import claim
 from .claim import Claim, Verdict
 
 CLAIMS = (
@@ -20,8 +21,13 @@ CLAIMS = (
           "001, 002, 004"),
     Claim("C6", "exp makes sigmoid and tanh more expensive than ReLU.", "000"),
 )
-QUICK = {"numel": 1 << 18, "min_run_time": 0.1}
-FULL = {"numel": 1 << 22, "min_run_time": 0.5}
+class Size(claim.Size):
+    numel: int  # elements per timed call (C6)
+    min_run_time: float  # seconds torch.utils.benchmark spends per measurement
+
+
+QUICK = Size(numel=1 << 18, min_run_time=0.1)
+FULL = Size(numel=1 << 22, min_run_time=0.5)
 
 FAR = 10.0  # C1's "beyond about 10"
 PRACTICALLY_ZERO = 1e-3  # of the peak derivative: a gradient scaled by less than a thousandth
@@ -34,7 +40,7 @@ def _autograd_derivative(fn, x: torch.Tensor) -> torch.Tensor:
     return d
 
 
-def run(size: dict, seed: int, folder) -> dict:
+def run(size: Size, seed: int, folder) -> dict:
     """Shapes by autograd on a float64 grid; costs by timing (ns per element)."""
     x = torch.linspace(-20, 20, 40_001, dtype=torch.float64)
     s = torch.sigmoid(x)
@@ -43,8 +49,8 @@ def run(size: dict, seed: int, folder) -> dict:
     inside = x.abs() <= FAR
     sig, tanh = properties.measure("sigmoid"), properties.measure("tanh")
     far = torch.tensor([-FAR, FAR], dtype=torch.float64)
-    table = properties.cost_table(("relu", "leaky_relu", "sigmoid", "tanh", "elu"), numel=size["numel"],
-                            min_run_time=size["min_run_time"])
+    table = properties.cost_table(("relu", "leaky_relu", "sigmoid", "tanh", "elu"), numel=size.numel,
+                            min_run_time=size.min_run_time)
     return {
         "sigmoid_derivative_vs_closed_form": float((ds - s * (1 - s)).abs().max()),
         "sigmoid_peak": float(ds.max()), "sigmoid_peak_at": float(x[ds.argmax()]),

@@ -20,8 +20,12 @@ import torch
 from torch import nn
 
 from .. import job, optim, plots
-from ..config import TrainConfig
+from ..config import DataSpec, TrainConfig
+from ..optim import OptimizerSpec
+from ..store import Run
+from ..train import LoopSpec
 from ..probes import watch
+from . import claim
 from .claim import Claim, Verdict
 from .common import train
 
@@ -32,8 +36,18 @@ CLAIMS = (
                 "converges slowly. Averaging over a mini-batch softens this.", "000, 002, 003"),
     Claim("C19", "Centring (normalising) the inputs speeds up convergence.", "000, 004"),
 )
-QUICK = {"toy_samples": 4000, "n_train": 2000, "n_test": 500, "epochs": 10, "probe_steps": 50, "minibatch": 64}
-FULL = {"toy_samples": 20000, "n_train": 4000, "n_test": 1000, "epochs": 30, "probe_steps": 200, "minibatch": 64}
+
+
+class Size(claim.Size):
+    toy_samples: int  # inputs of the 2-D neuron (one SGD step each)
+    data: DataSpec  # the MNIST-1D split of the real networks
+    epochs: int  # of each real network
+    probe_steps: int  # SGD steps under the probe for the sign coherence
+    minibatch: int  # the mini-batch that softens the zig-zag
+
+
+QUICK = Size(toy_samples=4000, data=DataSpec(n_train=2000, n_test=500), epochs=10, probe_steps=50, minibatch=64)
+FULL = Size(toy_samples=20000, data=DataSpec(n_train=4000, n_test=1000), epochs=30, probe_steps=200, minibatch=64)
 TOY_RATES = tuple(0.25 * 2 ** k for k in range(8))  # 0.25 ... 32
 TOY_TOL = 0.01  # converged: ||w - w*|| below this
 SLOWER = 1.5  # "converges slowly": at least half again as many steps at the best rate
@@ -71,16 +85,20 @@ class CentredSigmoid(nn.Module):
         return torch.sigmoid(x) - 0.5
 
 
-def _coherence(act: str, batch: int, size: dict, seed: int) -> float:
+def _config(size: Size, seed: int, **fields) -> TrainConfig:
+    """A real network on the size's MNIST-1D split, trained by SGD."""
+    return TrainConfig.compose(size.data, OptimizerSpec(optimizer="sgd"), LoopSpec(epochs=size.epochs),
+                               seed=seed, data_seed=seed, **fields)
+
+
+def _coherence(act: str, batch: int, size: Size, seed: int) -> float:
     """Sign coherence of the second hidden layer (fed by the first's outputs) over a short SGD run."""
-    cfg = TrainConfig(data="mnist1d", n_train=size["n_train"], n_test=size["n_test"], depth=3, width=100,
-                      activation=act, init="xavier", optimizer="sgd", lr=0.01, batch_size=batch, seed=seed,
-                      data_seed=seed, epochs=1)
+    cfg = _config(size, seed, depth=3, width=100, activation=act, init="xavier", lr=0.01, batch_size=batch)
     net, d = job.prepare(cfg)
     opt = optim.make("sgd", net.parameters(), lr=cfg.lr)
     g = torch.Generator().manual_seed(seed)
     with watch(net) as probe:
-        for _ in range(size["probe_steps"]):
+        for _ in range(size.probe_steps):
             idx = torch.randint(0, len(d.y_train), (batch,), generator=g)
             loss = nn.functional.cross_entropy(net(d.x_train[idx]), d.y_train[idx])
             opt.zero_grad()
@@ -90,9 +108,9 @@ def _coherence(act: str, batch: int, size: dict, seed: int) -> float:
     return float(rows[1]["sign_coherence"])
 
 
-def run(size: dict, seed: int, folder) -> dict:
+def run(size: Size, seed: int, folder) -> dict:
     g = torch.Generator().manual_seed(seed)
-    positive = torch.sigmoid(2 * torch.randn(size["toy_samples"], 2, generator=g, dtype=torch.float64))
+    positive = torch.sigmoid(2 * torch.randn(size.toy_samples, 2, generator=g, dtype=torch.float64))
     inputs = {"positive": positive, "centred": positive - positive.mean(0)}
     toy = {}
     for name, x in inputs.items():
@@ -103,30 +121,28 @@ def run(size: dict, seed: int, folder) -> dict:
         toy[name] = {"steps_by_lr": {str(k): v for k, v in hits.items()}, "best_lr": best,
                      "best_steps": done.get(best), "same_sign_share": same, "path": path, "curvature": (x.T @ x / len(x)).tolist()}
     coherence = {f"{act}_batch{b}": _coherence(act, b, size, seed)
-                 for act in ("sigmoid", "tanh") for b in (1, size["minibatch"])}
+                 for act in ("sigmoid", "tanh") for b in (1, size.minibatch)}
     nets = {}
     for centred in (False, True):
-        cfg = TrainConfig(data="mnist1d", n_train=size["n_train"], n_test=size["n_test"], depth=3, width=100,
-                          activation="sigmoid", init="xavier", optimizer="sgd", lr=0.2, batch_size=32,
-                          epochs=size["epochs"], seed=seed, data_seed=seed)
+        cfg = _config(size, seed, depth=3, width=100, activation="sigmoid", init="xavier", lr=0.2, batch_size=32)
         net, d = job.prepare(cfg)
         if centred:
             net = nn.Sequential(*[CentredSigmoid() if isinstance(m, nn.Sigmoid) else m for m in net])
-        summary = job.train(cfg, net, d)
-        nets["centred_sigmoid" if centred else "sigmoid"] = [h["train_loss"] for h in summary.history]
+        label = "centred_sigmoid" if centred else "sigmoid"
+        summary = job.train(cfg, net, d, run=Run.create(folder / label, cfg.model_dump()))
+        nets[label] = [h["train_loss"] for h in summary.history]
     data, shift = {}, {}
     for act in ("relu", "tanh"):
         for norm in ("standardize", "shift"):
-            cfg = TrainConfig(data="mnist1d", n_train=size["n_train"], n_test=size["n_test"], depth=2, width=100,
-                              activation=act, init="he" if act == "relu" else "xavier", optimizer="sgd", lr=0.05,
-                              batch_size=32, epochs=size["epochs"], normalize=norm, seed=seed, data_seed=seed)
+            cfg = _config(size, seed, depth=2, width=100, activation=act, init="he" if act == "relu" else "xavier",
+                          lr=0.05, batch_size=32, normalize=norm)
             r = train(cfg, folder, f"{act}_{norm}")
             if norm not in shift:  # the inputs depend on the normalisation only
                 _, d = job.prepare(cfg)
                 shift[norm] = float((d.x_train.mean() / d.x_train.std()).abs())
             r["input_mean_over_std"] = shift[norm]
             data[f"{act}_{norm}"] = r
-    return {"toy": toy, "coherence": coherence, "sigmoid_nets": nets, "data": data, "minibatch": size["minibatch"]}
+    return {"toy": toy, "coherence": coherence, "sigmoid_nets": nets, "data": data, "minibatch": size.minibatch}
 
 
 def verdicts(m: dict) -> dict[str, Verdict]:

@@ -3,7 +3,9 @@
 An experiment module (one per claim or tight group of claims) defines:
 
 - ``CLAIMS``: the ``Claim`` records it tests (id, the seeds' words as listed in CLAIMS.md, the seed files);
-- ``QUICK`` and ``FULL``: the size of the experiment as a dict of plain values (``--quick`` picks the first);
+- ``Size``, a subclass of ``claim.Size`` (a frozen, validated pydantic record), and ``QUICK`` and ``FULL``, two
+  instances of it (``--quick`` picks the first); a training experiment's size holds a ``TrainConfig`` built
+  from the typed parts (data, model, optimiser, loop) and the sweep around it (rates, seeds);
 - ``run(size, seed, folder) -> dict``: the measurements, JSON-serialisable (lists, not tensors), obtained
   through the engine, the probes and the theory; ``folder`` is where it may store its training runs;
 - ``verdicts(measured) -> dict[id, Verdict]``: pass or fail per claim, computed from the measurements
@@ -15,6 +17,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Size(BaseModel):
+    """An experiment's size: typed, frozen and validated; each experiment subclasses it with its fields."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 @dataclass(frozen=True)

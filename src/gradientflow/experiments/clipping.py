@@ -13,32 +13,39 @@ import math
 import numpy as np
 
 from .. import init, job, plots, theory
-from ..config import TrainConfig
+from ..config import DataSpec, ModelSpec, TrainConfig
+from ..optim import OptimizerSpec
+from ..train import LoopSpec
 from ..store import Run
+from . import claim
 from .claim import Claim, Verdict, finite
 from .common import hidden, probe_once, train
 
 CLAIMS = (Claim("C3", "Products of factors above 1 blow up; a step off a 'cliff' throws the parameters far away and "
                       "training diverges. Clipping the gradient (its norm or its values) bounds the step and "
                       "prevents it.", "001, 004"),)
-BASE = {"data": "mnist1d", "depth": 8, "width": 64, "activation": "relu", "init": "normal", "std": 0.3,
-        "optimizer": "sgd", "lr": 0.05, "batch_size": 50}
-QUICK = {**BASE, "n_train": 2000, "n_test": 500, "epochs": 10, "clip_norm": 5.0}
-FULL = {**BASE, "n_train": 4000, "n_test": 1000, "epochs": 40, "clip_norm": 5.0}
+class Size(claim.Size):
+    train: TrainConfig  # the unclipped run
+    clip_norm: float  # the clipped run's threshold on the total gradient norm
 
 
-def _config(size: dict, seed: int, clip: float | None) -> TrainConfig:
-    fields = {k: v for k, v in size.items() if k != "clip_norm"}
-    return TrainConfig(**fields, clip_norm=clip, seed=seed, data_seed=seed)
+# 8 x 64 ReLU with N(0, 0.3^2) weights: sigma_w^2 = 64 x 0.09 = 5.8 > 2, so the gradient grows towards the input
+_MODEL = ModelSpec(depth=8, width=64, activation="relu", init="normal", std=0.3)
+_SGD = OptimizerSpec(optimizer="sgd", lr=0.05)
+QUICK = Size(train=TrainConfig.compose(DataSpec(n_train=2000, n_test=500), _MODEL, _SGD, LoopSpec(epochs=10, batch_size=50)),
+             clip_norm=5.0)
+FULL = Size(train=TrainConfig.compose(DataSpec(n_train=4000, n_test=1000), _MODEL, _SGD, LoopSpec(epochs=40, batch_size=50)),
+            clip_norm=5.0)
 
 
-def run(size: dict, seed: int, folder) -> dict:
-    plain, clipped = _config(size, seed, None), _config(size, seed, size["clip_norm"])
+def run(size: Size, seed: int, folder) -> dict:
+    plain = size.train.replace(seed=seed, data_seed=seed)
+    clipped = plain.replace(clip_norm=size.clip_norm)
     net, d = job.prepare(plain)
     rows = hidden(probe_once(net, d.x_train[:500], d.y_train[:500]))
     sw2, _ = init.meanfield_scales(plain.init, plain.width, scale=plain.scale())
     classes = d.classes
-    out = {"sigma_w2": sw2, "clip_norm": size["clip_norm"], "classes": classes, "depth": plain.depth,
+    out = {"sigma_w2": sw2, "clip_norm": size.clip_norm, "classes": classes, "depth": plain.depth,
            "act_grad_norm_at_init": [r["act_grad_norm"] for r in rows],
            "theory_factor": [p.grad_norm_factor for p in theory.predict_layers("relu", plain.depth, sw2)],
            "chi1": float(theory.chi1("relu", 1.0, sw2)),

@@ -11,13 +11,18 @@ max of two pieces keeps E[h^2] = E[z^2] and so would double the signal per layer
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from .. import job, layers, plots
 from ..activations import Maxout
-from ..config import TrainConfig
+from ..config import DataSpec, ModelSpec, TrainConfig
+from ..store import Run
+from ..optim import OptimizerSpec
+from ..train import LoopSpec
+from . import claim
 from .claim import Claim, Verdict, finite
 from .common import hidden, probe_once
 
@@ -30,11 +35,18 @@ CLAIMS = (
     Claim("C9", "Maxout max(w1^T x + b1, w2^T x + b2): ReLU and Leaky ReLU are special cases; no dead units; twice "
                 "the parameters.", "002"),
 )
-BASE = {"data": "mnist1d", "depth": 4, "width": 100, "optimizer": "sgd", "batch_size": 32}
+class Size(claim.Size):
+    train: TrainConfig  # the net and loop; activation, init, lr and seed are set per run
+    lrs: tuple[float, ...]  # the learning-rate grid
+    seeds: int  # runs per rate
+
+
+_MODEL, _SGD = ModelSpec(depth=4, width=100), OptimizerSpec(optimizer="sgd")
 # dying is a chance event near the edge of stability: a fine grid there, and several seeds per rate
-QUICK = {**BASE, "n_train": 2000, "n_test": 500, "epochs": 5, "lrs": [0.01, 0.3, 0.7, 1.0], "seeds": 3}
-FULL = {**BASE, "n_train": 4000, "n_test": 1000, "epochs": 20, "lrs": [0.01, 0.03, 0.1, 0.3, 0.5, 0.7, 1.0, 1.4, 2.0],
-        "seeds": 5}
+QUICK = Size(train=TrainConfig.compose(DataSpec(n_train=2000, n_test=500), _MODEL, _SGD, LoopSpec(epochs=5, batch_size=32)),
+             lrs=(0.01, 0.3, 0.7, 1.0), seeds=3)
+FULL = Size(train=TrainConfig.compose(DataSpec(n_train=4000, n_test=1000), _MODEL, _SGD, LoopSpec(epochs=20, batch_size=32)),
+            lrs=(0.01, 0.03, 0.1, 0.3, 0.5, 0.7, 1.0, 1.4, 2.0), seeds=5)
 UNITS = ("relu", "leaky_relu", "prelu", "maxout")
 LARGE_SHARE = 0.2  # "a large share": half the seeds' 40%
 SMALL_SHARE = 0.01  # at a modest rate almost none die
@@ -56,10 +68,11 @@ def _zero_grad_share(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[f
     return shares
 
 
-def _one(cfg: TrainConfig) -> dict:
-    """Train ``cfg``; then the zero-gradient share per hidden layer (and the probe's dead share, PReLU's slopes)."""
+def _one(cfg: TrainConfig, run: Path) -> dict:
+    """Train ``cfg`` (stored in ``run``); then the zero-gradient share per hidden layer (and the probe's dead
+    share, PReLU's slopes)."""
     net, d = job.prepare(cfg)
-    summary = job.train(cfg, net, d)
+    summary = job.train(cfg, net, d, run=Run.create(run, cfg.model_dump()))
     r = {"status": summary.status, "train_loss": summary.train_loss, "test_accuracy": summary.test_accuracy}
     if summary.status != "finished":
         return r
@@ -75,13 +88,12 @@ def _one(cfg: TrainConfig) -> dict:
     return r
 
 
-def run(size: dict, seed: int, folder) -> dict:
-    fields = {k: v for k, v in size.items() if k not in ("lrs", "seeds")}
-    out = {"lrs": size["lrs"], "runs": {}}
+def run(size: Size, seed: int, folder) -> dict:
+    out = {"lrs": list(size.lrs), "runs": {}}
     for act in UNITS:
-        for lr in size["lrs"]:
-            seeds = [_one(TrainConfig(**fields, activation=act, init=_init(act), lr=lr, seed=seed + k,
-                                      data_seed=seed)) for k in range(size["seeds"])]
+        for lr in size.lrs:
+            seeds = [_one(size.train.replace(activation=act, init=_init(act), lr=lr, seed=seed + k, data_seed=seed),
+                          Path(folder) / f"{act}_lr{lr:g}_seed{seed + k}") for k in range(size.seeds)]
             done = [r for r in seeds if r["status"] == "finished"]
             out["runs"][f"{act}@{lr:g}"] = {
                 "seeds": seeds, "finished": len(done), "status": f"{len(done)}/{len(seeds)} finished",

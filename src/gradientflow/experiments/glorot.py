@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .. import init, plots
+from . import claim
 from .claim import Claim, Verdict
 from .common import gaussian_batch, probe_once
 
@@ -24,8 +25,13 @@ CLAIMS = (Claim("C18", "Ideally the variance of each layer's output equals that 
                        "of the gradient is the same before and after a layer (backward); both together are generally "
                        "impossible, and Var(w) = 2/(n_in + n_out) is the compromise. It is the guiding condition behind "
                        "all later initialisers.", "001, 004"),)
-QUICK = {"widths": [32, 64, 128, 256, 512], "batch": 2000}
-FULL = {"widths": [32, 64, 128, 256, 512, 1024], "batch": 10000}
+class Size(claim.Size):
+    widths: tuple[int, ...]  # the input and every layer's width: n_in != n_out in each layer
+    batch: int  # unit-Gaussian inputs the probe sees
+
+
+QUICK = Size(widths=(32, 64, 128, 256, 512), batch=2000)
+FULL = Size(widths=(32, 64, 128, 256, 512, 1024), batch=10000)
 INITS = {"lecun (1/n_in)": ("xavier", init.Scale(mode="fan_in")),
          "fan_out (1/n_out)": ("xavier", init.Scale(mode="fan_out")),
          "xavier (2/(n_in+n_out))": ("xavier", init.Scale()),
@@ -42,13 +48,13 @@ def _net(widths: list[int], init_name: str, scale: init.Scale, g: torch.Generato
     return nn.Sequential(*layers)
 
 
-def run(size: dict, seed: int, folder) -> dict:
-    widths = size["widths"]
+def run(size: Size, seed: int, folder) -> dict:
+    widths = list(size.widths)
     out = {"widths": widths, "inits": {}}
     for label, (init_name, scale) in INITS.items():
         g = torch.Generator().manual_seed(seed)
         net = _net(widths, init_name, scale, g)
-        x, y = gaussian_batch(size["batch"], widths[0], widths[-1], g)
+        x, y = gaussian_batch(size.batch, widths[0], widths[-1], g)
         rows = probe_once(net, x, y)  # the first layer has no backward ratio: its input x needs no gradient
         variance = [init.get(init_name).variance(i, o, scale) for i, o in zip(widths[:-1], widths[1:])]
         out["inits"][label] = {

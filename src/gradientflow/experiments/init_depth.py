@@ -14,6 +14,7 @@ import torch
 
 from .. import activations, init, model, plots, theory
 from ..propagate import propagate
+from . import claim
 from .claim import Claim, Verdict
 from .common import gaussian_batch, hidden, probe_once
 
@@ -25,8 +26,14 @@ CLAIMS = (
                  "depth; with ReLU it does not: the activations shrink layer after layer.", "001, 004"),
     Claim("C17", "He (MSRA): Var(w) = 2/N keeps ReLU activations stable through depth.", "001, 004"),
 )
-QUICK = {"depth": 10, "width": 500, "batch": 1000}
-FULL = {"depth": 10, "width": 500, "batch": 5000}
+class Size(claim.Size):
+    depth: int  # hidden layers: the seeds' 10
+    width: int  # units per layer: the seeds' 500
+    batch: int  # unit-Gaussian inputs
+
+
+QUICK = Size(depth=10, width=500, batch=1000)
+FULL = Size(depth=10, width=500, batch=5000)
 NETS = {"tanh_small": ("tanh", "normal", 0.01), "tanh_large": ("tanh", "normal", 1.0),
         "tanh_xavier": ("tanh", "xavier", None), "relu_xavier": ("relu", "xavier", None), "relu_he": ("relu", "he", None)}
 
@@ -40,15 +47,15 @@ STABLE = 2.0  # He "stable": the std stays within a factor 2 of the first layer'
 THEORY = 0.25
 
 
-def run(size: dict, seed: int, folder) -> dict:
-    depth, width = size["depth"], size["width"]
+def run(size: Size, seed: int, folder) -> dict:
+    depth, width = size.depth, size.width
     out = {"depth": depth, "width": width, "nets": {}}
     z = np.random.default_rng(seed).standard_normal(50_000)
     for key, (act, init_name, std) in NETS.items():
         scale = init.Scale(std=std) if std is not None else init.Scale()
         g = torch.Generator().manual_seed(seed)
         net = model.mlp(width, width, depth, activation=act, init_name=init_name, scale=scale, generator=g)
-        x = torch.randn(size["batch"], width, generator=g)  # as `gradientflow propagate` draws it
+        x = torch.randn(size.batch, width, generator=g)  # as `gradientflow propagate` draws it
         stats, outputs = propagate(net, x)
         sw2, _ = init.meanfield_scales(init_name, width, width, scale)
         pred = theory.predict_layers(act, depth, sw2, 0.0, input_var=1.0)
@@ -64,7 +71,7 @@ def run(size: dict, seed: int, folder) -> dict:
         if key == "tanh_small":
             g = torch.Generator().manual_seed(seed)
             readout = model.mlp(width, width, depth, 10, activation=act, init_name=init_name, scale=scale, generator=g)
-            xb, yb = gaussian_batch(size["batch"], width, 10, g)
+            xb, yb = gaussian_batch(size.batch, width, 10, g)
             record["act_grad_norm"] = [r["act_grad_norm"] for r in hidden(probe_once(readout, xb, yb))]
         out["nets"][key] = record
     return out

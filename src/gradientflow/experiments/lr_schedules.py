@@ -11,16 +11,27 @@ import math
 
 
 from .. import plots
-from ..config import TrainConfig
+from ..config import DataSpec, ModelSpec, TrainConfig
+from ..optim import OptimizerSpec
+from ..train import LoopSpec
+from . import claim
 from .claim import Claim, Verdict, finite
 from .common import train
 
 CLAIMS = (Claim("C20", "Learning-rate scheduling is one of the five families of remedies for unstable gradients (with "
                        "initialisation, input normalisation, activation choice and optimiser choice).", "004"),)
-BASE = {"data": "mnist1d", "depth": 4, "width": 100, "activation": "relu", "init": "he", "optimizer": "momentum",
-        "momentum": 0.9, "lr": 0.3, "batch_size": 64}
-QUICK = {**BASE, "n_train": 4000, "n_test": 1000, "epochs": 10}
-FULL = {**BASE, "n_train": 4000, "n_test": 1000, "epochs": 40}
+
+
+class Size(claim.Size):
+    train: TrainConfig  # the constant-rate run; each schedule changes only the schedule fields
+
+
+# momentum at 0.3: at the edge of stability for this net, where a schedule should matter
+_MODEL, _MOMENTUM = ModelSpec(depth=4, width=100), OptimizerSpec(optimizer="momentum", momentum=0.9, lr=0.3)
+QUICK = Size(train=TrainConfig.compose(DataSpec(n_train=4000, n_test=1000), _MODEL, _MOMENTUM,
+                                       LoopSpec(epochs=10, batch_size=64)))
+FULL = Size(train=TrainConfig.compose(DataSpec(n_train=4000, n_test=1000), _MODEL, _MOMENTUM,
+                                      LoopSpec(epochs=40, batch_size=64)))
 SCHEDULES = {"constant": {"schedule": "constant"},
              "step": {"schedule": "step", "gamma": 0.3},
              "exponential": {"schedule": "exponential"},
@@ -29,8 +40,9 @@ SCHEDULES = {"constant": {"schedule": "constant"},
 UNSTABLE = 1.0  # "unstable": some epoch's training loss rises above the first epoch's
 
 
-def _config(size: dict, name: str, seed: int) -> TrainConfig:
-    steps = math.ceil(size["n_train"] / size["batch_size"]) * size["epochs"]
+def _config(size: Size, name: str, seed: int) -> TrainConfig:
+    base = size.train
+    steps = math.ceil(base.n_train / base.batch_size) * base.epochs
     extra = dict(SCHEDULES[name])
     if name == "step":
         extra["step_size"] = max(1, steps // 3)  # three stages
@@ -38,12 +50,12 @@ def _config(size: dict, name: str, seed: int) -> TrainConfig:
         extra["gamma"] = 0.01 ** (1 / steps)  # down to 1% of the rate by the end
     if name == "warmup+cosine":
         extra["warmup_steps"] = max(1, steps // 10)
-    return TrainConfig(**size, **extra, seed=seed, data_seed=seed)
+    return base.replace(**extra, seed=seed, data_seed=seed)
 
 
-def run(size: dict, seed: int, folder) -> dict:
+def run(size: Size, seed: int, folder) -> dict:
     return {"runs": {name: train(_config(size, name, seed), folder, name.replace("+", "_")) for name in SCHEDULES},
-            "lr": size["lr"]}
+            "lr": size.train.lr}
 
 
 def _unstable(r: dict) -> bool:

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from .. import optim, plots
-from ..config import TrainConfig
+from ..config import ModelSpec, TrainConfig
+from . import claim
 from .claim import Claim, Verdict
 from .common import train
 
@@ -32,8 +33,19 @@ CLAIMS = (
                  "theta <- theta - alpha/(sqrt(r~) + delta) v~, mu = 0.9, rho = 0.999. The bias correction removes "
                  "the slow 'cold start' of the first steps.", "001"),
 )
-QUICK = {"steps": 150, "noisy_steps": 2000, "n_train": 2000, "n_test": 500, "epochs": 10}
-FULL = {"steps": 400, "noisy_steps": 20000, "n_train": 4000, "n_test": 1000, "epochs": 50}
+
+
+class Size(claim.Size):
+    steps: int  # of each 2-D descent (ravine, saddle)
+    noisy_steps: int  # of the noisy-ravine runs (AdaGrad's stall needs a long run)
+    train: TrainConfig  # the MNIST-1D net; the optimiser and its rate are set per run
+
+
+_NET = TrainConfig.compose(ModelSpec(depth=2, width=100, activation="relu", init="he"))
+QUICK = Size(steps=150, noisy_steps=2000,
+             train=_NET.replace(n_train=2000, n_test=500, epochs=10, batch_size=32))
+FULL = Size(steps=400, noisy_steps=20000,
+            train=_NET.replace(n_train=4000, n_test=1000, epochs=50, batch_size=32))
 
 RAVINE = (0.01, 2.0)  # curvature along, across
 RAVINE_START = (-8.0, 1.0)
@@ -119,17 +131,15 @@ def _first_steps(steps: int, seed: int) -> dict:
             "first_moment_only_uncorrected": size(adam_steps(grads, lr, correct_v=False, correct_r=True))}
 
 
-def run(size: dict, seed: int, folder) -> dict:
-    n = size["steps"]
+def run(size: Size, seed: int, folder) -> dict:
+    n = size.steps
     out = {"ravine": {k: descend(ravine, RAVINE_START, k, lr, n) for k, lr in RATES.items()},
            "saddle": {k: descend(saddle, SADDLE_START, k, RATES[k], n) for k in ("sgd", "momentum")},
-           "noisy": {k: descend(ravine, RAVINE_START, k, RATES[k], size["noisy_steps"], NOISE, seed)
+           "noisy": {k: descend(ravine, RAVINE_START, k, RATES[k], size.noisy_steps, NOISE, seed)
                      for k in ("adagrad", "rmsprop")},
            "adam_first_steps": _first_steps(50, seed), "mnist1d": {}}
     for k in ("sgd", "momentum", "adagrad", "rmsprop", "adam"):
-        cfg = TrainConfig(data="mnist1d", n_train=size["n_train"], n_test=size["n_test"], depth=2, width=100,
-                          activation="relu", init="he", optimizer=k, lr=MNIST_RATES[k], batch_size=32,
-                          epochs=size["epochs"], seed=seed, data_seed=seed)
+        cfg = size.train.replace(optimizer=k, lr=MNIST_RATES[k], seed=seed, data_seed=seed)
         out["mnist1d"][k] = train(cfg, folder, k)
     for k, r in out["noisy"].items():  # keep the figure's data small: every 10th point of the long runs
         r["path"] = r["path"][::10]

@@ -11,34 +11,45 @@ import math
 
 import numpy as np
 
-from ..config import TrainConfig
-from .. import job, plots
+from .. import plots
+from ..config import DataSpec, ModelSpec, TrainConfig
+from ..optim import OptimizerSpec
+from ..train import LoopSpec
+from . import claim
 from .claim import Claim, Verdict, finite
+from .common import train
 
 CLAIMS = (Claim("C21", "Recommendation: sigmoid or tanh: Xavier. ReLU or Leaky ReLU: He.", "001, 004"),)
-BASE = {"data": "mnist1d", "depth": 6, "width": 100, "optimizer": "momentum", "momentum": 0.9, "lr": 0.01,
-        "batch_size": 32}
-QUICK = {**BASE, "n_train": 2000, "n_test": 500, "epochs": 5, "seeds": 2}
-FULL = {**BASE, "n_train": 4000, "n_test": 1000, "epochs": 20, "seeds": 3}
+
+
+class Size(claim.Size):
+    train: TrainConfig  # the net and loop; activation, init and seed are set per cell
+    seeds: int  # runs per cell, averaged
+
+
+_MODEL, _MOMENTUM = ModelSpec(depth=6, width=100), OptimizerSpec(optimizer="momentum", momentum=0.9, lr=0.01)
+QUICK = Size(train=TrainConfig.compose(DataSpec(n_train=2000, n_test=500), _MODEL, _MOMENTUM,
+                                       LoopSpec(epochs=5, batch_size=32)), seeds=2)
+FULL = Size(train=TrainConfig.compose(DataSpec(n_train=4000, n_test=1000), _MODEL, _MOMENTUM,
+                                      LoopSpec(epochs=20, batch_size=32)), seeds=3)
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu")
 INITS = {"normal 0.01": ("normal", 0.01), "xavier": ("xavier", None), "he": ("he", None), "normal 1": ("normal", 1.0)}
 RECOMMENDED = {"sigmoid": "xavier", "tanh": "xavier", "relu": "he", "leaky_relu": "he"}
 TIE = 0.02  # the recommended init counts as best when its loss is within 2% of the row's best (seed noise)
 
 
-def run(size: dict, seed: int, folder) -> dict:
-    fields = {k: v for k, v in size.items() if k != "seeds"}
+def run(size: Size, seed: int, folder) -> dict:
     grid = {}
     for act in ACTIVATIONS:
         for label, (init_name, std) in INITS.items():
             losses = []
-            for k in range(size["seeds"]):
-                cfg = TrainConfig(**fields, activation=act, init=init_name, std=std, seed=seed + k, data_seed=seed)
-                net, d = job.prepare(cfg)
-                summary = job.train(cfg, net, d)
-                losses.append(summary.train_loss if summary.status == "finished" else math.inf)
+            for k in range(size.seeds):
+                cfg = size.train.replace(activation=act, init=init_name, std=std, seed=seed + k, data_seed=seed)
+                r = train(cfg, folder, f"{act}_{label.replace(' ', '')}_seed{seed + k}")
+                losses.append(r["train_loss"] if r["status"] == "finished" else math.inf)
             grid[f"{act}|{label}"] = sum(losses) / len(losses)
-    return {"grid": grid, "steps": math.ceil(size["n_train"] / size["batch_size"]) * size["epochs"]}
+    t = size.train
+    return {"grid": grid, "steps": math.ceil(t.n_train / t.batch_size) * t.epochs}
 
 
 def _row(m: dict, act: str) -> dict[str, float]:

@@ -13,14 +13,21 @@ import numpy as np
 import torch
 
 from .. import init, model, plots, theory
+from . import claim
 from .claim import Claim, Verdict
 from .common import gaussian_batch, hidden, probe_once
 
 CLAIMS = (Claim("C2", "Back-propagation multiplies local derivatives layer by layer; with sigmoid each layer scales "
                       "the gradient by at most 1/4, so after 10 layers by at most (1/4)^10 ~ 9.5e-7. Early layers "
                       "stop learning.", "000, 001, 004"),)
-QUICK = {"depth": 10, "width": 200, "batch": 512}
-FULL = {"depth": 10, "width": 500, "batch": 2000}
+class Size(claim.Size):
+    depth: int  # hidden layers
+    width: int  # units per layer
+    batch: int  # unit-Gaussian inputs of one backward pass
+
+
+QUICK = Size(depth=10, width=200, batch=512)
+FULL = Size(depth=10, width=500, batch=2000)
 NETS = (("sigmoid", "xavier"), ("tanh", "xavier"), ("relu", "he"))
 
 FINITE_WIDTH = 1.15  # measured per-layer factor may exceed 1/4 by this much: a finite net's sampling noise
@@ -28,13 +35,13 @@ STOPPED = 1e-2  # "stops learning": the first layer's weight gradient under 1% o
 THEORY_FACTOR = 3.0  # theory and measurement agree when the end-to-end ratio is within this factor
 
 
-def run(size: dict, seed: int, folder) -> dict:
-    depth, width = size["depth"], size["width"]
+def run(size: Size, seed: int, folder) -> dict:
+    depth, width = size.depth, size.width
     out = {}
     for act, init_name in NETS:
         g = torch.Generator().manual_seed(seed)
         net = model.mlp(width, width, depth, 10, activation=act, init_name=init_name, generator=g)
-        x, y = gaussian_batch(size["batch"], width, 10, g)
+        x, y = gaussian_batch(size.batch, width, 10, g)
         rows = hidden(probe_once(net, x, y))
         sw2, _ = init.meanfield_scales(init_name, width)
         pred = theory.predict_layers(act, depth, sw2, 0.0, input_var=1.0)

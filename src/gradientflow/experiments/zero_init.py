@@ -11,26 +11,35 @@ from __future__ import annotations
 import numpy as np
 
 from .. import job, layers, plots
-from ..config import TrainConfig
+from ..config import DataSpec, ModelSpec, TrainConfig
+from ..optim import OptimizerSpec
+from ..store import Run
+from ..train import LoopSpec
 from ..probes import watch
+from . import claim
 from .claim import Claim, Verdict
 from .common import hidden
 
 CLAIMS = (Claim("C14", "All-zero init makes every neuron of a layer compute and learn the same thing: the layer is "
                        "worth one neuron.", "001, 004"),)
-BASE = {"data": "mnist1d", "depth": 3, "width": 64, "activation": "sigmoid", "optimizer": "sgd", "lr": 0.5,
-        "batch_size": 32}
-QUICK = {**BASE, "n_train": 2000, "n_test": 500, "epochs": 5}
-FULL = {**BASE, "n_train": 4000, "n_test": 1000, "epochs": 30}
 
 
-def run(size: dict, seed: int, folder) -> dict:
-    out = {"width": size["width"]}
+class Size(claim.Size):
+    train: TrainConfig  # a sigmoid net under SGD; the init is zeros, then xavier as the control
+
+
+_MODEL, _SGD = ModelSpec(depth=3, width=64, activation="sigmoid"), OptimizerSpec(optimizer="sgd", lr=0.5)
+QUICK = Size(train=TrainConfig.compose(DataSpec(n_train=2000, n_test=500), _MODEL, _SGD, LoopSpec(epochs=5, batch_size=32)))
+FULL = Size(train=TrainConfig.compose(DataSpec(n_train=4000, n_test=1000), _MODEL, _SGD, LoopSpec(epochs=30, batch_size=32)))
+
+
+def run(size: Size, seed: int, folder) -> dict:
+    out = {"width": size.train.width}
     for init_name in ("zeros", "xavier"):
-        cfg = TrainConfig(**size, init=init_name, seed=seed, data_seed=seed)
+        cfg = size.train.replace(init=init_name, seed=seed, data_seed=seed)
         net, d = job.prepare(cfg)
         with watch(net) as probe:
-            summary = job.train(cfg, net, d)
+            summary = job.train(cfg, net, d, run=Run.create(folder / init_name, cfg.model_dump()))
             rows = hidden(probe.summary().to_dict("records"))
         out[init_name] = {"distinct_units": [int(r["distinct_units"]) for r in rows],
                           "weight_norm": [float(layer.weight.detach().norm()) for layer in layers.hidden(net)],

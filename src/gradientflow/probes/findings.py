@@ -42,7 +42,7 @@ def from_long(rows: list[dict], layers: list[dict] = ()) -> list[dict]:
     if not rows:
         return []
     wide = pd.DataFrame(rows).pivot_table(index=["step", "layer"], columns="name", values="value", aggfunc="last",
-                                          sort=False)
+                                          sort=False, dropna=False)  # NaN is a value (no update yet)
     text = {(r["step"], r["layer"]): {"type": r["type"], "activation": r["activation"] or None} for r in layers}
     return [{"layer": layer, "last_step": int(step), **values, **text.get((step, layer), {})}
             for (step, layer), values in zip(wide.index, wide.to_dict("records"))]

@@ -1,0 +1,44 @@
+"""Configs composed of typed parts: the flat names, the parts, composition and one-line errors."""
+
+import pytest
+from pydantic import ValidationError
+
+from gradientflow.config import DataSpec, ModelSpec, PropagateConfig, ProbeSpec, TrainConfig, describe_error
+from gradientflow.optim import OptimizerSpec
+from gradientflow.train import LoopSpec
+
+
+def test_a_train_config_is_the_union_of_its_parts():
+    cfg = TrainConfig(data="xor", depth=3, lr=0.1, optimizer="sgd", epochs=4, probe=True)
+    parts = cfg.parts
+    assert parts.data == DataSpec(data="xor") and parts.model == ModelSpec(depth=3)
+    assert parts.optimizer == OptimizerSpec(optimizer="sgd", lr=0.1) and parts.loop == LoopSpec(epochs=4)
+    assert parts.probes == ProbeSpec(probe=True)
+    fields = [set(type(p).model_fields) for p in parts]
+    assert set().union(*fields) == set(TrainConfig.model_fields) and sum(map(len, fields)) == len(TrainConfig.model_fields)
+
+
+def test_compose_and_replace_validate_and_keep_the_flat_names():
+    cfg = TrainConfig.compose(DataSpec(data="digits", n_train=100), ModelSpec(width=8), LoopSpec(epochs=2), lr=0.01)
+    assert (cfg.data, cfg.n_train, cfg.width, cfg.epochs, cfg.lr) == ("digits", 100, 8, 2, 0.01)
+    assert TrainConfig(**cfg.model_dump()) == cfg  # a run's config.json reads back as the same config
+    assert cfg.replace(lr=0.5).lr == 0.5 and cfg.lr == 0.01
+    with pytest.raises(ValidationError):
+        cfg.replace(depth=-1)
+    with pytest.raises(ValidationError):  # a part's own rule runs in the composition too
+        TrainConfig.compose(OptimizerSpec(optimizer="sgd"), momentum=0.9)
+
+
+@pytest.mark.parametrize("make, line", [
+    (lambda: TrainConfig(lr=float("nan")), "invalid lr=nan: must be a finite number > 0"),
+    (lambda: TrainConfig(noise=float("inf")), "invalid noise=inf: must be a finite number >= 0"),
+    (lambda: TrainConfig(colour="red"), "unknown field 'colour'"),
+    (lambda: TrainConfig(optimizer="rmsprop", momentum=0.5), "momentum applies to momentum, nesterov, adam, adamw"),
+    (lambda: OptimizerSpec(optimizer="sgd", eps=1e-8), "eps (delta) applies to adagrad"),
+    (lambda: LoopSpec(device="tpu"), "invalid device='tpu': unknown device"),
+    (lambda: PropagateConfig(gain=0.0), "invalid gain=0.0"),
+])
+def test_errors_are_one_line_naming_the_value(make, line):
+    with pytest.raises(ValidationError) as err:
+        make()
+    assert line in describe_error(err.value) and "\n" not in describe_error(err.value)
