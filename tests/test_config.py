@@ -29,7 +29,19 @@ def test_compose_and_replace_validate_and_keep_the_flat_names():
         TrainConfig.compose(OptimizerSpec(optimizer="sgd"), momentum=0.9)
 
 
+def test_every_part_keeps_its_validators_in_the_composition():
+    """TrainConfig inherits the parts' validators by name: two parts using one name would silently drop one."""
+    def names(model):
+        d = model.__pydantic_decorators__
+        return [*d.field_validators, *d.model_validators]
+
+    parts = [n for part in (DataSpec, ModelSpec, OptimizerSpec, LoopSpec, ProbeSpec) for n in names(part)]
+    assert len(parts) == len(set(parts)) and set(parts) <= set(names(TrainConfig))
+
+
 @pytest.mark.parametrize("make, line", [
+    (lambda: TrainConfig(activation="swishy"), "invalid activation='swishy': unknown activation"),
+    (lambda: TrainConfig(schedule="cyclic"), "invalid schedule='cyclic': unknown schedule"),
     (lambda: TrainConfig(lr=float("nan")), "invalid lr=nan: must be a finite number > 0"),
     (lambda: TrainConfig(noise=float("inf")), "invalid noise=inf: must be a finite number >= 0"),
     (lambda: TrainConfig(colour="red"), "unknown field 'colour'"),

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from . import schedules
 from .schedules import SCHEDULES
@@ -64,18 +64,12 @@ class OptimizerSpec(BaseModel):
     gamma: float | None = Field(None, gt=0, le=1)
     warmup_steps: int = Field(0, ge=0)
 
-    @field_validator("optimizer")
+    @field_validator("optimizer", "schedule")
     @classmethod
-    def _known_optimizer(cls, v: str) -> str:
-        if v not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer; expected one of: {', '.join(OPTIMIZERS)}")
-        return v
-
-    @field_validator("schedule")
-    @classmethod
-    def _known_schedule(cls, v: str) -> str:
-        if v not in SCHEDULES:
-            raise ValueError(f"unknown schedule; expected one of: {', '.join(SCHEDULES)}")
+    def _known_name(cls, v: str, info: ValidationInfo) -> str:  # a name of its own: TrainConfig inherits all parts
+        allowed = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES}[info.field_name]
+        if v not in allowed:
+            raise ValueError(f"unknown {info.field_name}; expected one of: {', '.join(allowed)}")
         return v
 
     @model_validator(mode="after")
