@@ -92,13 +92,14 @@ def run_one(name: str, *, quick: bool, seed: int, out: str | Path) -> dict:
     size = mod.QUICK if quick else mod.FULL
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    torch.manual_seed(seed)
     folder = out / "runs" / name
     shutil.rmtree(folder, ignore_errors=True)  # this experiment's runs from an earlier reproduce
     folder.mkdir(parents=True)
     started = time.perf_counter()
     try:
-        measured = mod.run(size, seed, folder)
+        with torch.random.fork_rng(devices=[]):  # the caller's global RNG state is left as it was
+            torch.manual_seed(seed)
+            measured = mod.run(size, seed, folder)
         verdicts = mod.verdicts(measured)
         figures = mod.figures(measured)
     except Exception as err:  # noqa: BLE001 - one broken experiment must not hide the others
