@@ -107,3 +107,11 @@ def test_meanfield_scales_are_fan_in_times_the_promised_variance(name, scale, ex
 def test_meanfield_scales_of_a_rectangular_layer_and_of_inits_the_theory_does_not_describe():
     assert init.meanfield_scales("xavier", 100, 300)[0] == pytest.approx(100 * 2 / 400)
     assert all(init.meanfield_scales(n, 100) is None for n in ("zeros", "constant", "lsuv"))
+
+
+def test_meanfield_draws_the_asked_variances_and_meanfield_scales_reads_them_back():
+    scale = init.meanfield(1.7, 0.04)
+    assert init.meanfield_scales("xavier", 400, 250, scale) == pytest.approx((1.7, 0.04), rel=1e-12)
+    w = torch.empty(2000, 400)
+    init.get("xavier").fill_(w, scale, torch.Generator().manual_seed(0))
+    assert float(w.var()) * 400 == pytest.approx(1.7, rel=0.01)

@@ -244,7 +244,14 @@ class CriticalInit:
 
     def scale(self) -> Scale:
         """The ``Scale`` for ``xavier`` in fan_in mode with gain sqrt(sigma_w2), and the bias std."""
-        return Scale(gain=math.sqrt(self.sigma_w2), mode="fan_in", bias_std=math.sqrt(self.sigma_b2))
+        return meanfield(self.sigma_w2, self.sigma_b2)
+
+
+def meanfield(sigma_w2: float, sigma_b2: float = 0.0) -> Scale:
+    """The ``Scale`` that draws W ~ N(0, sigma_w2 / fan_in), b ~ N(0, sigma_b2) with ``xavier``
+    (Poole et al. 2016's parametrisation): gain sqrt(sigma_w2) in fan_in mode, bias std sqrt(sigma_b2).
+    ``meanfield_scales`` is its inverse: ``meanfield_scales("xavier", n, scale=meanfield(w, b)) == (w, b)``."""
+    return Scale(gain=math.sqrt(sigma_w2), mode="fan_in", bias_std=math.sqrt(sigma_b2))
 
 
 def critical(activation: str, sigma_b2: float = 0.0) -> CriticalInit:
