@@ -1,6 +1,7 @@
 """The claims catalog, its verdicts (which must be able to fail), and ``reproduce`` end to end."""
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -81,17 +82,32 @@ def test_c14_fails_when_units_stay_distinct():
     assert not zero_init.verdicts(base)["C14"].passed
 
 
-def test_c20_fails_when_the_constant_rate_is_stable():
+def _c20_numbers(largest: dict[str, float], best: dict[str, float]) -> dict:
+    """Cells stable up to each schedule's ``largest`` rate, the median loss ``best[name]`` at the first rate."""
     from gradientflow.experiments import lr_schedules
 
-    def run(losses):
-        return {"status": "finished", "train_loss": losses[-1], "test_accuracy": 0.5, "epochs": losses}
+    rates = [0.1, 0.2, 0.4, 0.8]
+    cells = {}
+    for name in lr_schedules.SCHEDULES:
+        for k, lr in enumerate(rates):
+            ok = lr <= largest[name]
+            loss = best[name] + 0.1 * k
+            seeds = [{"status": "finished", "final_loss": loss, "max_spike": 1.5, "stable": ok}] * 3
+            cells[f"{name}@{lr:g}"] = {"seeds": seeds, "stable": ok,
+                                       "loss": {"median": loss if ok else math.nan}}
+    return {"rates": rates, "classes": 10, "cells": cells}
 
-    m = {"lr": 0.3, "runs": {name: run([2.0, 1.0, 0.5]) for name in lr_schedules.SCHEDULES}}
-    m["runs"]["constant"] = run([2.0, 3.0, 2.3])
-    assert lr_schedules.verdicts(m)["C20"].passed
-    m["runs"]["constant"] = run([2.0, 1.5, 1.2])
-    assert not lr_schedules.verdicts(m)["C20"].passed
+
+def test_c20_passes_only_when_a_schedule_is_both_more_stable_and_no_worse():
+    from gradientflow.experiments import lr_schedules
+
+    v = lambda largest, best: lr_schedules.verdicts(_c20_numbers(largest, best))["C20"].passed  # noqa: E731
+    stable = {"constant": 0.2, "cosine": 0.4, "warmup+cosine": 0.4}
+    assert v(stable, {"constant": 1.1, "cosine": 1.0, "warmup+cosine": 1.05})
+    assert not v({**stable, "cosine": 0.2, "warmup+cosine": 0.2}, {"constant": 1.1, "cosine": 1.0,
+                                                                   "warmup+cosine": 1.05})  # no larger peak rate
+    assert not v(stable, {"constant": 1.0, "cosine": 1.1, "warmup+cosine": 1.2})  # larger, but worse loss
+    assert v({**stable, "cosine": 0.2}, {"constant": 1.1, "cosine": 0.9, "warmup+cosine": 1.1})  # one schedule does
 
 
 # --- the one optimiser written out here, against the plain reference ---
