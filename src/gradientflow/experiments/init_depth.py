@@ -64,6 +64,7 @@ def run(size: Size, seed: int, folder) -> dict:
                   "mean": [s.mean for s in stats], "act_std": [s.std for s in stats],
                   "saturated": [s.saturated for s in stats], "zero": [s.zero for s in stats],
                   "theory_std": [p.std for p in pred], "theory_mean": [p.mean for p in pred],
+                  "theory_q": [p.q for p in pred],
                   "edges": edges.tolist(),
                   "hist": [np.histogram(h.double().numpy().ravel(), bins=edges)[0].tolist() for h in outputs],
                   "theory_hist": [np.histogram(activations.get(act).numpy(np.sqrt(p.q) * z), bins=edges)[0].tolist()
@@ -116,7 +117,9 @@ def verdicts(m: dict) -> dict[str, Verdict]:
             "init_std",
             f"std layer 1 -> 10: tanh/Xavier {tx['act_std'][0]:.3g} -> {tx['act_std'][-1]:.3g}; ReLU/Xavier "
             f"{rx['act_std'][0]:.3g} -> {rx['act_std'][-1]:.3g} ({_shrink(rx):.3g}x smaller). tanh/Xavier still "
-            "decays slowly: sigma_w^2 = 1 is tanh's critical point, where q falls like 1/l rather than staying fixed."),
+            f"decays slowly: sigma_w^2 = 1 is tanh's critical point, where the theory's q falls from "
+            f"{tx['theory_q'][0]:.3g} to {tx['theory_q'][-1]:.3g} over {len(tx['theory_q'])} layers "
+            f"(x{tx['theory_q'][0] / tx['theory_q'][-1]:.3g}) rather than staying fixed."),
         "C17": Verdict(
             c17, f"ReLU/He's std stays within a factor {STABLE:g} of the first layer's through layer 10 and the theory "
                  f"predicts every layer's std within {THEORY:.0%}.",

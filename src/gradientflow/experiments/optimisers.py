@@ -13,6 +13,8 @@ formula (``adam_steps``) and tested against the plain reference in tests/referen
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -216,11 +218,13 @@ def verdicts(m: dict) -> dict[str, Verdict]:
 
 def _adam_why(first: dict) -> str:
     c, u, v_only = first["corrected"][0], first["uncorrected"][0], first["first_moment_only_uncorrected"][0]
+    mu, rho = optim.DEFAULT_MU, optim.DEFAULT_RHO["adam"]
     pace = "slower than" if u < c else "faster than"
     return (f"first step / alpha: corrected {c:.3g}, uncorrected {u:.3g} ({pace} corrected), with only the first "
             f"moment uncorrected {v_only:.3g}. Uncorrected, v carries a factor 1 - mu^t and sqrt(r) a factor "
-            f"sqrt(1 - rho^t): at t = 1, 0.1 against 0.032 with the defaults, so the start is slow only when v alone "
-            "goes uncorrected.")
+            f"sqrt(1 - rho^t): at t = 1, {1 - mu:.2g} against {math.sqrt(1 - rho):.2g} with the defaults (mu = {mu:g}, "
+            f"rho = {rho:g}), so their ratio {(1 - mu) / math.sqrt(1 - rho):.3g} is the uncorrected first step over "
+            "alpha; slow only when v alone goes uncorrected (Kingma & Ba 2015, section 3).")
 
 
 def figures(m: dict) -> dict:

@@ -1,8 +1,9 @@
 """Statistics over seeds: what a verdict decided near the edge of stability reads instead of one run.
 
 A ``Spread`` keeps every seed's value beside the median and the 10-90 % band, so the report can
-draw the dots and the verdict can name its statistic. Runs that diverged are an outcome of their
-own: counted in ``diverged`` and left out of the numbers, never silently dropped.
+draw the dots and the verdict can name its statistic. A seed without a value (its run diverged, or
+the quantity is undefined for it) is kept as None and counted in ``missing``, never silently
+dropped; the experiments count diverged runs beside it as an outcome of their own.
 """
 
 from __future__ import annotations
@@ -15,20 +16,20 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Spread:
-    """Per-seed values (None where the run diverged) and their median and 10 % / 90 % quantiles."""
+    """Per-seed values (None where there is none) and their median and 10 % / 90 % quantiles."""
 
     values: list[float | None]
     median: float
     q10: float
     q90: float
-    diverged: int
+    missing: int
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def spread(values: list[float | None]) -> Spread:
-    """The ``Spread`` of per-seed values; None or a non-finite value counts as diverged.
+    """The ``Spread`` of per-seed values; None or a non-finite value counts as missing.
 
     The quantiles are numpy's linear ones over the finite values; NaN when every seed diverged.
     """

@@ -86,7 +86,7 @@ def verdicts(m: dict) -> dict[str, Verdict]:
         "tanh and ReLU. The 1/4 is a bound on s' alone; the norm factor is sigma_w sqrt(E[s'^2]), <= 1/4 only "
         "while sigma_w <= 1.",
         numbers, "vanishing_gradients",
-        f"sigmoid: ||dL/dh_1|| / ||dL/dh_10|| = {end:.3g} (bound (1/4)^9 = {bound:.3g}, theory "
+        f"sigmoid: ||dL/dh_1|| / ||dL/dh_{m['depth']}|| = {end:.3g} (bound (1/4)^{m['depth'] - 1} = {bound:.3g}, theory "
         f"{numbers['sigmoid_theory_ratio']:.3g}), {per_layer:.3g} per layer; tanh {numbers['tanh_per_layer_factor']:.3g} "
         f"and ReLU/He {numbers['relu_per_layer_factor']:.3g} per layer.")}
 
