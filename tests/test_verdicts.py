@@ -1,0 +1,116 @@
+"""Every claim's rule can fail, and can pass: doctored numbers flip each verdict both ways.
+
+The inputs are the measurements of a real quick run (`tests/data/quick/<experiment>.json.gz`, the
+`data/` folder that `gradientflow reproduce --quick --seed 0` writes, gzipped; regenerate them when
+an experiment's measurements change shape). For every claim, ``mend`` moves the numbers its rule
+reads to the passing side and ``spoil`` moves one of them back across the threshold: the rule must
+say pass on the first and fail on the second, whatever the run itself measured.
+"""
+
+import copy
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from gradientflow import experiments
+
+DATA = Path(__file__).parent / "data" / "quick"
+
+
+def _measured(experiment: str) -> dict:
+    return json.loads(gzip.decompress((DATA / f"{experiment}.json.gz").read_bytes()))
+
+
+def _set(m: dict, path: str, value) -> dict:
+    """``m`` with the value at 'a.b.0.c' replaced (lists indexed by number)."""
+    *keys, last = [int(k) if k.lstrip("-").isdigit() else k for k in path.split(".")]
+    node = m
+    for k in keys:
+        node = node[k]
+    node[last] = value
+    return m
+
+
+def _scale_steps(m: dict, name: str, late: float) -> dict:
+    """A noisy-ravine run whose effective step ends at ``late`` times its early value (both coordinates)."""
+    steps = m["noisy"][name]["effective_step"]
+    for t in range(len(steps)):
+        steps[t] = [1.0 if t < len(steps) // 2 else late] * len(steps[t])
+    return m
+
+
+def _grid(m: dict, losses: dict[str, dict[str, float]]) -> dict:
+    for act, row in losses.items():
+        for label, loss in row.items():
+            m["grid"][f"{act}|{label}"] = loss
+    return m
+
+
+def _recommended_best(m: dict) -> dict:
+    from gradientflow.experiments import recommendation as r
+
+    return _grid(m, {act: {label: (1.0 if (r.INITS[label][0] == r.RECOMMENDED[act]) else 2.0) for label in r.INITS}
+                     for act in r.ACTIVATIONS})
+
+
+def _glorot_exact(m: dict) -> dict:
+    for r in m["inits"].values():
+        r["forward"], r["backward"] = list(r["forward_expected"]), list(r["backward_expected"])
+    return m
+
+
+def _theory_matches(m: dict) -> dict:
+    for r in m["nets"].values():
+        r["theory_std"] = list(r["act_std"])
+    return m
+
+
+CASES = {
+    # claim: (experiment, mend, spoil)
+    "C1": ("activation_shapes", lambda m: _set(_set(m, "sigmoid_peak", 0.25), "sigmoid_derivative_at_10", 4.5e-5),
+           lambda m: _set(m, "sigmoid_derivative_at_10", 0.01)),
+    "C2": ("vanishing", lambda m: m, lambda m: _set(m, "sigmoid.act_grad_norm.0", m["sigmoid"]["act_grad_norm"][-1])),
+    "C3": ("clipping", lambda m: _set(_set(m, "unclipped.status", "diverged"), "clipped.train_loss", 1.0),
+           lambda m: _set(m, "unclipped.status", "finished")),
+    "C4": ("centring", lambda m: _set(_set(m, "coherence.sigmoid_batch1", 1.0), "coherence.tanh_batch1", 0.5),
+           lambda m: _set(m, "coherence.sigmoid_batch1", 0.6)),
+    "C5": ("activation_shapes", lambda m: _set(m, "tanh_mean_at_unit_gaussian", 0.0),
+           lambda m: _set(m, "tanh_mean_at_unit_gaussian", 0.2)),
+    "C6": ("activation_shapes",
+           lambda m: [r.update(forward_vs_relu=3.0) for r in m["cost"] if r["name"] in ("sigmoid", "tanh")] and m,
+           lambda m: [r.update(forward_vs_relu=1.0) for r in m["cost"] if r["name"] == "tanh"] and m),
+    "C10": ("optimisers", lambda m: _set(m, "ravine.momentum.loss.-1", 1e-9),
+            lambda m: _set(m, "ravine.momentum.loss.-1", m["ravine"]["sgd"]["loss"][-1])),
+    "C11": ("optimisers", lambda m: _scale_steps(m, "adagrad", 0.1), lambda m: _scale_steps(m, "adagrad", 1.0)),
+    "C12": ("optimisers", lambda m: _scale_steps(m, "rmsprop", 1.0), lambda m: _scale_steps(m, "rmsprop", 0.1)),
+    "C13": ("optimisers", lambda m: _set(m, "adam_first_steps.uncorrected.0", 0.1),
+            lambda m: _set(m, "adam_first_steps.uncorrected.0", 3.16)),
+    "C14": ("zero_init", lambda m: m, lambda m: _set(m, "zeros.distinct_units.0", 5)),
+    "C15": ("init_depth", lambda m: _set(m, "nets.tanh_large.saturated", [0.95] * len(m["nets"]["tanh_large"]["saturated"])),
+            lambda m: _set(m, "nets.tanh_large.saturated", [0.1] * len(m["nets"]["tanh_large"]["saturated"]))),
+    "C16": ("init_depth", _theory_matches,
+            lambda m: _set(m, "nets.relu_xavier.act_std", [0.5] * len(m["nets"]["relu_xavier"]["act_std"]))),
+    "C17": ("init_depth", _theory_matches,
+            lambda m: _set(m, "nets.relu_he.act_std.-1", m["nets"]["relu_he"]["act_std"][0] / 100)),
+    "C18": ("glorot", _glorot_exact,
+            lambda m: _set(m, "inits.xavier (2/(n_in+n_out)).forward.0", 3 * m["inits"]["xavier (2/(n_in+n_out))"]["forward"][0])),
+    "C19": ("centring", lambda m: _set(m, "data.relu_shift.train_loss", 3.0),
+            lambda m: _set(m, "data.tanh_shift.train_loss", 0.1)),
+    "C21": ("recommendation", _recommended_best, lambda m: _grid(m, {"tanh": {"he": 0.5}})),
+}
+
+
+def test_every_claim_has_a_flip_case():
+    covered = set(CASES) | {"C7", "C8", "C9", "C20"}  # those four: test_experiments.py, on numbers built there
+    assert covered == set(experiments.claim_ids())
+
+
+@pytest.mark.parametrize("claim", sorted(CASES, key=lambda c: int(c[1:])))
+def test_doctored_numbers_flip_the_verdict_both_ways(claim):
+    experiment, mend, spoil = CASES[claim]
+    rules = experiments.load(experiment).verdicts
+    mended = mend(copy.deepcopy(_measured(experiment)))
+    assert rules(mended)[claim].passed, f"{claim}: the mended numbers should pass"
+    assert not rules(spoil(copy.deepcopy(mended)))[claim].passed, f"{claim}: the spoiled numbers should fail"
