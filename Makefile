@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 OUT    ?= out
 
-.PHONY: demo test bench clean
+.PHONY: demo test portability bench clean
 
 $(BIN)/gradientflow: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ demo: $(BIN)/gradientflow
 
 test: $(BIN)/gradientflow
 	$(BIN)/python -m pytest
+
+# slow: the stability-edge claims (C7-C9, C20) give the same verdicts on seeds 0 and 1 and on AVX2 kernels
+portability: $(BIN)/gradientflow
+	$(BIN)/python -m pytest -m portability
 
 bench: $(BIN)/gradientflow
 	$(BIN)/python benchmarks/activation_cost.py

@@ -1,0 +1,45 @@
+"""The stability-edge claims give the same verdicts on other seeds and other floating-point paths.
+
+Slow (minutes): deselected from `make test`, run by `make portability` and by CI. Each variant is a
+whole `gradientflow reproduce --quick` of the claims decided at the edge of stability, in its own
+process: seeds 0 and 1 on the default kernels, and seed 0 with torch's AVX2 kernels and MKL's AVX2
+path forced (ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2), which changes the last digits
+of every training run on a machine with AVX-512.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+pytestmark = pytest.mark.portability
+
+CLAIMS = "C7,C8,C9,C20"
+VARIANTS = {
+    "seed 0": (0, {}),
+    "seed 1": (1, {}),
+    "seed 0, AVX2": (0, {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}),
+}
+
+
+def _verdicts(tmp_path, label, seed, env):
+    out = tmp_path / label.replace(" ", "_").replace(",", "")
+    cmd = [sys.executable, "-m", "gradientflow.cli", "reproduce", "--only", CLAIMS, "--quick", "--seed", str(seed),
+           "--jobs", "1", "--json", "--out", str(out)]
+    res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **env}, check=False)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return {c["id"]: (c["verdict"], c["why"]) for c in json.loads(res.stdout)}
+
+
+def test_edge_of_stability_verdicts_are_the_same_on_every_variant(tmp_path):
+    with ThreadPoolExecutor(max_workers=2) as pool:  # two processes at a time: one per core here
+        futures = {label: pool.submit(_verdicts, tmp_path, label, seed, env) for label, (seed, env) in VARIANTS.items()}
+        results = {label: f.result() for label, f in futures.items()}
+    reference = results["seed 0"]
+    for label, got in results.items():
+        for claim, (verdict, why) in got.items():
+            assert verdict == reference[claim][0], f"{claim}: {verdict} with {label}, {reference[claim][0]} with " \
+                                                   f"seed 0\n  {label}: {why}\n  seed 0: {reference[claim][1]}"
