@@ -200,3 +200,18 @@ def test_reproduce_refuses_a_foreign_folder(tmp_path):
     res = invoke("reproduce", "--quick", "--only", "C2", "--out", str(tmp_path))
     assert res.exit_code == 2 and "did not write" in res.output
     assert (tmp_path / "keep.txt").read_text() == "mine" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_the_closed_form_uncorrected_adam_factor_matches_the_reference_loop():
+    """(1 - mu^t) / sqrt(1 - rho^t) against tests/reference.adam with and without correction, steady gradient."""
+    from gradientflow.experiments.optimisers import uncorrected_factor
+
+    g, steps = np.array([0.7]), 30
+    with_c, without, state_c, state_u = np.zeros(1), np.zeros(1), {}, {}
+    ratios = []
+    for _ in range(steps):
+        before_c, before_u = with_c.copy(), without.copy()
+        with_c = reference.adam(with_c, g, state_c, alpha=1e-3, mu=0.9, rho=0.999, delta=0.0)
+        without = reference.adam(without, g, state_u, alpha=1e-3, mu=0.9, rho=0.999, delta=0.0, bias_correction=False)
+        ratios.append(float((without - before_u)[0] / (with_c - before_c)[0]))
+    assert ratios == pytest.approx(uncorrected_factor(np.arange(1, steps + 1), 0.9, 0.999), rel=1e-9)
