@@ -21,7 +21,7 @@ def main() -> None:
     start = time.perf_counter()
     import numpy as np
     import scipy.interpolate  # noqa: F401  (the first phase diagram of a process imports these)
-    import scipy.optimize.elementwise  # noqa: F401
+    import scipy.optimize.elementwise  # noqa: F401  (imported for its cost, as the first diagram pays it)
 
     from gradientflow import theory
     rows = [{"what": "imports (numpy, scipy.interpolate, scipy.optimize, gradientflow.theory)",

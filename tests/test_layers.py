@@ -5,7 +5,6 @@ import torch
 from torch import nn
 
 from gradientflow import layers, mlp
-from gradientflow.activations import Maxout
 
 
 def _names(walked):

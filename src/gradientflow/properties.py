@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from . import gaussian
-from .activations import (_GRID, SATURATION_THRESHOLD, Activation, Maxout, dead_region, get, max_derivative,
-                          output_range, saturated_region)
+from .activations import (_GRID, SATURATION_THRESHOLD, Activation, Maxout, get, max_derivative, output_range,
+                          saturated_region)
 
 _FAR = 1e6
 

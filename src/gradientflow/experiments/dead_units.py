@@ -49,10 +49,7 @@ CLAIMS = (
     Claim("C9", "Maxout max(w1^T x + b1, w2^T x + b2): ReLU and Leaky ReLU are special cases; no dead units; twice "
                 "the parameters.", "002"),
 )
-class Size(claim.Size):
-    train: TrainConfig  # the net and loop; activation, init, lr and seed are set per run
-    lrs: tuple[float, ...]  # the learning-rate grid
-    seeds: int  # runs per rate
+
 
 class Size(claim.Size):
     train: TrainConfig  # the net and loop; activation, init, lr and seed are set per run

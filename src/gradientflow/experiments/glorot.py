@@ -107,7 +107,7 @@ def verdicts(m: dict) -> dict[str, Verdict]:
                 "e^0.5 (= n_in / n_out: no single variance satisfies both); (3) Xavier has the smallest worst-case "
                 "|log ratio| over both conditions and all layers.",
         numbers, "glorot",
-        f"worst |log ratio|: " + ", ".join(f"{k} {v:.2f}" for k, v in worst.items())
+        "worst |log ratio|: " + ", ".join(f"{k} {v:.2f}" for k, v in worst.items())
         + f"; best: {best}. End to end, forward x backward variance gains: "
         + ", ".join(f"{k.split(' ')[0]} {_product(r['forward']):.3g} / {_product(r['backward']):.3g}"
                     for k, r in inits.items()) + ".")}
