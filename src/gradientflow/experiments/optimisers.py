@@ -3,7 +3,12 @@
 The 2-D runs use the engine's optimisers (``optim.make``: torch.optim, proved equal to the
 seeds' formulas in tests/test_optim.py) on:
 - a ravine f(x, y) = (a x^2 + b y^2) / 2 with curvatures a = 0.01 along it and b = 2 across it;
+- the ravine again at every rate of a grid, for SGD and for momentum: each is compared at its own
+  best rate (C10; at one shared alpha momentum's effective step is 10x larger), the oscillation
+  across the ravine measured as the RMS of y;
 - a saddle f(x, y) = x^2 / 2 + y^4 / 4 - y^2 / 2 (minima at y = +-1), started next to the saddle;
+- a 1-D double well x^4 - 2 x^2 + x / 2 started on the side of its poor local minimum, over a grid of
+  rates: where does each optimiser end (C10's "poor local minima")?
 - the same ravine with Gaussian noise on the gradient (a stochastic gradient that never
   vanishes), where AdaGrad's and RMSProp's effective step alpha / (sqrt(r) + delta) is read
   from the optimiser's state.
@@ -54,7 +59,10 @@ RAVINE_START = (-8.0, 1.0)
 SADDLE_START = (1.0, 1e-4)
 RATES = {"sgd": 0.9, "momentum": 0.9, "adagrad": 0.5, "rmsprop": 0.05, "adam": 0.05}  # 2-D step sizes
 NOISE = 0.5  # std of the noise added to each gradient component in the noisy ravine
-FASTER = 10.0  # momentum "speeds travel": loss after N steps at least 10x below SGD's at the same alpha
+FASTER = 10.0  # momentum "speeds travel": loss after N steps at least 10x below SGD's, each at its best rate
+TUNE = tuple(0.01 * 2 ** (k / 2) for k in range(16))  # 0.01 ... 1.8, a factor sqrt(2) apart: the rates tried per optimiser
+WELL_RATES = tuple(0.002 * 2 ** (k / 2) for k in range(14))  # the double well's rates: 0.002 ... 0.18
+WELL_BARRIER = 0.13  # x below it: the global basin of the double well
 # effective steps compared between step N/10 and step N of the noisy ravine: AdaGrad's r grows like t, so its step
 # should fall like 1/sqrt(t) (to ~0.32 over a 10x longer run); RMSProp's r is an average over ~1/(1-rho) = 100 steps
 DECAYED = 0.5  # AdaGrad "decays": the step at N is below half of the step at N/10
@@ -70,6 +78,35 @@ def ravine(p: torch.Tensor) -> torch.Tensor:
 def saddle(p: torch.Tensor) -> torch.Tensor:
     """f(x, y) = x^2 / 2 + y^4 / 4 - y^2 / 2: a saddle at 0, minima at (0, +-1)."""
     return 0.5 * p[0] ** 2 + 0.25 * p[1] ** 4 - 0.5 * p[1] ** 2
+
+
+def double_well(p: torch.Tensor) -> torch.Tensor:
+    """f(x) = x^4 - 2 x^2 + x / 2 (y unused): a poor local minimum at x = 0.93 (f = -0.55) and the global one at
+    x = -1.06 (f = -1.51), a barrier at x = 0.13 between them. Descents start at x = 2, on the poor side."""
+    return p[0] ** 4 - 2 * p[0] ** 2 + 0.5 * p[0] + 0 * p[1]
+
+
+def tune(name: str, steps: int) -> dict:
+    """Each rate of ``TUNE`` on the ravine for ``steps`` steps: final loss and the RMS of y (the oscillation
+    across); the best rate is the one with the lowest final loss (a fair comparison tunes each optimiser)."""
+    rows = []
+    for lr in TUNE:
+        r = descend(ravine, RAVINE_START, name, lr, steps)
+        y = np.array(r["path"])[1:, 1]
+        rows.append({"lr": lr, "loss": r["loss"][-1], "rms_across": float(np.sqrt(np.mean(y * y)))})
+    finite_rows = [r for r in rows if np.isfinite(r["loss"])]
+    return {"rates": rows, "best": min(finite_rows, key=lambda r: r["loss"])}
+
+
+def basins(name: str, steps: int) -> dict:
+    """The double well from x = 2 at every rate of ``WELL_RATES``: where each descent ends (None: diverged)."""
+    ends = []
+    for lr in WELL_RATES:
+        x = descend(double_well, (2.0, 0.0), name, lr, steps)["path"][-1][0]
+        ends.append(x if np.isfinite(x) else None)
+    finished = [x for x in ends if x is not None]
+    return {"rates": list(WELL_RATES), "ends": ends,
+            "global_share": sum(x < WELL_BARRIER for x in finished) / len(finished) if finished else 0.0}
 
 
 def descend(fn, start, name: str, lr: float, steps: int, noise: float = 0.0, seed: int = 0) -> dict:
@@ -141,8 +178,11 @@ def _first_steps(steps: int, seed: int) -> dict:
 
 def run(size: Size, seed: int, folder) -> dict:
     n = size.steps
+    tuned = {k: tune(k, n) for k in ("sgd", "momentum")}
     out = {"ravine": {k: descend(ravine, RAVINE_START, k, lr, n) for k, lr in RATES.items()},
-           "saddle": {k: descend(saddle, SADDLE_START, k, RATES[k], n) for k in ("sgd", "momentum")},
+           "tuned": tuned,
+           "saddle": {k: descend(saddle, SADDLE_START, k, tuned[k]["best"]["lr"], n) for k in ("sgd", "momentum")},
+           "double_well": {k: basins(k, 4 * n) for k in ("sgd", "momentum")},
            "noisy": {k: descend(ravine, RAVINE_START, k, RATES[k], size.noisy_steps, NOISE, seed)
                      for k in ("adagrad", "rmsprop")},
            "adam_first_steps": _first_steps(50, seed), "mnist1d": {}}
@@ -155,25 +195,23 @@ def run(size: Size, seed: int, folder) -> dict:
     return out
 
 
-def _sign_flips(path: list[list[float]]) -> int:
-    """How often the step across the ravine (y) reverses direction: the zig-zag."""
-    dy = np.diff(np.array(path)[:, 1])
-    return int(np.sum(np.sign(dy[1:]) * np.sign(dy[:-1]) < 0))
-
-
 def _escape(path: list[list[float]], level: float = 0.5) -> int | None:
     """First step where |y| passes ``level``: the iterate has left the saddle."""
     return next((t for t, (_, y) in enumerate(path) if abs(y) > level), None)
 
 
 def verdicts(m: dict) -> dict[str, Verdict]:
-    rv, sd = m["ravine"], m["saddle"]
-    sgd_loss, mom_loss = rv["sgd"]["loss"][-1], rv["momentum"]["loss"][-1]
-    flips = {k: _sign_flips(rv[k]["path"]) for k in ("sgd", "momentum")}
+    rv, sd, tuned, well = m["ravine"], m["saddle"], m["tuned"], m["double_well"]
+    best = {k: tuned[k]["best"] for k in ("sgd", "momentum")}
     esc = {k: _escape(sd[k]["path"]) for k in ("sgd", "momentum")}
     steps = len(rv["sgd"]["loss"]) - 1
-    c10 = (mom_loss * FASTER <= sgd_loss and flips["momentum"] < flips["sgd"]
-           and esc["momentum"] is not None and (esc["sgd"] is None or esc["momentum"] < esc["sgd"]))
+    parts = {
+        "travels faster along the ravine": best["momentum"]["loss"] * FASTER <= best["sgd"]["loss"],
+        "damps the oscillation across it": best["momentum"]["rms_across"] < best["sgd"]["rms_across"],
+        "leaves the saddle sooner": esc["momentum"] is not None and (esc["sgd"] is None or esc["momentum"] < esc["sgd"]),
+        "carries through the poor local minimum": well["momentum"]["global_share"] > well["sgd"]["global_share"],
+    }
+    c10 = all(parts.values())
     ada, rms = np.array(m["noisy"]["adagrad"]["effective_step"]), np.array(m["noisy"]["rmsprop"]["effective_step"])
     tenth = len(ada) // 10 - 1
     ada_decay = float(ada[-1].mean() / ada[tenth].mean())
@@ -187,16 +225,24 @@ def verdicts(m: dict) -> dict[str, Verdict]:
     acc = {k: r["test_accuracy"] for k, r in m["mnist1d"].items()}
     return {
         "C10": Verdict(
-            c10, f"on the ravine at the same alpha ({RATES['sgd']:g}) for {steps} steps, momentum (mu = 0.9) ends at a "
-                 f"loss at least {FASTER:g}x below SGD's (travel along), its step across the ravine reverses direction "
-                 "less often (damped zig-zag); and from next to the saddle it reaches |y| > 0.5 in fewer steps.",
-            {"ravine_loss_sgd": sgd_loss, "ravine_loss_momentum": mom_loss, "direction_reversals_sgd": flips["sgd"],
-             "direction_reversals_momentum": flips["momentum"], "saddle_escape_step_sgd": esc["sgd"],
-             "saddle_escape_step_momentum": esc["momentum"], "mnist1d_test_accuracy": acc},
+            c10, f"each optimiser at its own best rate on the ravine (the lowest loss after {steps} steps over "
+                 f"{len(TUNE)} rates {TUNE[0]:g}..{TUNE[-1]:.2g}): momentum (mu = 0.9) ends at least {FASTER:g}x lower "
+                 "than SGD (travel along), with a smaller RMS of y across the ravine (damped oscillation), and from "
+                 "next to the saddle reaches |y| > 0.5 in fewer steps; on a 1-D double well started on the poor side, "
+                 f"momentum ends in the global basin at more of {len(WELL_RATES)} rates than SGD. All four must hold.",
+            {"best_rate_sgd": best["sgd"]["lr"], "best_rate_momentum": best["momentum"]["lr"],
+             "ravine_loss_sgd": best["sgd"]["loss"], "ravine_loss_momentum": best["momentum"]["loss"],
+             "rms_across_sgd": best["sgd"]["rms_across"], "rms_across_momentum": best["momentum"]["rms_across"],
+             "saddle_escape_step_sgd": esc["sgd"], "saddle_escape_step_momentum": esc["momentum"],
+             "global_basin_share_sgd": well["sgd"]["global_share"],
+             "global_basin_share_momentum": well["momentum"]["global_share"], "mnist1d_test_accuracy": acc},
             "optimisers_2d",
-            f"ravine loss after {steps} steps: SGD {sgd_loss:.3g}, momentum {mom_loss:.3g}; reversals across the "
-            f"ravine {flips['sgd']} vs {flips['momentum']}; saddle left at step {esc['sgd']} (SGD) vs "
-            f"{esc['momentum']} (momentum). Poor local minima are not tested."),
+            f"at their best rates (SGD {best['sgd']['lr']:.3g}, momentum {best['momentum']['lr']:.3g}): ravine loss "
+            f"{best['sgd']['loss']:.3g} vs {best['momentum']['loss']:.3g}; RMS across {best['sgd']['rms_across']:.3g} "
+            f"vs {best['momentum']['rms_across']:.3g}; saddle left at step {esc['sgd']} vs {esc['momentum']}; global "
+            f"basin reached at {well['sgd']['global_share']:.0%} vs {well['momentum']['global_share']:.0%} of the "
+            "double well's rates. Momentum " + "; ".join(f"{what}: {'yes' if ok else 'no'}" for what, ok in parts.items())
+            + "."),
         "C11": Verdict(
             c11, f"noisy ravine: AdaGrad's mean effective step alpha/(sqrt(r)+delta) at the last step N is below "
                  f"{DECAYED:g} of its value at step N/10 (1/sqrt(t) predicts 0.32); and on the clean ravine after 10 "
@@ -239,7 +285,7 @@ def _adam_why(first: dict) -> str:
 
 
 def figures(m: dict) -> dict:
-    fig, (a, b) = plots.subplots(1, 2, figsize=(14, 4.6))
+    fig, (a, b, tuning) = plots.subplots(1, 3, figsize=(20, 4.6))
     xs, ys = np.meshgrid(np.linspace(-9, 1, 200), np.linspace(-1.3, 1.3, 200))
     a.contour(xs, ys, 0.5 * (RAVINE[0] * xs ** 2 + RAVINE[1] * ys ** 2), levels=20, colors="0.8", linewidths=0.6)
     for k, (name, r) in enumerate(m["ravine"].items()):
@@ -253,8 +299,17 @@ def figures(m: dict) -> dict:
         path = np.array(r["path"])
         b.plot(path[:, 0], path[:, 1], ".-", ms=2, lw=0.8, color=f"C{k}", label=name)
     b.plot([0], [0], "kx", ms=10, label="saddle")
-    b.set(xlabel="x", ylabel="y", title="saddle: x^2/2 + y^4/4 - y^2/2")
+    b.set(xlabel="x", ylabel="y", title="saddle: x^2/2 + y^4/4 - y^2/2 (each at its best ravine rate)")
     b.legend(fontsize=8)
+    for k, name in enumerate(("sgd", "momentum")):
+        rows = [r for r in m["tuned"][name]["rates"] if np.isfinite(r["loss"])]
+        best = m["tuned"][name]["best"]
+        tuning.loglog([r["lr"] for r in rows], [r["loss"] for r in rows], "o-", ms=3, color=f"C{k}",
+                      label=f"{name}: best {best['lr']:.3g}, RMS across {best['rms_across']:.3g}")
+        tuning.plot(best["lr"], best["loss"], "*", ms=12, color=f"C{k}")
+    tuning.set(xlabel="learning rate alpha", ylabel=f"ravine loss after {len(m['ravine']['sgd']['loss']) - 1} steps",
+               title="C10: each optimiser tuned (star: its best rate)", ylim=(None, 100 * m["ravine"]["sgd"]["loss"][0]))
+    tuning.legend(fontsize=8)
     fig.tight_layout()
 
     fig2, (c, d) = plots.subplots(1, 2, figsize=(13, 4))
