@@ -27,7 +27,7 @@ from .claim import Claim, Size, Verdict, rounded
 # in claim order; each covers the claims listed in its CLAIMS
 MODULES = ("activation_shapes", "vanishing", "clipping", "centring", "dead_units", "optimisers", "zero_init",
            "init_depth", "glorot", "lr_schedules", "recommendation")
-SLOW = ("dead_units", "lr_schedules")  # a minute or so each at quick size: started first in a pool
+SLOW = ("dead_units", "lr_schedules", "recommendation", "centring", "optimisers")  # longest first (quick size)
 MARKER = "reproduce.json"  # written first into the output folder: marks it as ours to rewrite
 
 __all__ = ["Claim", "Size", "Verdict", "MODULES", "load", "claim_ids", "select", "run_one", "reproduce", "prepare_folder"]
@@ -160,7 +160,7 @@ def reproduce(out: str | Path, *, only: str | list[str] | None = None, quick: bo
         else:
             context = multiprocessing.get_context("spawn")  # no forked torch state in the workers
             with ProcessPoolExecutor(max_workers=min(jobs, len(names)), mp_context=context) as pool:
-                first = sorted(names, key=lambda n: n not in SLOW)  # the longest start first: the pool ends sooner
+                first = sorted(names, key=lambda n: SLOW.index(n) if n in SLOW else len(SLOW))  # longest first
                 futures = {pool.submit(run_one, name, quick=quick, seed=seed, out=out): name for name in first}
                 for future in as_completed(futures):
                     results.append(future.result())
