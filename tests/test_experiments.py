@@ -215,3 +215,17 @@ def test_the_closed_form_uncorrected_adam_factor_matches_the_reference_loop():
         without = reference.adam(without, g, state_u, alpha=1e-3, mu=0.9, rho=0.999, delta=0.0, bias_correction=False)
         ratios.append(float((without - before_u)[0] / (with_c - before_c)[0]))
     assert ratios == pytest.approx(uncorrected_factor(np.arange(1, steps + 1), 0.9, 0.999), rel=1e-9)
+
+
+def test_c20_counts_a_blow_up_but_not_batch_noise():
+    """A run is unstable when its smoothed loss rises 3x above its running minimum (a blow-up), not when one
+    noisy mini-batch late in a long run does."""
+    from gradientflow.experiments import lr_schedules
+
+    steps, epochs = 400, 10
+    calm = [2.3 * 0.99 ** t for t in range(steps)]
+    noisy = [v * (4.0 if t % 37 == 0 and t > 200 else 1.0) for t, v in enumerate(calm)]  # lone 4x batches
+    blown = calm[:200] + [2.0] * 200  # learned, then blew up to near chance and stayed
+    run = lambda loss: {"status": "finished", "train_loss": loss[-1], "loss": loss, "epochs": [0.0] * epochs}  # noqa: E731
+    assert lr_schedules.outcome(run(calm), 10)["stable"] and lr_schedules.outcome(run(noisy), 10)["stable"]
+    assert not lr_schedules.outcome(run(blown), 10)["stable"]

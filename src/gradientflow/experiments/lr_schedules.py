@@ -5,8 +5,9 @@ that runs from well inside the stable region past the edge of stability, under a
 control), a cosine decay and a linear warm-up followed by the cosine decay (``schedules.py``, on
 torch.optim.lr_scheduler), each with several seeds.
 
-A run is *stable* when it finishes (the NaN guard did not stop it), no step's loss rises above
-``SPIKE`` times the running minimum, and its final training loss is below ``LEARNED`` ln(classes)
+A run is *stable* when it finishes (the NaN guard did not stop it), its loss (a trailing mean over
+a quarter of an epoch) never rises above ``SPIKE`` times its running minimum, and its final training
+loss is below ``LEARNED`` ln(classes)
 (it learned something). A (schedule, rate) cell is stable when a majority of its seeds are. A
 schedule's *largest stable peak rate* is the largest grid rate below which every cell is stable;
 its *best loss* is the lowest median final loss over its stable cells. The verdict: some warm-up or
@@ -49,7 +50,8 @@ FULL = Size(train=TrainConfig.compose(DataSpec(n_train=4000, n_test=1000), _MODE
                                       LoopSpec(epochs=20, batch_size=64)), rates=(0.0125, *_RATES, 1.6), seeds=5)
 SCHEDULES = ("constant", "cosine", "warmup+cosine")  # the control first
 WARMUP = 0.1  # warm-up + cosine: the first tenth of the steps
-SPIKE = 3.0  # a step's loss above 3x the running minimum is a blow-up, even when the run recovers
+SPIKE = 3.0  # the smoothed loss above 3x its running minimum is a blow-up, even when the run recovers
+SMOOTH = 0.25  # the smoothing window, in epochs: batch-to-batch noise late in a long run is not a spike
 LEARNED = 0.9  # a final loss above 0.9 ln(classes) is (near) chance: the run learned nothing
 
 
@@ -62,11 +64,21 @@ def _config(size: Size, name: str, lr: float, seed: int) -> TrainConfig:
     return base.replace(lr=lr, seed=seed, data_seed=0, **extra)
 
 
+def smoothed(loss: np.ndarray, window: int) -> np.ndarray:
+    """The per-step loss averaged over ``window`` steps (a trailing mean): one noisy mini-batch is not a blow-up."""
+    window = max(1, min(window, len(loss)))
+    sums = np.cumsum(np.insert(loss, 0, 0.0))
+    return (sums[window:] - sums[:-window]) / window
+
+
 def outcome(r: dict, classes: int) -> dict:
-    """One run: its status, final loss, largest loss spike over the running minimum, and whether it is stable."""
-    loss = np.asarray(r["loss"], dtype=float)
+    """One run: its status, final loss, largest spike of the smoothed loss (a trailing mean over ``SMOOTH`` of an
+    epoch's steps) over its running minimum, and whether it is stable."""
+    per_epoch = max(1, len(r["loss"]) // max(1, len(r["epochs"]))) if r["epochs"] else len(r["loss"])
+    loss = smoothed(np.asarray(r["loss"], dtype=float), round(SMOOTH * per_epoch))
     running = np.minimum.accumulate(loss)
-    spike = float(np.max(loss[1:] / running[:-1])) if len(loss) > 1 else 1.0
+    with np.errstate(divide="ignore", invalid="ignore"):  # a diverged run's NaN: not finished, so not stable anyway
+        spike = float(np.max(loss[1:] / running[:-1])) if len(loss) > 1 else 1.0
     finished = r["status"] == "finished"
     final = r["train_loss"] if finished else None
     stable = finished and spike <= SPIKE and final < LEARNED * math.log(classes)
@@ -120,7 +132,8 @@ def verdicts(m: dict) -> dict[str, Verdict]:
                "rate's loss")
     return {"C20": Verdict(
         passed, f"grid of peak rates x {len(m['cells'][next(iter(m['cells']))]['seeds'])} seeds; a run is stable when it "
-                f"finishes, no step's loss exceeds {SPIKE:g}x the running minimum and the final loss is below "
+                f"finishes, its loss (a trailing mean over {SMOOTH:g} epoch) never exceeds {SPIKE:g}x its running minimum and "
+                f"the final loss is below "
                 f"{LEARNED:g} ln(classes); a cell is stable when a majority of its seeds are. Pass when a warm-up or "
                 "decay schedule's largest stable peak rate exceeds the constant rate's (the control) and its best "
                 "median final loss is no worse than the best constant rate's.",
