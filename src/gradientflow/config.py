@@ -22,6 +22,7 @@ allowed (``describe_error``); everything downstream trusts the values.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -174,43 +175,37 @@ class PropagateConfig(InitSpec):
 
     def scale(self) -> init.Scale:
         """The initialiser's scale parameters, the constant's value included."""
-        return init.Scale(**{**super().scale().__dict__, "value": 0.0 if self.value is None else self.value})
+        return dataclasses.replace(super().scale(), value=0.0 if self.value is None else self.value)
 
 
-def _elementwise(value: str) -> str:
-    """A catalog activation: mean-field theory here covers elementwise activations only."""
-    if value not in activations.CATALOG:
-        why = " (maxout is not elementwise: mean-field theory here covers elementwise activations)" \
-            if value == "maxout" else ""
-        raise ValueError(f"unknown activation; expected one of: {', '.join(activations.CATALOG)}{why}")
-    return value
-
-
-class TheoryPoint(_Part):
-    """One point of the mean-field theory: an elementwise activation, sigma_w2 and sigma_b2."""
+class _TheoryPart(_Part):
+    """An elementwise activation from the catalog: mean-field theory here covers no other."""
 
     activation: str = "tanh"
+
+    @field_validator("activation")
+    @classmethod
+    def _elementwise(cls, v: str) -> str:
+        if v not in activations.CATALOG:
+            why = " (maxout is not elementwise: mean-field theory here covers elementwise activations)" \
+                if v == "maxout" else ""
+            raise ValueError(f"unknown activation; expected one of: {', '.join(activations.CATALOG)}{why}")
+        return v
+
+
+class TheoryPoint(_TheoryPart):
+    """One point of the mean-field theory: an elementwise activation, sigma_w2 and sigma_b2."""
+
     sigma_w2: float = Field(1.0, gt=0, le=1e6)  # fan_in Var(w)
     sigma_b2: float = Field(0.0, ge=0, le=1e6)  # Var(b)
 
-    @field_validator("activation")
-    @classmethod
-    def _catalog(cls, v: str) -> str:
-        return _elementwise(v)
 
-
-class PhaseSpec(_Part):
+class PhaseSpec(_TheoryPart):
     """The phase diagram's grid: ``resolution`` x ``resolution`` over (0, sigma_w2_max] x [0, sigma_b2_max]."""
 
-    activation: str = "tanh"
     resolution: int = Field(100, ge=4, le=400)
     sigma_w2_max: float = Field(4.0, gt=0, le=1e6)
     sigma_b2_max: float = Field(0.5, gt=0, le=1e6)
-
-    @field_validator("activation")
-    @classmethod
-    def _catalog(cls, v: str) -> str:
-        return _elementwise(v)
 
 
 def load_file(path: str) -> dict:

@@ -236,7 +236,7 @@ class PairTable:
     """
 
     def __init__(self, f: ArrayFn, g: ArrayFn, kinks: Sequence[float], q_lo: float, q_hi: float, *,
-                 nq: int = 32, ntheta: int = 24, theta_max: float = np.pi / 2, n: int = 32,
+                 nq: int = 32, ntheta: int = 24, theta_max: float = np.pi / 2, n: int = 12,
                  scale: ArrayFn | None = None):
         self.s_lo, self.s_hi = np.log(q_lo), np.log(max(q_hi, q_lo * (1 + 1e-9)))
         self.theta_max = theta_max
@@ -244,8 +244,9 @@ class PairTable:
         self.t_nodes, self.t_weights = _chebyshev(ntheta)
         q = np.exp(self._to_s(self.s_nodes))[:, None]
         theta = self._to_theta(self.t_nodes)[None, :]
-        rule = dict(kinks=kinks, n=n // 4) if kinks else dict(n=n)  # n nodes per piece: n/4 suffices there
-        self.values = expect_pair(f, g, q, np.cos(theta), **rule) / (1.0 if scale is None else scale(q))
+        # the piecewise pair rule, n nodes per piece (cut at 0 too when f and g have no kink)
+        pair = expect_pair(f, g, q, np.cos(theta), kinks=tuple(kinks) or (0.0,), n=n)
+        self.values = pair / (1.0 if scale is None else scale(q))
 
     def _to_s(self, x):
         return self.s_lo + (x + 1) * 0.5 * (self.s_hi - self.s_lo)
@@ -256,8 +257,7 @@ class PairTable:
     def at_q(self, q: np.ndarray) -> np.ndarray:
         """(len(q), ntheta): each q's values at the theta nodes."""
         x = 2 * (np.log(q) - self.s_lo) / (self.s_hi - self.s_lo) - 1
-        rows = _barycentric(self.s_nodes, self.s_weights, self.values.T[None, :, :], np.asarray(x)[:, None])
-        return rows  # (cells, ntheta)
+        return _barycentric(self.s_nodes, self.s_weights, self.values.T[None, :, :], np.asarray(x)[:, None])
 
     def at_theta(self, rows: np.ndarray, theta: np.ndarray) -> np.ndarray:
         """Each row's interpolant at its own theta."""

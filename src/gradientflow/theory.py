@@ -322,11 +322,9 @@ def _length_tables(act: Activation) -> tuple[gaussian.LogQTable, gaussian.LogQTa
 def _chaotic_c(act: Activation, q: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(c*, chi_c at c*) for chaotic cells, from Chebyshev tables of the correlation integrals in (log q, theta)."""
     span = (max(float(q.min()), 1e-200), float(q.max()))
-    n = _PIECE_NODES * 4
     square = _length_tables(act)[0]
-    kinks = act.kinks or (0.0,)
-    phi = gaussian.PairTable(act.numpy, act.numpy, kinks, *span, n=n, scale=square)  # the normalised kernel
-    dphi = gaussian.PairTable(act.numpy_derivative, act.numpy_derivative, kinks, *span, n=n)
+    phi = gaussian.PairTable(act.numpy, act.numpy, act.kinks, *span, n=_PIECE_NODES, scale=square)  # normalised kernel
+    dphi = gaussian.PairTable(act.numpy_derivative, act.numpy_derivative, act.kinks, *span, n=_PIECE_NODES)
     rows, drows = phi.at_q(q), dphi.at_q(q)
     gain = w * square(q) / q  # c_map(c) = gain K(c) + b / q with K the normalised kernel
     theta = lambda c: np.arccos(np.clip(c, -1.0, 1.0))  # noqa: E731

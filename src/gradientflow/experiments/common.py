@@ -32,10 +32,12 @@ def gaussian_batch(n: int, dim: int, classes: int, g: torch.Generator) -> tuple[
 
 
 def train(cfg: TrainConfig, folder: Path, label: str) -> dict:
-    """Train ``cfg`` through the engine, stored as run ``folder/label``; its summary and per-step loss."""
-    summary = job.run(cfg, folder / label)
+    """Train ``cfg`` through the engine, stored as run ``folder/label``; its summary, per-step loss and the
+    data's class count (``job.run``'s steps, with the dataset kept)."""
+    net, d = job.prepare(cfg)
+    summary = job.train(cfg, net, d, run=Run.create(folder / label, cfg.model_dump()))
     steps, loss = Run(folder / label).series("loss", "train")
-    return {"label": label, "status": summary.status, "message": summary.message, "steps": summary.steps,
+    return {"label": label, "classes": d.classes, "status": summary.status, "message": summary.message, "steps": summary.steps,
             "train_loss": summary.train_loss, "test_accuracy": summary.test_accuracy,
             "epochs": [h["train_loss"] for h in summary.history],
             "test_accuracy_by_epoch": [h["test_accuracy"] for h in summary.history],

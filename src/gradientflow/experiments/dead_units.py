@@ -128,8 +128,8 @@ def _run(cfg: TrainConfig, folder: Path) -> dict:
     return r
 
 
-def _stable(runs: list[dict]) -> bool:
-    return all(r["status"] == "finished" and r["train_loss"] < math.log(r["classes"]) for r in runs)
+def _stable(r: dict) -> bool:
+    return r["status"] == "finished" and r["train_loss"] < math.log(r["classes"])
 
 
 def largest_stable_rate(base: TrainConfig, size: Size, folder: Path) -> dict:
@@ -140,7 +140,7 @@ def largest_stable_rate(base: TrainConfig, size: Size, folder: Path) -> dict:
     for _ in range(steps):
         mid = math.sqrt(lo * hi)
         r = _run(base.replace(lr=mid), folder / f"search_lr{mid:.4g}")
-        ok = _stable([r])
+        ok = _stable(r)
         trail.append({"lr": mid, "stable": ok})
         if ok:
             lo, edge = mid, r

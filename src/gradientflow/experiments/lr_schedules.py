@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-from .. import job, plots
+from .. import plots
 from ..config import DataSpec, ModelSpec, TrainConfig
 from ..optim import OptimizerSpec
 from ..train import LoopSpec
@@ -87,13 +87,13 @@ def outcome(r: dict, classes: int) -> dict:
 
 
 def run(size: Size, seed: int, folder) -> dict:
-    classes = job.prepare(size.train.replace(depth=0))[1].classes
     cells = {}
     for name in SCHEDULES:
         for lr in size.rates:
-            seeds = [outcome(train(_config(size, name, lr, seed + k), folder, f"{name.replace('+', '_')}_lr{lr:g}_"
-                                                                               f"seed{seed + k}"), classes)
-                     for k in range(size.seeds)]
+            label = f"{name.replace('+', '_')}_lr{lr:g}"
+            runs = [train(_config(size, name, lr, seed + k), folder, f"{label}_seed{seed + k}") for k in range(size.seeds)]
+            classes = runs[0]["classes"]
+            seeds = [outcome(r, classes) for r in runs]
             cells[f"{name}@{lr:g}"] = {"seeds": seeds, "stable": majority([s["stable"] for s in seeds]),
                                        "loss": spread([s["final_loss"] if s["stable"] else None for s in seeds]).to_dict()}
     return {"rates": list(size.rates), "classes": classes, "cells": cells}
