@@ -229,3 +229,19 @@ def test_c20_counts_a_blow_up_but_not_batch_noise():
     run = lambda loss: {"status": "finished", "train_loss": loss[-1], "loss": loss, "epochs": [0.0] * epochs}  # noqa: E731
     assert lr_schedules.outcome(run(calm), 10)["stable"] and lr_schedules.outcome(run(noisy), 10)["stable"]
     assert not lr_schedules.outcome(run(blown), 10)["stable"]
+
+
+def test_c21_a_row_is_lost_only_when_the_best_column_wins_on_every_seed_by_more_than_the_tie():
+    from gradientflow.experiments import recommendation as r
+
+    def measured(rec: list[float], gain: list[float], others: float = 2.0) -> dict:
+        cells = {f"6|tanh|{c}": {"losses": rec if c == "xavier" else gain if c == "gain" else [others] * 3}
+                 for c in r.COLUMNS}
+        return {"cells": cells, "classes": 10}
+
+    assert r.row(measured([1.0, 1.0, 1.0], [0.8, 0.8, 0.8]), 6, "tanh")["loses"]
+    assert not r.row(measured([1.0, 1.0, 1.0], [0.8, 0.8, 0.97]), 6, "tanh")["loses"]  # 3% on one seed: a tie
+    assert not r.row(measured([1.0, 1.0, 1.0], [0.8, 0.8, 1.2]), 6, "tanh")["loses"]  # rec better on one seed
+    assert r.row(measured([math.inf] * 3, [1.5] * 3), 6, "tanh")["loses"]  # the recommendation diverged
+    chance = measured([2.3] * 3, [2.1] * 3, others=2.3)  # 2.1 > 0.9 ln 10: nothing learned, nothing decided
+    assert not r.row(chance, 6, "tanh")["learned"] and not r.row(chance, 6, "tanh")["loses"]
