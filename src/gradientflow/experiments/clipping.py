@@ -1,9 +1,17 @@
-"""C3: exploding gradients, and clipping the gradient's norm keeps the same run alive.
+"""C3: exploding gradients; clipping the gradient (its norm or its values) keeps a high learning rate alive.
 
 A deep ReLU net drawn with a large init (N(0, std^2) with fan_in std^2 well above He's 2) has a
 layer factor sqrt(chi_1) = sqrt(sigma_w^2 / 2) > 1: the gradient grows towards the input. The
-probe measures that at init beside the theory. The same config (same seed, same batches) then
-trains twice through the engine: without clipping, and with the gradient norm clipped.
+probe measures that at init beside the theory. Then, with several seeds (weights and data order):
+
+- the control: unclipped SGD at every rate of a grid, from small (it trains) to the high rate
+  (where it diverges); diverged runs are counted per rate, never dropped;
+- at the high rate, the same runs with the total gradient norm clipped and with every gradient
+  value clipped (``torch.nn.utils.clip_grad_norm_`` / ``clip_grad_value_``).
+
+The verdict: at init the gradient grows towards the input; at the high rate most unclipped seeds
+diverge; and each clipping keeps every seed alive at the high rate with a median final loss no
+worse than the best unclipped rate's (``NO_WORSE``).
 """
 
 from __future__ import annotations
@@ -15,77 +23,124 @@ import numpy as np
 from .. import init, job, plots, theory
 from ..config import DataSpec, ModelSpec, TrainConfig
 from ..optim import OptimizerSpec
-from ..train import LoopSpec
 from ..store import Run
+from ..train import LoopSpec
 from . import claim
 from .claim import Claim, Verdict, finite
-from .common import hidden, probe_once, train
+from .common import fit_config, hidden, probe_once, train
+from .seeds import spread
 
 CLAIMS = (Claim("C3", "Products of factors above 1 blow up; a step off a 'cliff' throws the parameters far away and "
                       "training diverges. Clipping the gradient (its norm or its values) bounds the step and "
                       "prevents it.", "001, 004"),)
+
+
 class Size(claim.Size):
-    train: TrainConfig  # the unclipped run
-    clip_norm: float  # the clipped run's threshold on the total gradient norm
+    train: TrainConfig  # the net, data and loop; the rate, the clipping and the seed are set per run
+    rates: tuple[float, ...]  # unclipped rates, ascending; the last is the high rate the clipped runs use
+    clip_norm: float  # threshold on the total gradient norm
+    clip_value: float  # threshold on every gradient value
+    seeds: int
 
 
 # 8 x 64 ReLU with N(0, 0.3^2) weights: sigma_w^2 = 64 x 0.09 = 5.8 > 2, so the gradient grows towards the input
-_MODEL = ModelSpec(depth=8, width=64, activation="relu", init="normal", std=0.3)
-_SGD = OptimizerSpec(optimizer="sgd", lr=0.05)
+_MODEL, _SGD = ModelSpec(depth=8, width=64, activation="relu", init="normal", std=0.3), OptimizerSpec(optimizer="sgd")
+_RATES = (0.005, 0.01, 0.02, 0.05)
 QUICK = Size(train=TrainConfig.compose(DataSpec(n_train=2000, n_test=500), _MODEL, _SGD, LoopSpec(epochs=10, batch_size=50)),
-             clip_norm=5.0)
-FULL = Size(train=TrainConfig.compose(DataSpec(n_train=4000, n_test=1000), _MODEL, _SGD, LoopSpec(epochs=40, batch_size=50)),
-            clip_norm=5.0)
+             rates=_RATES, clip_norm=5.0, clip_value=0.05, seeds=3)
+FULL = Size(train=TrainConfig.compose(DataSpec(n_train=4000, n_test=1000), _MODEL, _SGD, LoopSpec(epochs=30, batch_size=50)),
+            rates=(0.0025, *_RATES), clip_norm=5.0, clip_value=0.05, seeds=5)
+CLIPPINGS = ("norm", "value")
+NO_WORSE = 0.05  # clipped at the high rate: median final loss at most 5% above the best unclipped rate's
+
+
+def _seeds(cfg: TrainConfig, seed: int, seeds: int, folder, stored: str | None = None) -> tuple[list[dict], dict]:
+    """``cfg`` trained with ``seeds`` seeds: each run's status and final loss, and the first seed's loss and
+    gradient-norm curves when ``stored`` names a run to keep (in ``folder``), else {}."""
+    runs, curves = [], {}
+    for k in range(seeds):
+        c = cfg.replace(seed=seed + k)
+        if k == 0 and stored:
+            r = train(c, folder, stored)
+            curves = {key: r[key] for key in ("status", "steps", "message", "loss_steps", "loss")}
+            curves["grad_norm"] = Run(folder / stored).series("grad_norm", "train")[1]
+        else:
+            r = fit_config(c).to_dict()
+        runs.append({"status": r["status"], "train_loss": r["train_loss"]})
+    return runs, curves
 
 
 def run(size: Size, seed: int, folder) -> dict:
-    plain = size.train.replace(seed=seed, data_seed=seed)
-    clipped = plain.replace(clip_norm=size.clip_norm)
-    net, d = job.prepare(plain)
+    base = size.train.replace(data_seed=seed)
+    net, d = job.prepare(base.replace(seed=seed))
     rows = hidden(probe_once(net, d.x_train[:500], d.y_train[:500]))
-    sw2, _ = init.meanfield_scales(plain.init, plain.width, scale=plain.scale())
-    classes = d.classes
-    out = {"sigma_w2": sw2, "clip_norm": size.clip_norm, "classes": classes, "depth": plain.depth,
+    sw2, _ = init.meanfield_scales(base.init, base.width, scale=base.scale())
+    high = size.rates[-1]
+    out = {"sigma_w2": sw2, "clip_norm": size.clip_norm, "clip_value": size.clip_value, "classes": d.classes,
+           "depth": base.depth, "rates": list(size.rates),
            "act_grad_norm_at_init": [r["act_grad_norm"] for r in rows],
-           "theory_factor": [p.grad_norm_factor for p in theory.predict_layers("relu", plain.depth, sw2)],
-           "chi1": float(theory.chi1("relu", 1.0, sw2)),
-           "unclipped": train(plain, folder, "unclipped"), "clipped": train(clipped, folder, "clipped")}
-    for label in ("unclipped", "clipped"):
-        out[label]["grad_norm"] = Run(folder / label).series("grad_norm", "train")[1]
+           "theory_factor": [p.grad_norm_factor for p in theory.predict_layers("relu", base.depth, sw2)],
+           "chi1": float(theory.chi1("relu", 1.0, sw2)), "unclipped": {}, "curves": {}}
+    for lr in size.rates:  # the first seed at the high rate is stored for its curves
+        out["unclipped"][str(lr)], curves = _seeds(base.replace(lr=lr), seed, size.seeds, folder,
+                                                   "unclipped" if lr == high else None)
+    out["curves"]["unclipped"] = curves
+    for name, fields in {"norm": {"clip_norm": size.clip_norm}, "value": {"clip_value": size.clip_value}}.items():
+        out[name], out["curves"][name] = _seeds(base.replace(lr=high, **fields), seed, size.seeds, folder, name)
     return out
 
 
-def verdicts(m: dict) -> dict[str, Verdict]:
-    """Pass when the gradient grows towards the input at init (factor > 1), the unclipped run diverges, and the
-    clipped run finishes below chance-level loss ln(classes)."""
+def _losses(runs: list[dict]) -> list[float]:
+    """Final training losses, infinity for a diverged run."""
+    return [r["train_loss"] if r["status"] == "finished" and finite(r["train_loss"]) else math.inf for r in runs]
+
+
+def _diverged(runs: list[dict]) -> int:
+    return sum(not math.isfinite(v) for v in _losses(runs))
+
+
+def summary(m: dict) -> dict:
+    """The numbers the verdict reads: the growth at init, diverged runs per rate, the best unclipped rate (the
+    lowest median final loss among rates where no seed diverged) and each clipping's median at the high rate."""
     g = m["act_grad_norm_at_init"]
-    growth = g[0] / g[-1]
-    plain, clipped = m["unclipped"], m["clipped"]
+    high = str(m["rates"][-1])
+    safe = {lr: float(np.median(_losses(runs))) for lr, runs in m["unclipped"].items() if _diverged(runs) == 0}
+    best = min(safe, key=lambda lr: safe[lr]) if safe else None
+    return {"growth": g[0] / g[-1], "high_rate": float(high),
+            "diverged_by_rate": {lr: _diverged(runs) for lr, runs in m["unclipped"].items()},
+            "seeds": len(m["unclipped"][high]), "best_rate": None if best is None else float(best),
+            "best_loss": math.inf if best is None else safe[best],
+            **{f"{c}_diverged": _diverged(m[c]) for c in CLIPPINGS},
+            **{f"{c}_loss": float(np.median(_losses(m[c]))) for c in CLIPPINGS}}
+
+
+def verdicts(m: dict) -> dict[str, Verdict]:
+    s = summary(m)
+    n, high_div = s["seeds"], s["diverged_by_rate"][str(m["rates"][-1])]
+    clipped_ok = {c: s[f"{c}_diverged"] == 0 and s[f"{c}_loss"] <= (1 + NO_WORSE) * s["best_loss"] for c in CLIPPINGS}
+    passed = s["growth"] > 1 and 2 * high_div > n and all(clipped_ok.values())
     chance = math.log(m["classes"])
-    passed = (growth > 1 and plain["status"] == "diverged" and clipped["status"] == "finished"
-              and finite(clipped["train_loss"]) and clipped["train_loss"] < chance)
     numbers = {"sigma_w2": m["sigma_w2"], "layer_factor_theory": math.sqrt(m["chi1"]),
-               "grad_growth_h1_over_hL": growth, "grad_growth_theory": m["theory_factor"][0],
-               "unclipped_status": plain["status"], "unclipped_steps": plain["steps"],
-               "unclipped_max_grad_norm": max(v for v in plain["grad_norm"] if finite(v)) if plain["grad_norm"] else None,
-               "clipped_status": clipped["status"], "clipped_final_loss": clipped["train_loss"],
-               "clipped_test_accuracy": clipped["test_accuracy"], "chance_loss": chance}
-    why = (f"at init the gradient is {growth:.3g}x larger at layer 1 than at layer {m['depth']} (theory "
-           f"{m['theory_factor'][0]:.3g}x); without clipping the run {plain['status']} after {plain['steps']} steps"
-           f"{' (' + plain['message'] + ')' if plain['message'] else ''}; clipped to norm "
-           f"{m['clip_norm']:g}, the same run {clipped['status']} with loss {clipped['train_loss']:.3g} "
-           f"(chance {chance:.3g}).")
+               "grad_growth_h1_over_hL": s["growth"], "grad_growth_theory": m["theory_factor"][0],
+               **{k: s[k] for k in s if k != "growth"}, "chance_loss": chance}
+    rates = ", ".join(f"{d}/{n} at {lr}" for lr, d in s["diverged_by_rate"].items())
+    best = (f"the best unclipped rate, {s['best_rate']:g}, reaches a median loss {s['best_loss']:.3g}"
+            if s["best_rate"] is not None else "no unclipped rate kept every seed alive")
+    clips = "; ".join(f"clipping the {c} ({m['clip_' + c]:g}) at {s['high_rate']:g}: {s[c + '_diverged']}/{n} "
+                      f"diverged, median loss {s[c + '_loss']:.3g}" for c in CLIPPINGS)
+    why = (f"at init the gradient is {s['growth']:.3g}x larger at layer 1 than at layer {m['depth']} (theory "
+           f"{m['theory_factor'][0]:.3g}x); unclipped runs diverged {rates}; {best}; {clips}.")
     return {"C3": Verdict(
         passed,
-        "the gradient at init grows from the last hidden layer to the first (factors above 1 multiply up); the "
-        "run without clipping stops as diverged (non-finite loss or gradient: the NaN guard); the same run with "
-        f"the gradient norm clipped finishes with a training loss below ln(classes) = {chance:.3g}, the loss of "
-        "a uniform guess, so it has learned something rather than merely survived.",
+        "the gradient at init grows from the last hidden layer to the first (factors above 1 multiply up); at the "
+        "high rate most unclipped seeds stop as diverged (the NaN guard); clipped by norm and by value at that rate, "
+        f"every seed finishes with a median final loss at most {NO_WORSE:.0%} above the best unclipped rate's (the "
+        "lowest median among rates where no seed diverged: the lower-rate control).",
         numbers, "clipping", why)}
 
 
 def figures(m: dict) -> dict:
-    fig, (a, b, c) = plots.subplots(1, 3, figsize=(14, 3.8))
+    fig, (a, b, c) = plots.subplots(1, 3, figsize=(15, 3.9))
     layers = np.arange(1, m["depth"] + 1)
     g = np.array(m["act_grad_norm_at_init"])
     a.semilogy(layers, g / g[-1], "o-", label="measured at init")
@@ -93,18 +148,39 @@ def figures(m: dict) -> dict:
     a.set(xlabel="hidden layer l", ylabel="||dL/dh_l|| / ||dL/dh_L||",
           title=f"gradient grows towards the input (sigma_w^2 = {m['sigma_w2']:.3g})")
     a.legend(fontsize=8)
-    for k, label in enumerate(("unclipped", "clipped")):
-        r = m[label]
-        b.semilogy(r["loss_steps"], r["loss"], color=f"C{k}", label=f"{label} ({r['status']})")
-        c.semilogy(r["loss_steps"][:len(r["grad_norm"])], r["grad_norm"], color=f"C{k}", lw=0.8, label=label)
+    # final loss per seed against the rate; a diverged seed is an x at the top of the panel
+    chance = math.log(m["classes"])
+    top = 1.15 * chance
+    rates = [float(r) for r in m["unclipped"]]
+    for lr in rates:
+        losses = _losses(m["unclipped"][str(lr)])
+        finished = [v for v in losses if math.isfinite(v)]
+        b.scatter([lr] * len(finished), finished, s=18, color="C0", alpha=0.7)
+        if len(finished) < len(losses):
+            b.scatter([lr], [top], s=40, color="C3", marker="x")
+            b.annotate(f"{len(losses) - len(finished)}/{len(losses)}", (lr, top), xytext=(5, -3),
+                       textcoords="offset points", fontsize=8, color="C3")
+    b.plot(rates, [spread(_losses(m["unclipped"][str(lr)])).median for lr in rates], "-", color="C0",
+           label="unclipped (median of finished seeds)")
+    high = rates[-1]
+    for k, name in enumerate(CLIPPINGS, start=1):
+        losses = _losses(m[name])
+        b.scatter([high * (1.08 if k == 1 else 1.16)] * len(losses), [v if math.isfinite(v) else top for v in losses],
+                  s=26, marker="D" if k == 1 else "s", color=f"C{k}", label=f"{name} clipped ({m['clip_' + name]:g})")
+    b.axhline(chance, color="0.5", ls="--", lw=0.8, label="chance ln(classes)")
+    b.set(xscale="log", xlabel="learning rate", ylabel="final training loss (x = diverged)",
+          title="per seed: the lower-rate control and clipping at the high rate")
+    b.set_xticks(rates, [f"{r:g}" for r in rates])
+    b.minorticks_off()
+    b.legend(fontsize=7)
+    for k, name in enumerate(("unclipped", *CLIPPINGS)):
+        r = m["curves"][name]
+        c.semilogy(r["loss_steps"], r["loss"], color=f"C{k}", lw=0.9, label=f"{name} ({r['status']})")
         if r["status"] == "diverged":
-            b.axvline(r["steps"], color=f"C{k}", ls=":")
-            b.annotate("diverged", (r["steps"], max(v for v in r["loss"] if finite(v)) if r["loss"] else 1),
-                       fontsize=8, color=f"C{k}")
-    b.axhline(math.log(m["classes"]), color="0.5", ls="--", lw=0.8, label="chance ln(classes)")
-    b.set(xlabel="step", ylabel="training loss", title="same seed, same batches")
-    c.set(xlabel="step", ylabel="gradient norm before clipping", title="the cliff")
-    b.legend(fontsize=8)
+            c.axvline(r["steps"], color=f"C{k}", ls=":")
+    c.axhline(chance, color="0.5", ls="--", lw=0.8)
+    c.set_ylim(top=20 * chance)  # the diverging run leaves the panel on its way to overflow
+    c.set(xlabel="step", ylabel="training loss", title=f"first seed at lr {high:g}, same batches")
     c.legend(fontsize=8)
     fig.tight_layout()
     return {"clipping": fig}

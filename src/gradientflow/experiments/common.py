@@ -9,8 +9,10 @@ import torch.nn.functional as F
 
 from .. import job
 from ..config import TrainConfig
+from ..data import Dataset
 from ..probes import watch
 from ..store import Run
+from ..train import Summary, fit
 
 
 def probe_once(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[dict]:
@@ -42,6 +44,14 @@ def train(cfg: TrainConfig, folder: Path, label: str) -> dict:
             "epochs": [h["train_loss"] for h in summary.history],
             "test_accuracy_by_epoch": [h["test_accuracy"] for h in summary.history],
             "loss_steps": steps, "loss": loss}
+
+
+def fit_config(cfg: TrainConfig, d: Dataset | None = None) -> Summary:
+    """Train ``cfg`` through the engine without storing it (the experiments' many short runs), on ``d`` when
+    given (a split the experiment cut itself), else on the config's own data."""
+    net, own = job.prepare(cfg)
+    parts = cfg.parts
+    return fit(net, own if d is None else d, parts.optimizer, parts.loop)
 
 
 def hidden(rows: list[dict]) -> list[dict]:

@@ -38,9 +38,10 @@ from ..config import DataSpec, ModelSpec, TrainConfig
 from ..data import Dataset
 from ..init import critical
 from ..optim import OptimizerSpec
-from ..train import LoopSpec, fit
+from ..train import LoopSpec
 from . import claim
 from .claim import Claim, Verdict
+from .common import fit_config
 from .seeds import spread
 
 CLAIMS = (Claim("C21", "Recommendation: sigmoid or tanh: Xavier. ReLU or Leaky ReLU: He.", "001, 004"),)
@@ -84,9 +85,7 @@ def _split(d: Dataset) -> Dataset:
 
 def _train(cfg: TrainConfig, d: Dataset) -> dict:
     """One run of ``cfg`` on ``d`` (not stored: hundreds of short runs): final train and validation loss."""
-    net, _ = job.prepare(cfg)
-    parts = cfg.parts
-    s = fit(net, d, parts.optimizer, parts.loop)
+    s = fit_config(cfg, d)
     ok = s.status == "finished" and math.isfinite(s.train_loss)
     return {"train_loss": s.train_loss if ok else math.inf, "validation_loss": s.test_loss if ok else math.inf,
             "validation_accuracy": s.test_accuracy if ok else None}
