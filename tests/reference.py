@@ -41,7 +41,7 @@ def rmsprop(theta, g, state, *, alpha, rho, delta, wd=0.0):
     return theta - alpha / (np.sqrt(state["r"]) + delta) * g
 
 
-def adam(theta, g, state, *, alpha, mu, rho, delta, wd=0.0, decoupled=False, bias_correction=True):
+def adam(theta, g, state, *, alpha, mu, rho, delta, wd=0.0, decoupled=False, bias_correction=True, correct_r=None):
     """C13: v <- mu v + (1-mu) g; r <- rho r + (1-rho) g^2; v~ = v / (1 - mu^t), r~ = r / (1 - rho^t);
     theta <- theta - alpha v~ / (sqrt(r~) + delta). ``decoupled``: AdamW's theta <- theta (1 - alpha wd) first."""
     if decoupled:
@@ -53,5 +53,7 @@ def adam(theta, g, state, *, alpha, mu, rho, delta, wd=0.0, decoupled=False, bia
     state["r"] = rho * state.get("r", 0.0) + (1 - rho) * g * g
     v, r = state["v"], state["r"]
     if bias_correction:
-        v, r = v / (1 - mu**t), r / (1 - rho**t)
+        v = v / (1 - mu**t)
+    if bias_correction if correct_r is None else correct_r:
+        r = r / (1 - rho**t)
     return theta - alpha * v / (np.sqrt(r) + delta)

@@ -55,6 +55,31 @@ def test_adam_bias_correction_matters_in_the_first_steps():
     assert without[0] == pytest.approx(-0.1 * 0.1 / np.sqrt(0.001), rel=1e-6)
 
 
+@pytest.mark.parametrize("correction, ref_kwargs", [("none", dict(bias_correction=False)),
+                                                     ("second", dict(bias_correction=False, correct_r=True))])
+@pytest.mark.parametrize("delta", [1e-8, 1e-2])  # a large delta: its place in the denominator must be right too
+def test_adam_with_its_corrections_off_equals_the_seed_formula(correction, ref_kwargs, delta):
+    start = np.array([1.5, -2.0, 3.0])
+    p = torch.nn.Parameter(torch.tensor(start, dtype=torch.float64))
+    opt = optim.build(optim.OptimizerSpec(optimizer="adam", lr=0.1, eps=delta, weight_decay=0.01,
+                                          bias_correction=correction), [p])
+    theta, state = start.copy(), {}
+    for _ in range(30):
+        p.grad = torch.tensor(grad(p.detach().numpy()))
+        opt.step()
+        theta = reference.adam(theta, grad(theta), state, alpha=0.1, mu=0.9, rho=0.999, delta=delta, wd=0.01,
+                               **ref_kwargs)
+        np.testing.assert_allclose(p.detach().numpy(), theta, rtol=1e-12, atol=1e-14)
+    assert opt.param_groups[0]["lr"] == 0.1 and opt.param_groups[0]["eps"] == delta  # restored after each step
+
+
+def test_bias_correction_is_refused_for_other_optimisers_and_unknown_values():
+    with pytest.raises(ValueError, match="applies to adam"):
+        optim.OptimizerSpec(optimizer="adamw", bias_correction="none")
+    with pytest.raises(ValueError, match="'first'"):
+        optim.OptimizerSpec(optimizer="adam", bias_correction="first")
+
+
 @pytest.mark.parametrize("name, bad, why", [
     ("sgd", dict(mu=0.9), "momentum"), ("adagrad", dict(rho=0.9), "rho"), ("sgd", dict(delta=1e-8), "delta"),
     ("lbfgs", {}, "unknown optimizer"),

@@ -144,3 +144,14 @@ def test_doctored_numbers_flip_the_verdict_both_ways(claim):
     mended = mend(copy.deepcopy(_measured(experiment)))
     assert rules(mended)[claim].passed, f"{claim}: the mended numbers should pass"
     assert not rules(spoil(copy.deepcopy(mended)))[claim].passed, f"{claim}: the spoiled numbers should fail"
+
+
+def test_c4_also_fails_when_the_centred_net_is_not_lower_on_every_seed():
+    from gradientflow.experiments import centring
+
+    m = _measured("centring")
+    assert centring.verdicts(m)["C4"].passed  # the real quick run passes
+    best = centring.nets_compared(m)["centred_sigmoid"]["rate"]
+    cell = m["sigmoid_nets"]["centred_sigmoid"][m["sigmoid_nets"]["rates"].index(best)]
+    cell[0]["final"] = 9.0  # one seed of the centred net's best rate now ends far above the sigmoid net
+    assert not centring.verdicts(m)["C4"].passed

@@ -38,6 +38,7 @@ USES_RHO = ("rmsprop", "adam", "adamw")
 DEFAULT_MU = 0.9  # the seeds' usual value (C10, C13)
 DEFAULT_RHO = {"rmsprop": 0.99, "adam": 0.999, "adamw": 0.999}  # C13's 0.999; RMSProp as in CS231n
 DEFAULT_DELTA = {"adagrad": 1e-10, "rmsprop": 1e-8, "adam": 1e-8, "adamw": 1e-8}  # torch's defaults
+BIAS_CORRECTIONS = ("both", "second", "none")  # Adam's moments corrected: both, only r (v uncorrected), neither
 
 
 class OptimizerSpec(BaseModel):
@@ -63,6 +64,7 @@ class OptimizerSpec(BaseModel):
     step_size: int | None = Field(None, ge=1)
     gamma: float | None = Field(None, gt=0, le=1)
     warmup_steps: int = Field(0, ge=0)
+    bias_correction: str = "both"  # adam: "both" (torch's), "second" (the first moment uncorrected) or "none"
 
     @field_validator("optimizer", "schedule")
     @classmethod
@@ -78,6 +80,10 @@ class OptimizerSpec(BaseModel):
             raise ValueError(f"momentum applies to {', '.join(USES_MU)}, not to optimizer={self.optimizer}")
         if self.rho is not None and self.optimizer not in USES_RHO:
             raise ValueError(f"rho applies to {', '.join(USES_RHO)}, not to optimizer={self.optimizer}")
+        if self.bias_correction not in BIAS_CORRECTIONS:
+            raise ValueError(f"bias_correction={self.bias_correction!r}: expected one of {', '.join(BIAS_CORRECTIONS)}")
+        if self.bias_correction != "both" and self.optimizer != "adam":
+            raise ValueError(f"bias_correction applies to adam, not to optimizer={self.optimizer}")
         if self.eps is not None and self.optimizer not in DEFAULT_DELTA:
             raise ValueError(f"eps (delta) applies to {', '.join(DEFAULT_DELTA)}, not to optimizer={self.optimizer}")
         return self
@@ -98,8 +104,42 @@ def build(spec: OptimizerSpec, params: Iterable[torch.nn.Parameter]) -> torch.op
         return torch.optim.Adagrad(params, lr=lr, eps=delta, weight_decay=wd)
     if name == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, alpha=rho, eps=delta, weight_decay=wd)
+    if name == "adam" and spec.bias_correction != "both":
+        return PartlyCorrectedAdam(params, correct_r=spec.bias_correction == "second", lr=lr, betas=(mu, rho),
+                                   eps=delta, weight_decay=wd)
     cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
     return cls(params, lr=lr, betas=(mu, rho), eps=delta, weight_decay=wd)
+
+
+class PartlyCorrectedAdam(torch.optim.Adam):
+    """Adam with its first moment's bias correction off, and its second's too unless ``correct_r`` (C13).
+
+    theta <- theta - alpha v' / (sqrt(r') + delta) with v' = v (uncorrected) and r' = r / (1 - rho^t) if
+    ``correct_r`` else r (Kingma & Ba 2015, section 3, is the case with both corrected). torch's Adam always
+    corrects, computing alpha v~ / (sqrt(r~) + eps); so at step t this runs it with
+    alpha' = alpha (1 - mu^t) / c and eps' = delta / c, c = 1 if ``correct_r`` else sqrt(1 - rho^t), which is the
+    update above exactly, and restores alpha and eps after the step (a scheduler sees its own rate).
+    """
+
+    def __init__(self, params, *, correct_r: bool, **kwargs):
+        super().__init__(params, **kwargs)
+        self.correct_r = correct_r
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        saved = []
+        for group in self.param_groups:
+            mu, rho = group["betas"]
+            first = next((p for p in group["params"] if p.grad is not None and self.state[p]), None)
+            t = 1 + (int(self.state[first]["step"]) if first is not None else 0)  # the step about to be taken
+            c = 1.0 if self.correct_r else (1 - rho ** t) ** 0.5
+            saved.append((group["lr"], group["eps"]))
+            group["lr"], group["eps"] = group["lr"] * (1 - mu ** t) / c, group["eps"] / c
+        try:
+            return super().step(closure)
+        finally:
+            for group, (lr, eps) in zip(self.param_groups, saved):
+                group["lr"], group["eps"] = lr, eps
 
 
 def make(name: str, params: Iterable[torch.nn.Parameter], *, lr: float, mu: float | None = None,

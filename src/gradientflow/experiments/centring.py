@@ -3,17 +3,21 @@
 C4, three views:
 - a 2-D neuron z = w . x fitted by SGD (batch 1) towards w* = (1, -1), fed sigmoid outputs
   (all positive) or the same inputs centred. With positive inputs both components of
-  dL/dw = (z - y) x share a sign at every step, so the path zig-zags. Speed is compared at each
-  input's best learning rate from the same grid (a fixed rate would favour neither: it is the
-  curvature E[x x^T] that the mean inflates, and with it the largest stable rate it lowers);
+  dL/dw = (z - y) x share a sign at every step, so the path zig-zags. Speed (the median number of
+  steps over several orders of the same inputs) is compared at each input's best learning rate
+  from the same grid (a fixed rate would favour neither: it is the curvature E[x x^T] that the
+  mean inflates, and with it the largest stable rate it lowers);
 - the probe's sign coherence of a layer fed by sigmoid outputs against one fed by tanh outputs,
   at batch size 1 and at a mini-batch (averaging softens it);
-- a sigmoid net against the same net with s(x) - 1/2 (identical slopes, centred output).
+- a sigmoid net against the same net with s(x) - 1/2 (identical slopes, centred output), each at
+  its best rate of a small grid, over several seeds, compared seed by seed.
 C19: the same net trained on MNIST-1D standardised against the same inputs shifted to be all
 non-negative (``normalize="shift"``: same scale, minimum at 0).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -22,8 +26,7 @@ from torch import nn
 from .. import job, optim, plots
 from ..config import DataSpec, TrainConfig
 from ..optim import OptimizerSpec
-from ..store import Run
-from ..train import LoopSpec
+from ..train import LoopSpec, fit
 from ..probes import watch
 from . import claim
 from .claim import Claim, Verdict
@@ -40,14 +43,19 @@ CLAIMS = (
 
 class Size(claim.Size):
     toy_samples: int  # inputs of the 2-D neuron (one SGD step each)
+    orders: int  # orders of those inputs the 2-D neuron is run over
     data: DataSpec  # the MNIST-1D split of the real networks
     epochs: int  # of each real network
+    net_rates: tuple[float, ...]  # the sigmoid nets' learning-rate grid
+    seeds: int  # sigmoid nets per (activation, rate)
     probe_steps: int  # SGD steps under the probe for the sign coherence
     minibatch: int  # the mini-batch that softens the zig-zag
 
 
-QUICK = Size(toy_samples=4000, data=DataSpec(n_train=2000, n_test=500), epochs=10, probe_steps=50, minibatch=64)
-FULL = Size(toy_samples=20000, data=DataSpec(n_train=4000, n_test=1000), epochs=30, probe_steps=200, minibatch=64)
+QUICK = Size(toy_samples=1000, orders=5, data=DataSpec(n_train=2000, n_test=500), epochs=10, net_rates=(0.1, 0.3, 1.0),
+             seeds=3, probe_steps=50, minibatch=64)
+FULL = Size(toy_samples=4000, orders=10, data=DataSpec(n_train=4000, n_test=1000), epochs=30,
+            net_rates=(0.03, 0.1, 0.3, 1.0), seeds=5, probe_steps=200, minibatch=64)
 TOY_RATES = tuple(0.25 * 2 ** k for k in range(8))  # 0.25 ... 32
 TOY_TOL = 0.01  # converged: ||w - w*|| below this
 SLOWER = 1.5  # "converges slowly": at least half again as many steps at the best rate
@@ -108,29 +116,42 @@ def _coherence(act: str, batch: int, size: Size, seed: int) -> float:
     return float(rows[1]["sign_coherence"])
 
 
+def _median_steps(hits: list[int | None]) -> float:
+    """The median steps to converge over the orders; a run that never converged counts as infinitely many."""
+    return float(np.median([math.inf if h is None else h for h in hits]))
+
+
+def _sigmoid_net(size: Size, seed: int, data_seed: int, lr: float, centred: bool) -> dict:
+    """A 3 x 100 sigmoid net (Xavier, SGD) on MNIST-1D; with ``centred`` its sigmoids are s(x) - 1/2."""
+    cfg = _config(size, seed, depth=3, width=100, activation="sigmoid", init="xavier", lr=lr, batch_size=32)
+    net, d = job.prepare(cfg.replace(data_seed=data_seed))
+    if centred:
+        net = nn.Sequential(*[CentredSigmoid() if isinstance(m, nn.Sigmoid) else m for m in net])
+    parts = cfg.parts
+    s = fit(net, d, parts.optimizer, parts.loop)
+    ok = s.status == "finished" and math.isfinite(s.train_loss)
+    return {"final": s.train_loss if ok else None, "epochs": [h["train_loss"] for h in s.history]}
+
+
 def run(size: Size, seed: int, folder) -> dict:
     g = torch.Generator().manual_seed(seed)
     positive = torch.sigmoid(2 * torch.randn(size.toy_samples, 2, generator=g, dtype=torch.float64))
     inputs = {"positive": positive, "centred": positive - positive.mean(0)}
+    orders = [torch.randperm(size.toy_samples, generator=g) for _ in range(size.orders)]
     toy = {}
     for name, x in inputs.items():
-        hits = {lr: _toy(x, lr, len(x), keep_path=False)[0] for lr in TOY_RATES}
-        done = {lr: h for lr, h in hits.items() if h is not None}
-        best = min(done, key=done.get) if done else None
-        _, same, path = _toy(x, best or TOY_RATES[0], 200, keep_path=True)
+        hits = {lr: [_toy(x[o], lr, len(x), keep_path=False)[0] for o in orders] for lr in TOY_RATES}
+        best = min(TOY_RATES, key=lambda lr: (_median_steps(hits[lr]), lr))
+        _, same, path = _toy(x[orders[0]], best, 200, keep_path=True)
         toy[name] = {"steps_by_lr": {str(k): v for k, v in hits.items()}, "best_lr": best,
-                     "best_steps": done.get(best), "same_sign_share": same, "path": path, "curvature": (x.T @ x / len(x)).tolist()}
+                     "best_steps": _median_steps(hits[best]), "same_sign_share": same, "path": path,
+                     "curvature": (x.T @ x / len(x)).tolist()}
     coherence = {f"{act}_batch{b}": _coherence(act, b, size, seed)
                  for act in ("sigmoid", "tanh") for b in (1, size.minibatch)}
-    nets = {}
+    nets = {"rates": list(size.net_rates)}
     for centred in (False, True):
-        cfg = _config(size, seed, depth=3, width=100, activation="sigmoid", init="xavier", lr=0.2, batch_size=32)
-        net, d = job.prepare(cfg)
-        if centred:
-            net = nn.Sequential(*[CentredSigmoid() if isinstance(m, nn.Sigmoid) else m for m in net])
-        label = "centred_sigmoid" if centred else "sigmoid"
-        summary = job.train(cfg, net, d, run=Run.create(folder / label, cfg.model_dump()))
-        nets[label] = [h["train_loss"] for h in summary.history]
+        nets["centred_sigmoid" if centred else "sigmoid"] = [
+            [_sigmoid_net(size, seed + k, seed, lr, centred) for k in range(size.seeds)] for lr in size.net_rates]
     data, shift = {}, {}
     for act in ("relu", "tanh"):
         for norm in ("standardize", "shift"):
@@ -145,14 +166,28 @@ def run(size: Size, seed: int, folder) -> dict:
     return {"toy": toy, "coherence": coherence, "sigmoid_nets": nets, "data": data, "minibatch": size.minibatch}
 
 
+def nets_compared(m: dict) -> dict:
+    """Each sigmoid net at its best rate (the lowest median final loss; a diverged seed counts as infinite): its
+    rate, median and per-seed losses, and whether the centred net is lower on every seed (paired by seed)."""
+    nets, out = m["sigmoid_nets"], {}
+    for label in ("sigmoid", "centred_sigmoid"):
+        finals = [[math.inf if r["final"] is None else r["final"] for r in cell] for cell in nets[label]]
+        k = min(range(len(finals)), key=lambda i: (float(np.median(finals[i])), i))
+        out[label] = {"rate": nets["rates"][k], "median": float(np.median(finals[k])), "seeds": finals[k]}
+    pairs = zip(out["centred_sigmoid"]["seeds"], out["sigmoid"]["seeds"])
+    out["centred_lower_on_every_seed"] = all(c < s for c, s in pairs)
+    return out
+
+
 def verdicts(m: dict) -> dict[str, Verdict]:
     toy, coh = m["toy"], m["coherence"]
     b = m["minibatch"]
-    pos, cen = toy["positive"]["best_steps"], toy["centred"]["best_steps"]
-    slower = pos is not None and cen is not None and pos >= SLOWER * cen
+    pos, cen = (math.inf if toy[k]["best_steps"] is None else toy[k]["best_steps"] for k in ("positive", "centred"))
+    slower = math.isfinite(cen) and pos >= SLOWER * cen  # never converging with positive inputs is slower still
+    nets = nets_compared(m)
     c4 = (coh["sigmoid_batch1"] >= COHERENT and coh["tanh_batch1"] < MIXED
-          and coh[f"sigmoid_batch{b}"] < coh["sigmoid_batch1"] and slower)
-    sig, csig = m["sigmoid_nets"]["sigmoid"], m["sigmoid_nets"]["centred_sigmoid"]
+          and coh[f"sigmoid_batch{b}"] < coh["sigmoid_batch1"] and slower and nets["centred_lower_on_every_seed"])
+    sig, csig = nets["sigmoid"], nets["centred_sigmoid"]
     c4_numbers = {"coherence_sigmoid_fed_batch1": coh["sigmoid_batch1"], "coherence_tanh_fed_batch1": coh["tanh_batch1"],
                   f"coherence_sigmoid_fed_batch{b}": coh[f"sigmoid_batch{b}"],
                   f"coherence_tanh_fed_batch{b}": coh[f"tanh_batch{b}"],
@@ -160,7 +195,9 @@ def verdicts(m: dict) -> dict[str, Verdict]:
                   "toy_same_sign_share_centred": toy["centred"]["same_sign_share"],
                   "toy_steps_positive": pos, "toy_steps_centred": cen,
                   "toy_best_lr_positive": toy["positive"]["best_lr"], "toy_best_lr_centred": toy["centred"]["best_lr"],
-                  "net_final_loss_sigmoid": sig[-1], "net_final_loss_centred_sigmoid": csig[-1]}
+                  "net_best_rate_sigmoid": sig["rate"], "net_best_rate_centred_sigmoid": csig["rate"],
+                  "net_final_loss_sigmoid": sig["seeds"], "net_final_loss_centred_sigmoid": csig["seeds"],
+                  "net_centred_lower_on_every_seed": nets["centred_lower_on_every_seed"]}
     data = m["data"]
     c19 = all(data[f"{a}_standardize"]["train_loss"] < data[f"{a}_shift"]["train_loss"] for a in ("relu", "tanh"))
     c19_numbers = {f"{a}_{n}_final_loss": data[f"{a}_{n}"]["train_loss"] for a in ("relu", "tanh")
@@ -171,15 +208,19 @@ def verdicts(m: dict) -> dict[str, Verdict]:
         "C4": Verdict(
             c4, f"batch 1: the sigmoid-fed layer's sign coherence is >= {COHERENT:g} (every weight of a unit moves "
                 f"the same way) and the tanh-fed layer's < {MIXED:g}; at batch {b} the sigmoid-fed coherence is lower "
-                f"than at batch 1 (averaging softens it); and the 2-D neuron with positive inputs needs >= {SLOWER:g}x "
-                "the SGD steps of the centred one, each at its best rate of the same grid.",
+                f"than at batch 1 (averaging softens it); the 2-D neuron with positive inputs needs >= {SLOWER:g}x "
+                "the SGD steps of the centred one (median over orders of the inputs), each at its best rate of the "
+                "same grid; and on MNIST-1D a sigmoid net ends with a higher training loss than the same net with "
+                "s(x) - 1/2 on every seed, each at its best rate.",
             c4_numbers, "zigzag",
             f"sign coherence at batch 1: {coh['sigmoid_batch1']:.3g} (sigmoid-fed) vs {coh['tanh_batch1']:.3g} "
-            f"(tanh-fed); at batch {b}: {coh[f'sigmoid_batch{b}']:.3g}. 2-D neuron: {pos} steps with positive inputs "
-            f"against {cen} centred; both components of the gradient shared a sign in "
+            f"(tanh-fed); at batch {b}: {coh[f'sigmoid_batch{b}']:.3g}. 2-D neuron: {pos:g} steps with positive inputs "
+            f"against {cen:g} centred (median over orders); both components of the gradient shared a sign in "
             f"{100 * toy['positive']['same_sign_share']:.0f}% of steps (centred: "
-            f"{100 * toy['centred']['same_sign_share']:.0f}%). Sigmoid net loss {sig[-1]:.3g} vs centred sigmoid "
-            f"{csig[-1]:.3g}."),
+            f"{100 * toy['centred']['same_sign_share']:.0f}%). Sigmoid net at its best rate {sig['rate']:g}: median "
+            f"loss {sig['median']:.3g}; centred sigmoid at {csig['rate']:g}: {csig['median']:.3g}; the centred net is "
+            f"{'lower on every seed' if nets['centred_lower_on_every_seed'] else 'not lower on every seed'} "
+            f"({', '.join(f'{c:.3g} vs {s:.3g}' for c, s in zip(csig['seeds'], sig['seeds']))})."),
         "C19": Verdict(
             c19, "MNIST-1D, same net, seed and batches: standardised inputs end with a lower training loss than the "
                  "same inputs shifted to be non-negative (same scale), for a ReLU and a tanh net.",
@@ -202,7 +243,7 @@ def figures(m: dict) -> dict:
                    colors=f"C{k}", linewidths=0.5, alpha=0.5)
         path = np.array(toy[name]["path"])
         ax.plot(path[:, 0], path[:, 1], ".-", color=f"C{k}", lw=0.8, ms=3,
-                label=f"{name} inputs, lr {toy[name]['best_lr']:g}: {toy[name]['best_steps']} steps")
+                label=f"{name} inputs, lr {toy[name]['best_lr']:g}: {toy[name]['best_steps']} steps (median)")
     ax.plot([1], [-1], "k*", ms=12, label="optimum w* = (1, -1)")
     ax.plot([0], [0], "ko", ms=5)
     ax.set(xlabel="w1", ylabel="w2", title="C4: one neuron, SGD batch 1")
@@ -216,9 +257,16 @@ def figures(m: dict) -> dict:
     axes[1].axhline(0.5, color="0.5", ls="--", lw=0.8)
     axes[1].set(ylim=(0, 1.05), ylabel="share of a unit's weight gradients with the majority sign",
                 title="sign coherence (probe), layer 2")
-    for name, losses in m["sigmoid_nets"].items():
-        axes[2].plot(range(1, len(losses) + 1), losses, "o-", ms=3, label=name)
-    axes[2].set(xlabel="epoch", ylabel="training loss", title="sigmoid vs s(x) - 1/2 (same slopes)")
+    nets = m["sigmoid_nets"]
+    for k, name in enumerate(("sigmoid", "centred_sigmoid")):
+        finals = [[r["final"] for r in cell] for cell in nets[name]]
+        for lr, cell in zip(nets["rates"], finals):
+            axes[2].scatter([lr] * sum(v is not None for v in cell), [v for v in cell if v is not None], s=10,
+                            color=f"C{k}", alpha=0.6)
+        axes[2].plot(nets["rates"], [np.median([math.inf if v is None else v for v in c]) for c in finals], "o-",
+                     ms=3, color=f"C{k}", label=f"{name} (median; dots: seeds)")
+    axes[2].set(xscale="log", xlabel="learning rate", ylabel="final training loss",
+                title="sigmoid vs s(x) - 1/2 (same slopes), MNIST-1D")
     axes[2].legend(fontsize=8)
     fig.tight_layout()
     fig2, ax = plots.subplots(figsize=(6.5, 4))

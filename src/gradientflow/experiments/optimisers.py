@@ -27,7 +27,8 @@ from .. import optim, plots
 from ..config import ModelSpec, TrainConfig
 from . import claim
 from .claim import Claim, Verdict
-from .common import train
+from .common import fit_config, train
+from .seeds import spread
 
 CLAIMS = (
     Claim("C10", "Momentum: v <- mu v + g; theta <- theta - alpha v; mu in [0, 1), usually 0.9; mu = 0 is plain "
@@ -46,13 +47,22 @@ class Size(claim.Size):
     steps: int  # of each 2-D descent (ravine, saddle)
     noisy_steps: int  # of the noisy-ravine runs (AdaGrad's stall needs a long run)
     train: TrainConfig  # the MNIST-1D net; the optimiser and its rate are set per run
+    adam: TrainConfig  # C13's short MNIST-1D runs: Adam with and without its bias corrections
+    adam_rates: tuple[float, ...]
+    seeds: int  # per (correction, rate) cell of C13's runs
 
 
 _NET = TrainConfig.compose(ModelSpec(depth=2, width=100, activation="relu", init="he"))
+_ADAM_RATES = (1e-3, 3e-3, 1e-2, 3e-2)
 QUICK = Size(steps=150, noisy_steps=2000,
-             train=_NET.replace(n_train=2000, n_test=500, epochs=10, batch_size=32))
+             train=_NET.replace(n_train=2000, n_test=500, epochs=10, batch_size=32),
+             adam=_NET.replace(n_train=2000, n_test=500, epochs=3, batch_size=32, optimizer="adam"),
+             adam_rates=_ADAM_RATES, seeds=3)
 FULL = Size(steps=400, noisy_steps=20000,
-            train=_NET.replace(n_train=4000, n_test=1000, epochs=50, batch_size=32))
+            train=_NET.replace(n_train=4000, n_test=1000, epochs=50, batch_size=32),
+            adam=_NET.replace(n_train=4000, n_test=1000, epochs=10, batch_size=32, optimizer="adam"),
+            adam_rates=(3e-4, *_ADAM_RATES), seeds=5)
+CORRECTIONS = {"both": "corrected", "none": "uncorrected", "second": "v uncorrected"}  # optim.BIAS_CORRECTIONS
 
 RAVINE = (0.01, 2.0)  # curvature along, across
 RAVINE_START = (-8.0, 1.0)
@@ -176,6 +186,22 @@ def _first_steps(steps: int, seed: int) -> dict:
             "first_moment_only_uncorrected": size(adam_steps(grads, lr, correct_v=False, correct_r=True))}
 
 
+def _adam_training(size: Size, seed: int) -> dict:
+    """C13 in practice: Adam with both, one or neither bias correction at every rate, ``size.seeds`` seeds each:
+    the mean training loss over the first epoch (the cold start) and the final one (None: diverged)."""
+    out = {"rates": list(size.adam_rates), "steps_per_epoch": math.ceil(size.adam.n_train / size.adam.batch_size)}
+    for correction in CORRECTIONS:
+        cells = []
+        for lr in size.adam_rates:
+            runs = [fit_config(size.adam.replace(lr=lr, bias_correction=correction, seed=seed + k, data_seed=seed))
+                    for k in range(size.seeds)]
+            ok = [r.status == "finished" and len(r.history) == size.adam.epochs for r in runs]
+            cells.append({"first_epoch": [r.history[0]["train_loss"] if good else None for r, good in zip(runs, ok)],
+                          "final": [r.train_loss if good else None for r, good in zip(runs, ok)]})
+        out[correction] = cells
+    return out
+
+
 def run(size: Size, seed: int, folder) -> dict:
     n = size.steps
     tuned = {k: tune(k, n) for k in ("sgd", "momentum")}
@@ -185,7 +211,7 @@ def run(size: Size, seed: int, folder) -> dict:
            "double_well": {k: basins(k, 4 * n) for k in ("sgd", "momentum")},
            "noisy": {k: descend(ravine, RAVINE_START, k, RATES[k], size.noisy_steps, NOISE, seed)
                      for k in ("adagrad", "rmsprop")},
-           "adam_first_steps": _first_steps(50, seed), "mnist1d": {}}
+           "adam_first_steps": _first_steps(50, seed), "adam_training": _adam_training(size, seed), "mnist1d": {}}
     for k in ("sgd", "momentum", "adagrad", "rmsprop", "adam"):
         cfg = size.train.replace(optimizer=k, lr=MNIST_RATES[k], seed=seed, data_seed=seed)
         out["mnist1d"][k] = train(cfg, folder, k)
@@ -223,6 +249,7 @@ def verdicts(m: dict) -> dict[str, Verdict]:
     factor = uncorrected_factor(np.arange(1, 10_001))
     c13 = abs(first["corrected"][0] - 1) < 0.1 and first["uncorrected"][0] < first["corrected"][0]
     acc = {k: r["test_accuracy"] for k, r in m["mnist1d"].items()}
+    practice, practice_sentence = adam_practice(m)
     return {
         "C10": Verdict(
             c10, f"each optimiser at its own best rate on the ravine (the lowest loss after {steps} steps over "
@@ -265,12 +292,34 @@ def verdicts(m: dict) -> dict[str, Verdict]:
              "first_step_over_alpha_only_v_uncorrected": first["first_moment_only_uncorrected"][0],
              "step10_over_alpha_uncorrected": first["uncorrected"][9],
              "closed_form_factor_t1": float(factor[0]), "closed_form_factor_max": float(factor.max()),
-             "closed_form_factor_argmax_t": int(factor.argmax()) + 1, "closed_form_factor_min_t_le_1e4": float(factor.min())},
+             "closed_form_factor_argmax_t": int(factor.argmax()) + 1, "closed_form_factor_min_t_le_1e4": float(factor.min()),
+             **practice},
             "adam_bias_correction",
             _adam_why(first) + f" In closed form the uncorrected step is {factor[0]:.3g}x the corrected one at t = 1, "
             f"peaks at {factor.max():.3g}x at t = {int(factor.argmax()) + 1} and stays above {factor.min():.3g}x up to "
-            "t = 10^4: never a slow start."),
+            f"t = 10^4. {practice_sentence}"),
     }
+
+
+def adam_practice(m: dict) -> tuple[dict, str]:
+    """C13's training runs in numbers (per correction: the median first-epoch loss at each rate, and the best
+    median final loss with its rate) and in one sentence written from them."""
+    t = m["adam_training"]
+    numbers, first, best = {}, [], []
+    for correction, label in CORRECTIONS.items():
+        early = [spread(c["first_epoch"]).median for c in t[correction]]
+        final = [spread(c["final"]).median for c in t[correction]]
+        diverged = sum(spread(c["final"]).missing for c in t[correction])
+        k = int(np.nanargmin(final)) if not np.all(np.isnan(final)) else None
+        numbers[f"adam_{correction}"] = {"first_epoch_by_rate": early, "best_final": None if k is None else final[k],
+                                         "best_rate": None if k is None else t["rates"][k], "diverged": diverged}
+        first.append(f"{label} " + ", ".join(f"{v:.3g}" for v in early))
+        best.append(f"{label} {final[k]:.3g} at {t['rates'][k]:g}" if k is not None else f"{label} diverged")
+    seeds = len(t["both"][0]["final"])
+    sentence = (f"On MNIST-1D ({seeds} seeds), the mean loss over the first epoch ({t['steps_per_epoch']} steps) at "
+                f"rates {', '.join(f'{r:g}' for r in t['rates'])}: " + "; ".join(first)
+                + "; the best median final loss: " + "; ".join(best) + ".")
+    return numbers, sentence
 
 
 def _adam_why(first: dict) -> str:
@@ -325,7 +374,7 @@ def figures(m: dict) -> dict:
     d.legend(fontsize=8)
     fig2.tight_layout()
 
-    fig3, e = plots.subplots(figsize=(6.5, 3.8))
+    fig3, (e, f) = plots.subplots(1, 2, figsize=(13, 3.9))
     first = m["adam_first_steps"]
     t = np.arange(1, len(first["corrected"]) + 1)
     e.semilogy(t, first["corrected"], "o-", ms=3, label="Adam (bias-corrected)")
@@ -335,5 +384,17 @@ def figures(m: dict) -> dict:
     e.axhline(1, color="0.5", lw=0.8, ls="--")
     e.set(xlabel="step t", ylabel="|step| / alpha", title="C13: Adam's first steps")
     e.legend(fontsize=8)
+    t = m["adam_training"]
+    for k, (correction, label) in enumerate(CORRECTIONS.items()):
+        for which, style in (("first_epoch", "o-"), ("final", "s--")):
+            cells = [spread(c[which]) for c in t[correction]]
+            for lr, s in zip(t["rates"], cells):
+                f.scatter([lr] * sum(v is not None for v in s.values), [v for v in s.values if v is not None], s=8,
+                          color=f"C{k}", alpha=0.5)
+            f.plot(t["rates"], [s.median for s in cells], style, ms=3, color=f"C{k}",
+                   label=f"{label}, {'first epoch' if which == 'first_epoch' else 'final'}")
+    f.set(xscale="log", xlabel="learning rate alpha", ylabel="training loss (median, dots: seeds)",
+          title=f"MNIST-1D: the first epoch ({t['steps_per_epoch']} steps) and the end")
+    f.legend(fontsize=7)
     fig3.tight_layout()
     return {"optimisers_2d": fig, "adaptive_steps": fig2, "adam_bias_correction": fig3}
