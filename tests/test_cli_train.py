@@ -61,6 +61,8 @@ def test_config_files_yaml_and_toml_with_options_winning(tmp_path):
     (["--batch-size", "abc"], "'abc' is not a valid integer"),
     (["--device", "tpu"], "unknown device"),
     (["--normalize", "whiten"], "unknown normalization"),
+    (["--bias-correction", "first"], "bias_correction='first': expected one of both, second, none"),
+    (["--bias-correction", "none", "--optimizer", "sgd"], "bias_correction applies to adam"),
 ])
 def test_bad_train_input_is_one_line_and_exit_2(tmp_path, args, needle):
     res = invoke("train", *QUICK, "--out", tmp_path / "r", *args)

@@ -17,7 +17,7 @@ import pytest
 
 pytestmark = pytest.mark.portability
 
-CLAIMS = "C7,C8,C9,C20"
+CLAIMS = "C3,C4,C7,C8,C9,C20,C21"
 VARIANTS = {
     "seed 0": (0, {}),
     "seed 1": (1, {}),

@@ -28,6 +28,7 @@ from .render import echo_json, fmt
 @click.option("--momentum", type=float, help="mu: momentum, or Adam's beta1 (0.9).")
 @click.option("--rho", type=float, help="rho: RMSProp's decay, Adam's beta2.")
 @click.option("--eps", type=float, help="delta under the square root (adagrad, rmsprop, adam, adamw).")
+@click.option("--bias-correction", help="adam: both (default), second (v uncorrected) or none (C13).")
 @click.option("--weight-decay", type=float, help="L2 weight decay (0).")
 @click.option("--clip-norm", type=float, help="Clip the total gradient norm to this.")
 @click.option("--clip-value", type=float, help="Clip every gradient entry to [-v, v].")
