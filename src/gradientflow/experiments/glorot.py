@@ -123,10 +123,13 @@ def figures(m: dict) -> dict:
         a.plot(pos, r["forward_expected"], "x", color=f"C{k}", ms=8)
         b.plot(pos, r["backward"], "o-", color=f"C{k}", label=label)
         b.plot(pos, r["backward_expected"], "x", color=f"C{k}", ms=8)
+        for ax, side in ((a, "forward_draws"), (b, "backward_draws")):  # each weight draw: the spread of the median
+            for draw in r.get(side, []):
+                ax.scatter(pos, draw, s=6, color=f"C{k}", alpha=0.35)
     for ax, title in ((a, "forward: Var z / Var x"), (b, "backward: Var dL/dx / Var dL/dz")):
         ax.axhline(1, color="0.4", lw=0.8, ls="--")
         ax.set_xticks(pos, names)
-        ax.set(xlabel="layer (n_in -> n_out)", yscale="log", title=f"C18 {title} (x: n Var w)")
+        ax.set(xlabel="layer (n_in -> n_out)", yscale="log", title=f"C18 {title} (x: n Var w; dots: draws)")
     a.set_ylabel("variance ratio (probe)")
     a.legend(fontsize=8)
     fig.tight_layout()
