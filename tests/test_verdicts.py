@@ -155,3 +155,10 @@ def test_c4_also_fails_when_the_centred_net_is_not_lower_on_every_seed():
     cell = m["sigmoid_nets"]["centred_sigmoid"][m["sigmoid_nets"]["rates"].index(best)]
     cell[0]["final"] = 9.0  # one seed of the centred net's best rate now ends far above the sigmoid net
     assert not centring.verdicts(m)["C4"].passed
+
+
+@pytest.mark.parametrize("experiment", sorted(p.name.split(".")[0] for p in DATA.glob("*.json.gz")))
+def test_the_stored_measurements_give_a_verdict_again(experiment):
+    """data/<experiment>.json stores a diverged run's infinity as null: the rules read it back as diverged."""
+    claims = experiments.load(experiment).verdicts(_measured(experiment))
+    assert claims and all(isinstance(v.passed, bool) and v.why for v in claims.values())

@@ -73,9 +73,9 @@ def run(size: Size, seed: int, folder) -> dict:
 
 
 def _pairs(r: dict) -> list[tuple[float, float]]:
-    """(measured, expected) for every finite ratio of both conditions."""
+    """(measured, expected) for every finite ratio of both conditions (an undefined one is NaN, or None as stored)."""
     return [(v, e) for v, e in zip(r["forward"] + r["backward"], r["forward_expected"] + r["backward_expected"])
-            if math.isfinite(v)]
+            if v is not None and math.isfinite(v)]
 
 
 def _worst(r: dict) -> float:
@@ -84,14 +84,15 @@ def _worst(r: dict) -> float:
 
 
 def _product(values: list[float]) -> float:
-    return float(np.prod([v for v in values if math.isfinite(v)]))
+    return float(np.prod([v for v in values if v is not None and math.isfinite(v)]))
 
 
 def verdicts(m: dict) -> dict[str, Verdict]:
     inits = m["inits"]
     match = all(abs(v / e - 1) < MATCH for r in inits.values() for v, e in _pairs(r))
     # both conditions at once: forward/backward = n_in/n_out whatever Var(w) is, so never both 1 when n_in != n_out
-    both_off = all(max(abs(math.log(f / b)) for f, b in zip(r["forward"], r["backward"]) if math.isfinite(b)) > 0.5
+    both_off = all(max(abs(math.log(f / b)) for f, b in zip(r["forward"], r["backward"])
+                       if b is not None and math.isfinite(b)) > 0.5
                    for r in inits.values())
     worst = {k: _worst(r) for k, r in inits.items()}
     best = min(worst, key=worst.get)

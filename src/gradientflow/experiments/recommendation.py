@@ -119,8 +119,9 @@ def run(size: Size, seed: int, folder) -> dict:
             "steps": math.ceil(len(d.y_train) / t.batch_size) * t.epochs, "width": t.width}
 
 
-def _median(losses: list[float]) -> float:
-    return float(np.median(losses))  # infinities (diverged runs) sort last, as they should
+def _median(losses: list[float | None]) -> float:
+    """The median loss; a diverged run (inf, or None as stored in JSON) sorts last, as it should."""
+    return float(np.median([math.inf if v is None else v for v in losses]))
 
 
 def _gap(rec: float, best: float) -> float:
@@ -135,8 +136,8 @@ def row(m: dict, depth: int, act: str) -> dict:
     scores = {label: _median(m["cells"][f"{depth}|{act}|{label}"]["losses"]) for label in COLUMNS}
     best = min(COLUMNS, key=lambda k: (scores[k], COLUMNS.index(k)))
     rec = RECOMMENDED[act]
-    gaps = [_gap(r, b) for r, b in zip(m["cells"][f"{depth}|{act}|{rec}"]["losses"],
-                                       m["cells"][f"{depth}|{act}|{best}"]["losses"])]
+    finals = lambda label: [math.inf if v is None else v for v in m["cells"][f"{depth}|{act}|{label}"]["losses"]]  # noqa: E731
+    gaps = [_gap(r, b) for r, b in zip(finals(rec), finals(best))]
     learned = scores[best] <= LEARNED * math.log(m["classes"])
     loses = learned and best != rec and min(gaps) > TIE
     return {"best": best, "recommended": rec, "score_best": scores[best], "score_recommended": scores[rec],
@@ -191,6 +192,10 @@ def figures(m: dict) -> dict:
                 cell = m["cells"][f"{depth}|{act}|{label}"]
                 s = spread(cell["losses"])
                 n = len(cell["losses"])
+                if all(v is None or math.isinf(v) for v in cell["validation_by_rate"]):
+                    ax.text(c, r, "diverged at\nevery rate" + ("*" if label == RECOMMENDED[act] else ""),
+                            ha="center", va="center", fontsize=6.5)
+                    continue
                 text = (f"{s.missing}/{n} diverged" if s.missing == n else f"{s.median:.2f}\n[{s.q10:.2f}, {s.q90:.2f}]"
                         + (f"\n{s.missing}/{n} diverged" if s.missing else ""))
                 mark = ("*" if label == RECOMMENDED[act] else "") + ("<" if label == best else "")
