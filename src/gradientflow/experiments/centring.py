@@ -31,6 +31,7 @@ from ..probes import watch
 from . import claim
 from .claim import Claim, Verdict
 from .common import train
+from .seeds import median_diverged_last
 
 CLAIMS = (
     Claim("C4", "If every input x_i of a neuron is positive (e.g. the outputs of a sigmoid layer), dL/dw_i = "
@@ -116,11 +117,6 @@ def _coherence(act: str, batch: int, size: Size, seed: int) -> float:
     return float(rows[1]["sign_coherence"])
 
 
-def _median_steps(hits: list[int | None]) -> float:
-    """The median steps to converge over the orders; a run that never converged counts as infinitely many."""
-    return float(np.median([math.inf if h is None else h for h in hits]))
-
-
 def _sigmoid_net(size: Size, seed: int, data_seed: int, lr: float, centred: bool) -> dict:
     """A 3 x 100 sigmoid net (Xavier, SGD) on MNIST-1D; with ``centred`` its sigmoids are s(x) - 1/2."""
     cfg = _config(size, seed, depth=3, width=100, activation="sigmoid", init="xavier", lr=lr, batch_size=32)
@@ -141,10 +137,10 @@ def run(size: Size, seed: int, folder) -> dict:
     toy = {}
     for name, x in inputs.items():
         hits = {lr: [_toy(x[o], lr, len(x), keep_path=False)[0] for o in orders] for lr in TOY_RATES}
-        best = min(TOY_RATES, key=lambda lr: (_median_steps(hits[lr]), lr))
+        best = min(TOY_RATES, key=lambda lr: (median_diverged_last(hits[lr]), lr))
         _, same, path = _toy(x[orders[0]], best, 200, keep_path=True)
         toy[name] = {"steps_by_lr": {str(k): v for k, v in hits.items()}, "best_lr": best,
-                     "best_steps": _median_steps(hits[best]), "same_sign_share": same, "path": path,
+                     "best_steps": median_diverged_last(hits[best]), "same_sign_share": same, "path": path,
                      "curvature": (x.T @ x / len(x)).tolist()}
     coherence = {f"{act}_batch{b}": _coherence(act, b, size, seed)
                  for act in ("sigmoid", "tanh") for b in (1, size.minibatch)}
@@ -172,8 +168,8 @@ def nets_compared(m: dict) -> dict:
     nets, out = m["sigmoid_nets"], {}
     for label in ("sigmoid", "centred_sigmoid"):
         finals = [[math.inf if r["final"] is None else r["final"] for r in cell] for cell in nets[label]]
-        k = min(range(len(finals)), key=lambda i: (float(np.median(finals[i])), i))
-        out[label] = {"rate": nets["rates"][k], "median": float(np.median(finals[k])), "seeds": finals[k]}
+        k = min(range(len(finals)), key=lambda i: (median_diverged_last(finals[i]), i))
+        out[label] = {"rate": nets["rates"][k], "median": median_diverged_last(finals[k]), "seeds": finals[k]}
     pairs = zip(out["centred_sigmoid"]["seeds"], out["sigmoid"]["seeds"])
     out["centred_lower_on_every_seed"] = all(c < s for c, s in pairs)
     return out
@@ -263,7 +259,7 @@ def figures(m: dict) -> dict:
         for lr, cell in zip(nets["rates"], finals):
             axes[2].scatter([lr] * sum(v is not None for v in cell), [v for v in cell if v is not None], s=10,
                             color=f"C{k}", alpha=0.6)
-        axes[2].plot(nets["rates"], [np.median([math.inf if v is None else v for v in c]) for c in finals], "o-",
+        axes[2].plot(nets["rates"], [median_diverged_last(c) for c in finals], "o-",
                      ms=3, color=f"C{k}", label=f"{name} (median; dots: seeds)")
     axes[2].set(xscale="log", xlabel="learning rate", ylabel="final training loss",
                 title="sigmoid vs s(x) - 1/2 (same slopes), MNIST-1D")

@@ -28,7 +28,7 @@ from ..train import LoopSpec
 from . import claim
 from .claim import Claim, Verdict, finite
 from .common import fit_config, hidden, probe_once, train
-from .seeds import spread
+from .seeds import median_diverged_last, spread
 
 CLAIMS = (Claim("C3", "Products of factors above 1 blow up; a step off a 'cliff' throws the parameters far away and "
                       "training diverges. Clipping the gradient (its norm or its values) bounds the step and "
@@ -104,14 +104,14 @@ def summary(m: dict) -> dict:
     lowest median final loss among rates where no seed diverged) and each clipping's median at the high rate."""
     g = m["act_grad_norm_at_init"]
     high = str(m["rates"][-1])
-    safe = {lr: float(np.median(_losses(runs))) for lr, runs in m["unclipped"].items() if _diverged(runs) == 0}
+    safe = {lr: median_diverged_last(_losses(runs)) for lr, runs in m["unclipped"].items() if _diverged(runs) == 0}
     best = min(safe, key=lambda lr: safe[lr]) if safe else None
     return {"growth": g[0] / g[-1], "high_rate": float(high),
             "diverged_by_rate": {lr: _diverged(runs) for lr, runs in m["unclipped"].items()},
             "seeds": len(m["unclipped"][high]), "best_rate": None if best is None else float(best),
             "best_loss": math.inf if best is None else safe[best],
             **{f"{c}_diverged": _diverged(m[c]) for c in CLIPPINGS},
-            **{f"{c}_loss": float(np.median(_losses(m[c]))) for c in CLIPPINGS}}
+            **{f"{c}_loss": median_diverged_last(_losses(m[c])) for c in CLIPPINGS}}
 
 
 def verdicts(m: dict) -> dict[str, Verdict]:

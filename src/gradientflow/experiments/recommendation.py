@@ -42,7 +42,7 @@ from ..train import LoopSpec
 from . import claim
 from .claim import Claim, Verdict
 from .common import fit_config
-from .seeds import spread
+from .seeds import median_diverged_last as _median, spread
 
 CLAIMS = (Claim("C21", "Recommendation: sigmoid or tanh: Xavier. ReLU or Leaky ReLU: He.", "001, 004"),)
 
@@ -117,11 +117,6 @@ def run(size: Size, seed: int, folder) -> dict:
     t = size.train
     return {"cells": cells, "depths": list(size.depths), "rates": list(size.rates), "classes": d.classes,
             "steps": math.ceil(len(d.y_train) / t.batch_size) * t.epochs, "width": t.width}
-
-
-def _median(losses: list[float | None]) -> float:
-    """The median loss; a diverged run (inf, or None as stored in JSON) sorts last, as it should."""
-    return float(np.median([math.inf if v is None else v for v in losses]))
 
 
 def _gap(rec: float, best: float) -> float:

@@ -41,6 +41,12 @@ def spread(values: list[float | None]) -> Spread:
                   len(values) - len(finite))
 
 
+def median_diverged_last(values: list[float | None]) -> float:
+    """The median with a missing value (None, as a diverged run or a never-converged count is stored) counted as
+    infinite: a diverged run sorts last, and a majority of them makes the median infinite."""
+    return float(np.median([math.inf if v is None else v for v in values]))
+
+
 def majority(flags: list[bool]) -> bool:
     """More than half of the seeds: the statistic for a yes/no outcome per seed."""
     return sum(bool(f) for f in flags) * 2 > len(flags)
