@@ -1,15 +1,21 @@
-"""Issue 3: the engine's training step against a hand-written PyTorch loop, same model, same process.
+"""Issue 18: the engine's training step against a hand-written PyTorch loop, same model, same process.
 
-The 10 x 500 tanh MLP (500 inputs, 10 classes, about 2.5 M parameters), batch 256, plain SGD.
-Both loops shuffle with a fresh permutation per epoch and index the batch out of one tensor;
-the engine also clips (computing the gradient norm), guards against NaN, logs loss, gradient
-norm and rate per step, and evaluates a one-sample test split at the end of each epoch.
-Rounds alternate hand / engine and the ratio is the median over rounds.
+Two nets, plain SGD, data indexed out of one tensor with a fresh permutation per epoch in both loops:
 
-Achieved GFLOP/s counts 6 * batch * parameters per step (forward 2, backward 4) and is set
-against the machine's torch GEMM rate on the layer's shape (256 x 500 @ 500 x 500) and on 1024^3.
+- ``large``: the 10 x 500 tanh MLP (500 inputs, 10 classes, about 2.5 M parameters), batch 256;
+- ``small``: a 3 x 64 tanh MLP on 40 inputs (MNIST-1D's size), batch 32, where fixed costs per
+  step weigh most.
 
-Run: .venv/bin/python benchmarks/train_step.py [--json] [--rounds 5] [--steps 30] [--device cpu]
+Each ``fit`` call is timed from outside, so everything a run pays is counted: building the
+optimiser, the NaN guard, the per-step log, the epoch's test evaluation (a one-sample test split),
+the snapshots, and with the store the run's files (written by the background writer) up to the last
+one landing on disk. The hand loop is forward, cross-entropy, zero_grad, backward and step, nothing
+else. Rounds alternate hand / engine / engine + store and each ratio is the median over rounds.
+
+Achieved GFLOP/s counts 6 * batch * parameters per step (forward 2, backward 4) and is set against
+the machine's torch GEMM rate on the large net's layer shape (256 x 500 @ 500 x 500) and on 1024^3.
+
+Run: .venv/bin/python benchmarks/train_step.py [--json] [--rounds 7] [--nets large,small] [--device cpu]
 """
 
 from __future__ import annotations
@@ -27,34 +33,50 @@ from torch.utils import benchmark
 
 from gradientflow import data, model, train
 from gradientflow.optim import OptimizerSpec
-from gradientflow.train import LoopSpec
 from gradientflow.store import Run
+from gradientflow.train import LoopSpec
 
-WIDTH, DEPTH, BATCH, FEATURES, CLASSES = 500, 10, 256, 500, 10
+# name: (inputs, width, depth, batch, steps per epoch, epochs)
+NETS = {"large": (500, 500, 10, 256, 30, 2), "small": (40, 64, 3, 32, 125, 4)}
+CLASSES, LR = 10, 1e-3
 
 
-def hand_loop(net, x, y, steps: int, lr: float, device) -> float:
-    opt = torch.optim.SGD(net.parameters(), lr=lr)
-    order = torch.randperm(len(y)).to(device)
-    start = time.perf_counter()
-    for b in range(steps):
-        idx = order[b * BATCH:(b + 1) * BATCH]
-        loss = F.cross_entropy(net(x[idx]), y[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
+
+
+def hand_loop(net, x, y, batch: int, epochs: int, device) -> float:
+    """Seconds per step of the plainest loop that trains the same way."""
+    _sync(device)
+    start = time.perf_counter()
+    opt = torch.optim.SGD(net.parameters(), lr=LR)
+    steps = 0
+    for epoch in range(epochs):
+        order = train.epoch_order(len(y), 0, epoch).to(device)
+        for b in range(0, len(y), batch):
+            idx = order[b:b + batch]
+            loss = F.cross_entropy(net(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            steps += 1
+    _sync(device)
     return (time.perf_counter() - start) / steps
 
 
-def engine(net, d, steps: int, lr: float, device, store: bool) -> float:
-    opt, loop = OptimizerSpec(optimizer="sgd", lr=lr), LoopSpec(epochs=1, batch_size=BATCH, device=str(device))
+def engine(net, d, batch: int, epochs: int, device, store: bool) -> float:
+    """Seconds per step of ``train.fit``, the whole call."""
+    opt, loop = OptimizerSpec(optimizer="sgd", lr=LR), LoopSpec(epochs=epochs, batch_size=batch, device=str(device))
     with tempfile.TemporaryDirectory() as tmp:
         run = Run.create(f"{tmp}/run", {**opt.model_dump(), **loop.model_dump()}) if store else None
+        _sync(device)
+        start = time.perf_counter()
         summary = train.fit(net, d, opt, loop, run=run)
-    assert summary.steps == steps and summary.status == "finished", summary
-    return summary.seconds / steps
+        _sync(device)
+        seconds = time.perf_counter() - start
+    assert summary.status == "finished", summary
+    return seconds / summary.steps
 
 
 def gemm_gflops(device, m: int, k: int, n: int) -> float:
@@ -64,45 +86,52 @@ def gemm_gflops(device, m: int, k: int, n: int) -> float:
     return 2 * m * k * n / t / 1e9
 
 
+def measure(name: str, rounds: int, device: torch.device) -> dict:
+    inputs, width, depth, batch, per_epoch, epochs = NETS[name]
+    d = data.load("mixture", n_train=batch * per_epoch, n_test=1, dim=inputs, classes=CLASSES)
+    net = model.mlp(inputs, width, depth, CLASSES, activation="tanh", init_name="xavier",
+                    generator=torch.Generator().manual_seed(0)).to(device)
+    x, y = d.x_train.to(device), d.y_train.to(device)
+    hand_loop(net, x, y, batch, 1, device)  # warm-up
+    engine(net, d, batch, 1, device, store=True)
+    hand, eng, eng_store = [], [], []
+    for _ in range(rounds):
+        hand.append(hand_loop(net, x, y, batch, epochs, device))
+        eng.append(engine(net, d, batch, epochs, device, store=False))
+        eng_store.append(engine(net, d, batch, epochs, device, store=True))
+    h, e, s = (statistics.median(v) for v in (hand, eng, eng_store))
+    params = sum(p.numel() for p in net.parameters())
+    return {"net": name, "parameters": params, "batch": batch, "steps_per_fit": per_epoch * epochs,
+            "hand_ms_per_step": h * 1e3, "engine_ms_per_step": e * 1e3, "engine_with_store_ms_per_step": s * 1e3,
+            "throughput_ratio": statistics.median(hh / ee for hh, ee in zip(hand, eng)),
+            "throughput_ratio_with_store": statistics.median(hh / ss for hh, ss in zip(hand, eng_store)),
+            "ratios_per_round": [round(hh / ee, 4) for hh, ee in zip(hand, eng)],
+            "ratios_with_store_per_round": [round(hh / ss, 4) for hh, ss in zip(hand, eng_store)],
+            "hand_gflops": 6 * batch * params / h / 1e9, "engine_gflops": 6 * batch * params / e / 1e9}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--nets", default="large,small")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     device = torch.device(args.device)
-    d = data.load("mixture", n_train=BATCH * args.steps, n_test=1, dim=FEATURES, classes=CLASSES)
-    net = model.mlp(FEATURES, WIDTH, DEPTH, CLASSES, activation="tanh", init_name="xavier",
-                    generator=torch.Generator().manual_seed(0)).to(device)
-    params = sum(p.numel() for p in net.parameters())
-    x, y = d.x_train.to(device), d.y_train.to(device)
-    lr = 1e-3
-    hand_loop(net, x, y, 3, lr, device)  # warm-up
-    hand, eng, eng_store = [], [], []
-    for _ in range(args.rounds):
-        hand.append(hand_loop(net, x, y, args.steps, lr, device))
-        eng.append(engine(net, d, args.steps, lr, device, store=False))
-        eng_store.append(engine(net, d, args.steps, lr, device, store=True))
-    h, e, s = (statistics.median(v) for v in (hand, eng, eng_store))
-    flops = 6 * BATCH * params
-    result = {
-        "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "cpu": platform.processor() or platform.machine(), "parameters": params, "batch": BATCH,
-        "hand_ms_per_step": h * 1e3, "engine_ms_per_step": e * 1e3, "engine_with_store_ms_per_step": s * 1e3,
-        "throughput_ratio": h / e, "throughput_ratio_with_store": h / s,
-        "ratios_per_round": [hh / ee for hh, ee in zip(hand, eng)],
-        "engine_gflops": flops / e / 1e9, "hand_gflops": flops / h / 1e9, "gemm_gflops_layer": gemm_gflops(device, BATCH, WIDTH, WIDTH),
-        "gemm_gflops_1024": gemm_gflops(device, 1024, 1024, 1024),
-    }
+    results = [measure(name, args.rounds, device) for name in args.nets.split(",")]
+    result = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+              "cpu": platform.processor() or platform.machine(), "rounds": args.rounds, "nets": results,
+              "gemm_gflops_layer": gemm_gflops(device, 256, 500, 500), "gemm_gflops_1024": gemm_gflops(device, 1024, 1024, 1024)}
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    print(f"{params:,} parameters, batch {BATCH}, {args.rounds} rounds of {args.steps} steps, {device}")
-    print(f"hand loop            {h * 1e3:8.2f} ms/step  {result['hand_gflops']:6.1f} GFLOP/s")
-    print(f"engine               {e * 1e3:8.2f} ms/step  {result['engine_gflops']:6.1f} GFLOP/s  "
-          f"throughput ratio {h / e:.3f}")
-    print(f"engine + run store   {s * 1e3:8.2f} ms/step  throughput ratio {h / s:.3f}")
+    print(f"{device}, {result['threads']} threads, torch {torch.__version__}, {args.rounds} rounds (medians)")
+    for r in results:
+        print(f"{r['net']:6s} {r['parameters']:>10,} parameters, batch {r['batch']}, {r['steps_per_fit']} steps per fit")
+        print(f"  hand loop          {r['hand_ms_per_step']:8.3f} ms/step  {r['hand_gflops']:6.1f} GFLOP/s")
+        print(f"  engine             {r['engine_ms_per_step']:8.3f} ms/step  ratio {r['throughput_ratio']:.3f}")
+        print(f"  engine + store     {r['engine_with_store_ms_per_step']:8.3f} ms/step  ratio "
+              f"{r['throughput_ratio_with_store']:.3f}")
     print(f"torch GEMM 256x500 @ 500x500: {result['gemm_gflops_layer']:.1f} GFLOP/s; "
           f"1024^3: {result['gemm_gflops_1024']:.1f} GFLOP/s")
 

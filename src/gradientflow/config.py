@@ -9,7 +9,8 @@ DataSpec       data, n_train, n_test, noise, data_seed, normalize         config
 ModelSpec      depth, width, activation, init, std, gain                  config
 OptimizerSpec  optimizer, lr, momentum, rho, eps, weight_decay, clipping,  optim
                schedule, step_size, gamma, warmup_steps
-LoopSpec       epochs, batch_size, seed, checkpoint_every, device         train
+LoopSpec       epochs, batch_size, seed, checkpoint_every,                train
+               grad_norm_every, device
 ProbeSpec      probe, probe_every, probe_window                           config
 =============  =========================================================  ===============
 

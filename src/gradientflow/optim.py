@@ -157,16 +157,17 @@ def schedule(spec: OptimizerSpec, optimizer: torch.optim.Optimizer, total_steps:
 
 
 def clip_(params: Iterable[torch.nn.Parameter], *, norm: float | None = None,
-          value: float | None = None) -> torch.Tensor:
+          value: float | None = None, measure: bool = True) -> torch.Tensor | None:
     """Clip gradients in place and return the total gradient norm *before* clipping (C3).
 
     By value: g <- clamp(g, -value, value).  By norm: g <- g * min(1, norm / ||g||), with
     ||g|| the 2-norm over all parameters together (Pascanu et al. 2013). Both may be given:
-    value first, then norm. The norm is computed either way; it is what the NaN guard reads.
+    value first, then norm. Without norm clipping the norm (one fused pass over the gradients)
+    is computed only if ``measure``; else None is returned.
     """
     params = [p for p in params if p.grad is not None]
     if value is not None:
         torch.nn.utils.clip_grad_value_(params, value)
     if norm is not None:
         return torch.nn.utils.clip_grad_norm_(params, norm)
-    return torch.nn.utils.get_total_norm([p.grad for p in params])
+    return torch.nn.utils.get_total_norm([p.grad for p in params]) if measure else None

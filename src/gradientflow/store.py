@@ -10,7 +10,8 @@
       checkpoints/step-<step>.pt   model, optimiser, scheduler and loop state
 
 Every file is written to a temporary name in the same folder, flushed to disk and renamed into
-place (``os.replace`` is atomic), so readers see a whole file or none. Metric parts are named by
+place (``os.replace`` is atomic), so readers see a whole file or none. Inside ``Run.background()``
+the writes run in order on one background thread (a bounded queue), off the training step's path. Metric parts are named by
 the step of the checkpoint they precede; resuming from checkpoint ``s`` drops parts after ``s``,
 so a resumed run holds each step's rows exactly once. Queries across runs go through DuckDB.
 """
@@ -19,9 +20,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import tempfile
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
@@ -69,6 +73,43 @@ def write_json(path: Path, obj) -> None:
     write_atomic(path, lambda f: f.write((json.dumps(obj, indent=2, default=str) + "\n").encode()))
 
 
+class _Writer:
+    """One thread that performs queued writes in order. The queue is bounded, so a producer faster
+    than the disk waits instead of piling snapshots up in memory. The first error stops the writing
+    (later jobs are skipped: a part after a missing one would leave a gap) and is raised again in the
+    producer's thread at its next ``submit`` or at ``close``."""
+
+    def __init__(self, depth: int = 4):
+        self.jobs: queue.Queue = queue.Queue(depth)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._work, name="gradientflow-store", daemon=True)
+        self.thread.start()
+
+    def _work(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            if self.error is None:
+                try:
+                    job()
+                except BaseException as err:  # noqa: BLE001 - handed to the producer's thread
+                    self.error = err
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            err, self.error = self.error, None
+            raise err
+
+    def submit(self, job: Callable[[], None]) -> None:
+        self._raise()
+        self.jobs.put(job)
+
+    def close(self, *, raise_error: bool = True) -> None:
+        """Wait for every queued write; then raise the first error, if any and if asked."""
+        self.jobs.put(None)
+        self.thread.join()
+        if raise_error:
+            self._raise()
+
+
 class Run:
     """A run directory. ``Run.create`` makes a new one; ``Run(path)`` opens an existing one."""
 
@@ -76,6 +117,32 @@ class Run:
         self.path = Path(path)
         if not (self.path / "config.json").is_file():
             raise StoreError(f"{str(self.path)!r} is not a run (no config.json)")
+        self._writer: _Writer | None = None
+
+    @contextmanager
+    def background(self):
+        """Inside the block, ``append_metrics``, ``append_table``, ``save_checkpoint`` and ``set_status``
+        return at once and their writes happen in order on a background thread; leaving the block
+        waits until every write has landed. A write's error is raised in the caller's thread (at the
+        next write or on leaving), so a full disk still stops the run with its own message."""
+        if self._writer is not None:  # nested: the outer block already writes in the background
+            yield self
+            return
+        self._writer = writer = _Writer()
+        try:
+            yield self
+        except BaseException:
+            self._writer = None
+            writer.close(raise_error=False)  # the block's own error is the one to report
+            raise
+        self._writer = None
+        writer.close()
+
+    def _write(self, job: Callable[[], None]) -> None:
+        if self._writer is not None:
+            self._writer.submit(job)
+        else:
+            job()
 
     @classmethod
     def create(cls, path: str | os.PathLike, config: dict) -> "Run":
@@ -106,20 +173,22 @@ class Run:
             return {"status": "unknown"}
 
     def set_status(self, status: str, **summary) -> None:
-        write_json(self.path / "status.json", {"status": status, **summary})
+        record = {"status": status, **summary}
+        self._write(lambda: write_json(self.path / "status.json", record))
 
     # --- metrics and tables ---
 
     def append_metrics(self, step: int, rows: dict[str, list]) -> None:
         """Write the rows logged up to ``step`` (columns of METRIC_SCHEMA) as one immutable part."""
-        table = pa.table(rows, schema=METRIC_SCHEMA)
-        write_atomic(self.path / "metrics" / f"part-{step:09d}.parquet", lambda f: pq.write_table(table, f))
+        path = self.path / "metrics" / f"part-{step:09d}.parquet"
+        self._write(lambda: write_atomic(path, lambda f: pq.write_table(pa.table(rows, schema=METRIC_SCHEMA), f)))
 
     def append_table(self, name: str, step: int, table: pa.Table) -> None:
         """Another long table (for example probe histograms), one part per flush like the metrics."""
         if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
             raise StoreError(f"table name {name!r} must be lower-case letters, digits and _")
-        write_atomic(self.path / "tables" / f"{name}-{step:09d}.parquet", lambda f: pq.write_table(table, f))
+        path = self.path / "tables" / f"{name}-{step:09d}.parquet"
+        self._write(lambda: write_atomic(path, lambda f: pq.write_table(table, f)))
 
     def _parts(self, folder: str, kind: str | None = None) -> list[tuple[int, Path]]:
         found = []
@@ -165,10 +234,14 @@ class Run:
     # --- checkpoints ---
 
     def save_checkpoint(self, step: int, state: dict, keep: int = 2) -> None:
-        """Write ``state`` atomically as checkpoint ``step``; keep the newest ``keep`` ones."""
-        write_atomic(self.path / "checkpoints" / f"step-{step:09d}.pt", lambda f: torch.save(state, f))
-        for _, old in self._parts("checkpoints", "step")[:-keep]:
-            old.unlink(missing_ok=True)
+        """Write ``state`` atomically as checkpoint ``step``; keep the newest ``keep`` ones. In the
+        background, ``state`` must not change after the call: hand over a snapshot (copied tensors)."""
+        def job():
+            write_atomic(self.path / "checkpoints" / f"step-{step:09d}.pt", lambda f: torch.save(state, f))
+            for _, old in self._parts("checkpoints", "step")[:-keep]:
+                old.unlink(missing_ok=True)
+
+        self._write(job)
 
     def latest_checkpoint(self) -> tuple[int, Path] | None:
         parts = self._parts("checkpoints", "step")

@@ -14,6 +14,8 @@ so a run resumed from any checkpoint ends bit-identical (on the CPU) to one neve
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -52,7 +54,8 @@ class Summary:
 
 
 class LoopSpec(BaseModel):
-    """How ``fit`` loops: epochs, mini-batch size, the seed of the shuffling, checkpoints and device."""
+    """How ``fit`` loops: epochs, mini-batch size, the seed of the shuffling, checkpoints, how often
+    the total gradient norm is logged (it costs a pass over every gradient) and the device."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -60,6 +63,7 @@ class LoopSpec(BaseModel):
     batch_size: int = Field(128, ge=1, le=1_000_000)
     seed: int = Field(0, ge=0, le=2**63 - 1)
     checkpoint_every: int | None = Field(None, ge=1)  # steps; None: at the end of every epoch
+    grad_norm_every: int = Field(10, ge=1, le=1_000_000)  # steps between logged gradient norms (steps 1, 1+k, ...)
     device: str = "cpu"
 
     @field_validator("device")
@@ -113,14 +117,14 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[
     """(mean cross-entropy, accuracy) over a whole split, in batches."""
     was_training = model.training
     model.eval()
-    loss = torch.zeros((), dtype=torch.float64, device=x.device)
-    correct = torch.zeros((), dtype=torch.int64, device=x.device)
+    sums = []  # (loss, correct) per batch, read back in one transfer
     for i in range(0, len(y), EVAL_BATCH):
-        out = model(x[i:i + EVAL_BATCH])
-        loss += F.cross_entropy(out, y[i:i + EVAL_BATCH], reduction="sum").double()
-        correct += (out.argmax(1) == y[i:i + EVAL_BATCH]).sum()
+        out, target = model(x[i:i + EVAL_BATCH]), y[i:i + EVAL_BATCH]
+        sums.append(torch.stack([F.cross_entropy(out, target, reduction="sum").double(),
+                                 (out.argmax(1) == target).sum().double()]))
     model.train(was_training)
-    return loss.item() / len(y), correct.item() / len(y)
+    loss, correct = torch.stack(sums).sum(0).tolist()
+    return loss / len(y), correct / len(y)
 
 
 def locate_nonfinite(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> str:
@@ -172,49 +176,112 @@ def locate_nonfinite(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -
     return "nowhere on re-run (the non-finite value did not reproduce)"
 
 
+GUARD_EVERY = 256  # steps between the NaN guard's reads of the device: its only host synchronisation
+GUARD_ELEMENTS = 1 << 22  # ... or sooner, once the kept logits hold this many numbers
+
+
 class _Log:
-    """Per-step metrics kept on the device until a flush, so logging never waits on the device."""
+    """The steps' losses, logits and gradient norms, kept as device tensors and read back in one
+    transfer every ``GUARD_EVERY`` steps (sooner for large logits) and at each checkpoint. The NaN guard looks at them there;
+    the epoch's running sums and (with ``keep_rows``) the metric rows are made from them."""
 
-    NAMES = ("loss", "grad_norm", "lr")
+    def __init__(self, keep_rows: bool, sums: tuple[float, float, float] = (0.0, 0, 0), last_step: int = 0):
+        self.keep_rows = keep_rows
+        self.pending: list[tuple] = []  # (step, epoch, loss, logits, target, grad_norm | None, logged, lr)
+        self.last_step = last_step
+        self.kept = 0  # numbers held in the pending logits
+        self.sums = list(sums)  # this epoch's sum of loss x batch size, correct predictions, samples
+        self.cols: dict[str, list] = {"step": [], "epoch": [], "split": [], "name": [], "value": []}
 
-    def __init__(self, capacity: int, device: torch.device):
-        self.values = torch.zeros(len(self.NAMES), capacity, dtype=torch.float64, device=device)
-        self.steps: list[int] = []
-        self.epochs: list[int] = []
-        self.extra: list[tuple[int, int, str, str, float]] = []
+    def step(self, step: int, epoch: int, loss: torch.Tensor, logits: torch.Tensor, target: torch.Tensor,
+             grad_norm: torch.Tensor | None, logged: bool, lr: float) -> None:
+        """Keep the step's tensors as they are (no kernel runs here; ``read`` does the arithmetic)."""
+        self.pending.append((step, epoch, loss, logits, target, grad_norm, logged, lr))
+        self.last_step = step
+        self.kept += logits.numel()
 
-    def step(self, step: int, epoch: int, loss: torch.Tensor, grad_norm: torch.Tensor, lr: float) -> None:
-        i = len(self.steps)
-        if i == self.values.shape[1]:  # grow (rare: only when flushes are far apart)
-            self.values = torch.cat([self.values, torch.zeros_like(self.values)], 1)
-        self.values[0, i] = loss.detach()
-        self.values[1, i] = grad_norm.detach()
-        self.values[2, i] = lr
-        self.steps.append(step)
-        self.epochs.append(epoch)
+    @torch.no_grad()
+    def read(self, state_ok: torch.Tensor | None = None) -> tuple[int, str] | None:
+        """Read the pending steps (and the device flag ``state_ok``) back in one transfer. Returns the
+        first step whose loss or gradient norm is not finite, or else the last step if ``state_ok`` is
+        false, with what was found; nothing is kept then (a rollback replays those steps). Else None,
+        and the steps' sums and rows are kept."""
+        pending, self.pending, self.kept = self.pending, [], 0
+        if not pending and state_ok is None:
+            return None
+        columns = [list(c) for c in zip(*pending)] if pending else [[] for _ in range(8)]
+        steps, epochs, losses, logits, targets, norms, logged, lrs = columns
+        measured = [i for i, g in enumerate(norms) if g is not None]
+        parts = []
+        if pending:
+            parts += [torch.stack(losses), torch.stack([norms[i] for i in measured]) if measured else None,
+                      torch.cat(logits).argmax(1).eq(torch.cat(targets)).sum().reshape(1)]
+        parts.append(state_ok.reshape(1) if state_ok is not None else None)
+        values = torch.cat([t.double() for t in parts if t is not None]).tolist()
+        n, k = len(pending), len(measured)
+        loss_values, norm_values = values[:n], values[n:n + k]
+        if not all(map(math.isfinite, loss_values + norm_values)):
+            norm_at = dict(zip(measured, norm_values))
+            first = next(i for i in range(n) if not math.isfinite(loss_values[i]) or not math.isfinite(norm_at.get(i, 0.0)))
+            return steps[first], "loss or gradient"
+        if state_ok is not None and not values[-1]:
+            return self.last_step, "parameters or optimiser state"
+        if pending:
+            sizes = [len(t) for t in targets]
+            self.sums[0] += sum(v * m for v, m in zip(loss_values, sizes))
+            self.sums[1] += int(values[n + k])
+            self.sums[2] += sum(sizes)
+        if self.keep_rows and pending:
+            shown = [i for i in measured if logged[i]]
+            self._extend(steps + steps + [steps[i] for i in shown], epochs + epochs + [epochs[i] for i in shown],
+                         ["loss"] * n + ["lr"] * n + ["grad_norm"] * len(shown),
+                         loss_values + lrs + [norm_values[measured.index(i)] for i in shown])
+        return None
+
+    def _extend(self, steps: list, epochs: list, names: list, values: list, split: str = "train") -> None:
+        for col, column in zip(self.cols.values(), (steps, epochs, [split] * len(steps), names, values)):
+            col.extend(column)
 
     def add(self, step: int, epoch: int, split: str, name: str, value: float) -> None:
-        self.extra.append((step, epoch, split, name, value))
+        self._extend([step], [epoch], [name], [value], split)
 
     def rows(self) -> dict[str, list]:
-        n = len(self.steps)
-        values = self.values[:, :n].cpu().tolist()
-        cols: dict[str, list] = {"step": [], "epoch": [], "split": [], "name": [], "value": []}
-        for k, name in enumerate(self.NAMES):
-            cols["step"] += self.steps
-            cols["epoch"] += self.epochs
-            cols["split"] += ["train"] * n
-            cols["name"] += [name] * n
-            cols["value"] += values[k]
-        for row in self.extra:
-            for col, v in zip(cols, row):
-                cols[col].append(v)
-        self.steps, self.epochs, self.extra = [], [], []
+        """The rows read back so far (columns of ``store.METRIC_SCHEMA``); the log starts empty again."""
+        cols, self.cols = self.cols, {k: [] for k in self.cols}
         return cols
 
 
+def _clone(obj):
+    """A copy of a state dict: nested dicts, lists and tuples rebuilt and tensors cloned, the rest
+    (numbers, strings) shared; anything else deep-copied. Much faster than ``copy.deepcopy``."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, dict):
+        return {k: _clone(v) for k, v in obj.items()}
+    if type(obj) in (list, tuple):
+        return type(obj)(_clone(v) for v in obj)
+    if obj is None or isinstance(obj, (int, float, str, bool)):
+        return obj
+    return copy.deepcopy(obj)
+
+
+class _Rollback(Exception):
+    """The guard saw a non-finite value at ``step`` (``what``: the loss or gradient, or the state)."""
+
+    def __init__(self, step: int, what: str):
+        super().__init__(f"non-finite {what} at step {step}")
+        self.step, self.what = step, what
+
+
 class _Loop:
-    """The state of one ``fit`` call: model, optimiser, scheduler, log, epoch sums and position."""
+    """The state of one ``fit`` call: model, optimiser, scheduler, log, epoch sums and position.
+
+    The NaN guard costs no per-step synchronisation: the log and the state are checked every
+    ``GUARD_EVERY`` steps and at checkpoints (``check``). When it sees a
+    non-finite value, training goes back to the last good snapshot (taken at every checkpoint
+    and at the start) and replays the steps with a check after each backward pass, which stops
+    at exactly the step, and names exactly the layer, that a check at every step would have.
+    """
 
     def __init__(self, model: torch.nn.Module, data: Dataset, optimizer: OptimizerSpec, loop: LoopSpec,
                  run: Run | None, observers: tuple[Observer, ...]):
@@ -228,70 +295,119 @@ class _Loop:
         self.opt = optim.build(optimizer, self.params)
         self.sched = optim.schedule(optimizer, self.opt, self.total)
         self.ckpt_every = loop.checkpoint_every or self.per_epoch
-        self.log = _Log(self.ckpt_every + 1, self.device)
+        self.clipping = optimizer.clip_norm is not None or optimizer.clip_value is not None
+        self.log = _Log(keep_rows=run is not None)
         self.step = self.epoch = self.batch = 0
-        self.acc = torch.zeros(3, dtype=torch.float64, device=self.device)  # epoch sums: loss * batch, correct, seen
         self.history: list[dict] = []
+        self.strict_until = 0  # steps up to this one are checked one by one (a replay after a rollback)
+        self.good: dict = {}  # the last snapshot known to be finite
+
+    def snapshot(self, epoch: int, batch: int) -> dict:
+        """A copy of the whole state (model, optimiser, scheduler, RNG, position, epoch sums, observers):
+        the checkpoint's content and the rollback point. Copied, so that training can go on at once."""
+        return {
+            "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+            "optimizer": _clone(self.opt.state_dict()),
+            "scheduler": _clone(self.sched.state_dict()) if self.sched is not None else None,
+            "rng": torch.get_rng_state(), "epoch": epoch, "batch": batch, "step": self.step,
+            "history": _clone(self.history), "acc": torch.tensor(self.log.sums, dtype=torch.float64),
+            "observers": _clone([o.state_dict() for o in self.observers]),
+        }
+
+    def load(self, state: dict, step: int) -> None:
+        """Put the loop back into a snapshot's (or a checkpoint's) state at ``step``."""
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(_clone(state["optimizer"]))  # the optimiser keeps the tensors it is given
+        if self.sched is not None:
+            self.sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        self.step, self.epoch, self.batch, self.history = step, state["epoch"], state["batch"], _clone(state["history"])
+        self.log = _Log(keep_rows=self.run is not None, sums=tuple(state["acc"].tolist()), last_step=step)
+        for obs, saved in zip(self.observers, state.get("observers", [])):
+            if saved is not None:
+                obs.load_state_dict(_clone(saved))
 
     def restore(self) -> None:
         """Continue from the run's latest checkpoint; what was logged after it is dropped."""
         if self.run is None or self.run.latest_checkpoint() is None:
             raise ValueError("nothing to resume: the run has no checkpoint yet")
-        self.step, path = self.run.latest_checkpoint()
-        state = torch.load(path, map_location=self.device, weights_only=False)
-        self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["optimizer"])
-        if self.sched is not None:
-            self.sched.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
-        self.epoch, self.batch, self.history = state["epoch"], state["batch"], state["history"]
-        self.acc = state["acc"].to(self.device)
-        for obs, saved in zip(self.observers, state.get("observers", [])):
-            if saved is not None:
-                obs.load_state_dict(saved)
-        self.run.rewind(self.step)
+        step, path = self.run.latest_checkpoint()
+        self.load(torch.load(path, map_location=self.device, weights_only=False), step)
+        self.run.rewind(step)
 
-    def checkpoint(self, epoch: int, batch: int) -> None:
-        """Write the logged metrics, let the observers write theirs, and save the whole state."""
+    @torch.no_grad()
+    def check(self, state: bool = False) -> None:
+        """The NaN guard's look at the steps since its last one, in one host synchronisation: every loss
+        and measured gradient norm finite; with ``state`` (before a snapshot) also the parameters'
+        total norm and every optimiser state entry. A non-finite gradient leaves its mark in the next
+        loss or in the state, so the replay that follows a failed check finds its step."""
+        ok = None
+        if state:
+            ok = torch.ones((), dtype=torch.bool, device=self.device)
+            if self.params:  # the 2-norm overflows where the gradient norm of the step that made them did
+                ok &= torch.isfinite(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(self.params))))
+            kept = [t for s in self.opt.state.values() for t in s.values() if isinstance(t, torch.Tensor) and t.numel()]
+            if kept:
+                ok &= torch.isfinite(torch.stack(torch._foreach_norm(kept, float("inf")))).all()
+        bad = self.log.read(ok)
+        if bad is not None:
+            raise _Rollback(*bad)
+
+    def rollback(self, back: _Rollback) -> None:
+        """Return to the last good snapshot and replay up to ``back.step`` with a check at every step."""
+        start = self.good["step"]
+        if back.step <= self.strict_until:  # the replay checked every step up to here and found nothing
+            why = ("every loss and gradient up to it was finite (the optimiser's update overflowed)"
+                   if back.what.startswith("parameters") else
+                   f"a replay from step {start} with a check at every step did not reproduce it")
+            raise _Stop("diverged", f"non-finite {back.what} at step {back.step}: {why}")
+        self.load(self.good, start)
+        self.strict_until = back.step
+
+    def save(self, epoch: int, batch: int, checked: bool = False) -> None:
+        """Check (unless just ``checked``), take the snapshot (the new rollback point) and hand it and the
+        rows to the store."""
+        if not checked:
+            self.check(state=True)
+        self.good = self.snapshot(epoch, batch)
         if self.run is None:
             return
         self.run.append_metrics(self.step, self.log.rows())
         for obs in self.observers:
             obs.flush(self.run, self.step)
-        self.run.save_checkpoint(self.step, {
-            "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-            "scheduler": self.sched.state_dict() if self.sched is not None else None,
-            "rng": torch.get_rng_state(), "epoch": epoch, "batch": batch, "history": self.history,
-            "acc": self.acc.cpu(), "observers": [o.state_dict() for o in self.observers],
-        })
+        self.run.save_checkpoint(self.step, self.good)
 
     def train_step(self, epoch: int, idx: torch.Tensor) -> None:
-        """Forward, cross-entropy, backward, clipping, the NaN guard, observers, optimiser and scheduler."""
+        """Forward, cross-entropy, backward, clipping, observers, optimiser and scheduler. The gradient
+        norm is computed only when clipping by norm or logging it; the one-by-one NaN check only in a replay."""
         xb, yb = self.x[idx], self.y[idx]
         out = self.model(xb)
         loss = F.cross_entropy(out, yb)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        gnorm = optim.clip_(self.params, norm=self.spec.clip_norm, value=self.spec.clip_value)
-        if not bool(torch.isfinite(loss) & torch.isfinite(gnorm)):
-            raise _Stop("diverged", f"non-finite values at step {self.step + 1}: "
-                                    f"{locate_nonfinite(self.model, xb, yb)}")
+        step = self.step + 1
+        strict = step <= self.strict_until
+        logged = self.log.keep_rows and (step - 1) % self.loop.grad_norm_every == 0
+        gnorm = None
+        if strict or logged or self.clipping:
+            gnorm = optim.clip_(self.params, norm=self.spec.clip_norm, value=self.spec.clip_value, measure=strict or logged)
+        if strict and not bool(torch.isfinite(loss) & torch.isfinite(gnorm)):
+            raise _Stop("diverged", f"non-finite values at step {step}: {locate_nonfinite(self.model, xb, yb)}")
         for obs in self.observers:
-            obs.after_backward(self.step + 1)
+            obs.after_backward(step)
         lr = self.opt.param_groups[0]["lr"]
         self.opt.step()
         if self.sched is not None:
             self.sched.step()
-        self.step += 1
-        with torch.no_grad():
-            self.acc[0] += loss.detach() * len(yb)
-            self.acc[1] += (out.argmax(1) == yb).sum()
-            self.acc[2] += len(yb)
-        self.log.step(self.step, epoch, loss, gnorm, lr)
+        self.step = step
+        self.log.step(step, epoch, loss, out, yb, gnorm, logged, lr)
+        if step % GUARD_EVERY == 0 or self.log.kept > GUARD_ELEMENTS:
+            self.check()
 
     def end_epoch(self, epoch: int) -> dict:
         """Evaluate the test split, log the epoch's means and checkpoint; the epoch's history row."""
-        loss_sum, correct, seen = self.acc.tolist()
+        self.check(state=True)
+        loss_sum, correct, seen = self.log.sums
         test_loss, test_acc = evaluate(self.model, self.x_test, self.y_test)
         row = {"epoch": epoch + 1, "step": self.step, "train_loss": loss_sum / seen,
                "train_accuracy": correct / seen, "test_loss": test_loss, "test_accuracy": test_acc}
@@ -299,13 +415,12 @@ class _Loop:
         for name in ("loss", "accuracy"):
             self.log.add(self.step, epoch, "train_epoch", name, row[f"train_{name}"])
             self.log.add(self.step, epoch, "test", name, row[f"test_{name}"])
-        self.acc.zero_()
-        self.checkpoint(epoch + 1, 0)
+        self.log.sums = [0.0, 0, 0]
+        self.save(epoch + 1, 0, checked=True)
         return row
 
-    def train(self, bar) -> None:
+    def epochs(self, bar) -> None:
         """Every remaining epoch, from the current position."""
-        self.model.train()
         start_epoch, start_batch = self.epoch, self.batch
         for epoch in range(start_epoch, self.loop.epochs):
             order = epoch_order(len(self.y), self.loop.seed, epoch).to(self.device)
@@ -313,9 +428,21 @@ class _Loop:
                 self.train_step(epoch, order[batch * self.loop.batch_size:(batch + 1) * self.loop.batch_size])
                 bar.update(1)
                 if self.step % self.ckpt_every == 0 and batch + 1 < self.per_epoch:
-                    self.checkpoint(epoch, batch + 1)
+                    self.save(epoch, batch + 1)
             row = self.end_epoch(epoch)
-            bar.set_postfix(loss=f"{row['train_loss']:.4f}", test_acc=f"{row['test_accuracy']:.3f}", refresh=False)
+            if not bar.disable:
+                bar.set_postfix(loss=f"{row['train_loss']:.4f}", test_acc=f"{row['test_accuracy']:.3f}", refresh=False)
+
+    def train(self, bar) -> None:
+        """Every remaining epoch; after a rollback, again from the snapshot."""
+        self.model.train()
+        self.good = self.snapshot(self.epoch, self.batch)
+        while True:
+            try:
+                return self.epochs(bar)
+            except _Rollback as back:
+                self.rollback(back)
+                bar.n = self.step
 
     def summary(self, status: str, message: str, seconds: float) -> Summary:
         last = self.history[-1] if self.history else {}
@@ -333,10 +460,13 @@ def fit(model: torch.nn.Module, data: Dataset, optimizer: OptimizerSpec = Optimi
     """Train ``model`` on ``data`` with ``optimizer`` for as long as ``loop`` says; log to and
     checkpoint in ``run`` if given.
 
-    Each step: forward, cross-entropy, backward, clipping (``optim.clip_``), the NaN guard
-    (loss and total gradient norm must be finite, else the run stops as *diverged* and
-    ``locate_nonfinite`` names the layer), the optimiser step, the scheduler step. The test split
-    is evaluated at the end of every epoch. With ``resume``, training continues from the run's
+    Each step: forward, cross-entropy, backward, clipping (``optim.clip_``), the optimiser step,
+    the scheduler step. The NaN guard (loss and total gradient norm must be finite, else the run
+    stops as *diverged* at that step and ``locate_nonfinite`` names the layer) reads the device
+    every ``GUARD_EVERY`` steps and replays from the last snapshot when it finds a non-finite
+    value (``_Loop``). The metrics log the loss and rate of every step and the gradient norm every
+    ``loop.grad_norm_every`` steps; the run's files are written in the background
+    (``Run.background``). The test split is evaluated at the end of every epoch. With ``resume``, training continues from the run's
     latest checkpoint. Modules that draw at run time (dropout) draw from torch's global generator
     seeded with ``loop.seed`` inside ``torch.random.fork_rng``: the caller's RNG state is restored.
 
@@ -355,21 +485,24 @@ def fit(model: torch.nn.Module, data: Dataset, optimizer: OptimizerSpec = Optimi
         torch.manual_seed(loop.seed)
         if resume:
             state.restore()
-        if run is not None:
-            run.set_status("running", steps=state.step)
-        try:
-            state.train(bar)
-        except _Stop as stop:
-            status, message = stop.status, stop.message
-        except KeyboardInterrupt:  # the last checkpoint stands; resuming rewinds to it
-            last = run.latest_checkpoint() if run is not None else None
-            status = "interrupted"
-            message = f"interrupted at step {state.step}" + (f"; --resume continues from step {last[0]}" if last else "")
-        finally:
-            bar.close()
+        with run.background() if run is not None else contextlib.nullcontext():  # writes off the step's path
+            if run is not None:
+                run.set_status("running", steps=state.step)
+            try:
+                state.train(bar)
+            except _Stop as stop:
+                status, message = stop.status, stop.message
+                state.log.read()  # the steps before the divergence, each checked already
+                if run is not None and state.log.cols["step"]:
+                    run.append_metrics(state.step, state.log.rows())  # keep the steps up to the divergence
+            except KeyboardInterrupt:  # the last checkpoint stands; resuming rewinds to it
+                status = "interrupted"
+            finally:
+                bar.close()
+    if status == "interrupted":
+        last = run.latest_checkpoint() if run is not None else None  # every write has landed by now
+        message = f"interrupted at step {state.step}" + (f"; --resume continues from step {last[0]}" if last else "")
     seconds = time.perf_counter() - started
-    if status == "diverged" and run is not None and (state.log.steps or state.log.extra):
-        run.append_metrics(state.step, state.log.rows())  # keep the steps up to the divergence
     summary = state.summary(status, message, seconds)
     if run is not None:
         run.set_status(status, **{k: v for k, v in summary.to_dict().items() if k not in ("status", "history")})
