@@ -115,3 +115,35 @@ def test_query_reads_file_names_that_would_break_quoted_sql(tmp_path):
     run.append_metrics(1, {"step": [1], "epoch": [0], "split": ["train"], "name": ["loss"], "value": [2.0]})
     got = store.query("select run, value from metrics", [run]).to_pylist()
     assert got == [{"run": "it's a run", "value": 2.0}]
+
+
+def test_background_writes_land_in_order_before_the_block_ends(tmp_path):
+    run = Run.create(tmp_path / "r", {})
+    with run.background():
+        for step in (2, 4, 6):
+            run.append_metrics(step, _rows([step - 1, step]))
+            run.save_checkpoint(step, {"x": torch.full((3,), float(step))})
+        run.set_status("running", steps=6)
+    assert run.metrics()["step"].to_pylist() == [1, 2, 3, 4, 5, 6]
+    assert [s for s, _ in run._parts("checkpoints")] == [4, 6]  # the oldest pruned after the newer landed
+    assert run.status() == {"status": "running", "steps": 6}
+    assert not list(run.path.rglob("*.tmp"))
+
+
+class FailsToSave:
+    """Stands for a write that fails half-way (a full disk): pickling it raises."""
+
+    def __reduce__(self):
+        raise OSError(28, "No space left on device (simulated)")
+
+
+def test_a_failed_background_write_is_raised_in_the_caller_and_stops_later_writes(tmp_path):
+    run = Run.create(tmp_path / "r", {})
+    with pytest.raises(OSError, match="No space left"), run.background():
+        run.save_checkpoint(1, {"f": FailsToSave()})
+        run.append_metrics(2, _rows([1, 2]))
+    assert run.latest_checkpoint() is None and run.metrics().num_rows == 0  # the part after the failure was skipped
+    assert not list(run.path.rglob("*.tmp"))
+    with pytest.raises(RuntimeError, match="the block's own"), run.background():
+        run.save_checkpoint(1, {"f": FailsToSave()})
+        raise RuntimeError("the block's own error is the one reported")

@@ -162,3 +162,106 @@ def test_fit_trains_any_module_from_its_two_specs_and_leaves_the_global_rng_alon
     before = torch.get_rng_state()
     s = train.fit(net, d, OptimizerSpec(optimizer="adam", lr=0.05), LoopSpec(epochs=3, batch_size=50))
     assert s.status == "finished" and s.steps == 12 and torch.equal(torch.get_rng_state(), before)
+
+
+class BlowUpAt(torch.autograd.Function):
+    """Identity forward; the backward pass scales the gradient by 1e30 (finite entries, an overflowing norm)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * 1e30
+
+
+class ExplodeOnSample(nn.Module):
+    """A Linear layer whose gradient explodes (BlowUpAt) whenever the batch holds the input ``marker``."""
+
+    def __init__(self, marker):
+        super().__init__()
+        self.linear, self.marker = nn.Linear(64, 16), marker
+
+    def forward(self, x):
+        h = self.linear(x)
+        return BlowUpAt.apply(h) if (x == self.marker).all(1).any() else h
+
+
+def _step5_sample():
+    """A training sample that falls in step 5's batch (batch 16, 96 samples, seed 0)."""
+    d = data.load("digits", n_train=96, n_test=32)
+    return d.x_train[train.epoch_order(96, 0, 0)[4 * 16]]
+
+
+def _checked_every_step(monkeypatch):
+    """Make ``fit`` check every step one by one, as the engine did before the guard was deferred."""
+    plain = train._Loop.train
+
+    def every_step(self, bar):
+        self.strict_until = 10**9
+        return plain(self, bar)
+
+    monkeypatch.setattr(train._Loop, "train", every_step)
+
+
+DIVERGING = {
+    "forward overflow": lambda: nn.Sequential(nn.Linear(64, 16), Exp(), nn.Linear(16, 10)),
+    "nan gradient": lambda: nn.Sequential(nn.Linear(64, 16), PoisonBackward(), nn.Linear(16, 10)),
+    "huge rate": lambda: nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10)),
+    "adam, gradient norm overflows at step 5": lambda: nn.Sequential(ExplodeOnSample(_step5_sample()), nn.Linear(16, 10)),
+}
+
+
+@pytest.mark.parametrize("case", DIVERGING)
+@pytest.mark.parametrize("guard_every", [1, 3, 256])
+def test_the_deferred_guard_stops_where_a_check_at_every_step_does(tmp_path, monkeypatch, case, guard_every):
+    """The guard reads the device every GUARD_EVERY steps, rolls back and replays; the outcome (step,
+    message, weights, history, stored rows) must equal that of a check after every backward pass."""
+    kw = dict(optimizer="sgd", lr=900.0) if case == "huge rate" else dict(optimizer="adam") if case.startswith("adam") \
+        else {}
+    if case == "forward overflow":
+        kw["lr"] = 1e-3
+
+    def run(folder):
+        torch.manual_seed(0)
+        net = DIVERGING[case]()
+        if case == "forward overflow":
+            nn.init.constant_(net[0].weight, 50.0)
+        d = data.load("digits", n_train=96, n_test=32)
+        cfg = TrainConfig(data="digits", batch_size=16, epochs=3, checkpoint_every=4, grad_norm_every=1, **kw)
+        summary = train.fit(net, d, cfg.parts.optimizer, cfg.parts.loop, run=Run.create(folder, cfg.model_dump()))
+        return summary, net, _rows(Run(folder))
+
+    monkeypatch.setattr(train, "GUARD_EVERY", guard_every)
+    deferred, net, rows = run(tmp_path / "deferred")
+    _checked_every_step(monkeypatch)
+    each, net_each, rows_each = run(tmp_path / "each")
+    assert deferred.status == each.status == "diverged", (deferred.message, each.message)
+    assert (deferred.steps, deferred.message, deferred.history) == (each.steps, each.message, each.history)
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), net_each.state_dict().values()))
+    assert rows == rows_each
+    if case.startswith("adam"):
+        assert deferred.steps == 4 and "total gradient norm overflows" in deferred.message
+
+
+def test_a_finished_run_is_the_same_with_the_deferred_guard(monkeypatch):
+    cfg = TrainConfig(**SMALL, checkpoint_every=7)
+    a = job.run(cfg)
+    _checked_every_step(monkeypatch)
+    b = job.run(cfg)
+    assert a.history == b.history and a.steps == b.steps == 30
+
+
+def test_the_gradient_norm_is_logged_every_k_steps_and_is_the_norm_of_that_steps_gradient(tmp_path):
+    cfg = TrainConfig(**SMALL, grad_norm_every=4, optimizer="sgd", lr=0.01)
+    net, d = job.prepare(cfg)
+    first = train.epoch_order(len(d.y_train), cfg.seed, 0)[:cfg.batch_size]
+    twin = job.prepare(cfg)[0]  # the same initial weights: compute step 1's gradient by hand
+    nn.functional.cross_entropy(twin(d.x_train[first]), d.y_train[first]).backward()
+    by_hand = torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in twin.parameters()])).item()
+    job.train(cfg, net, d, run=Run.create(tmp_path / "r", cfg.model_dump()))
+    steps, norms = Run(tmp_path / "r").series("grad_norm")
+    assert steps == [1, 5, 9, 13, 17, 21, 25, 29]
+    assert norms[0] == pytest.approx(by_hand, rel=1e-5)
+    assert Run(tmp_path / "r").series("loss")[0] == list(range(1, 31))
