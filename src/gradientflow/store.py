@@ -180,8 +180,9 @@ class Run:
 
     def append_metrics(self, step: int, rows: dict[str, list]) -> None:
         """Write the rows logged up to ``step`` (columns of METRIC_SCHEMA) as one immutable part."""
+        table = pa.table(rows, schema=METRIC_SCHEMA)  # here: converting Python lists holds the GIL
         path = self.path / "metrics" / f"part-{step:09d}.parquet"
-        self._write(lambda: write_atomic(path, lambda f: pq.write_table(pa.table(rows, schema=METRIC_SCHEMA), f)))
+        self._write(lambda: write_atomic(path, lambda f: pq.write_table(table, f)))  # Arrow encodes without the GIL
 
     def append_table(self, name: str, step: int, table: pa.Table) -> None:
         """Another long table (for example probe histograms), one part per flush like the metrics."""

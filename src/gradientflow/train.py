@@ -63,7 +63,7 @@ class LoopSpec(BaseModel):
     batch_size: int = Field(128, ge=1, le=1_000_000)
     seed: int = Field(0, ge=0, le=2**63 - 1)
     checkpoint_every: int | None = Field(None, ge=1)  # steps; None: at the end of every epoch
-    grad_norm_every: int = Field(10, ge=1, le=1_000_000)  # steps between logged gradient norms (steps 1, 1+k, ...)
+    grad_norm_every: int = Field(50, ge=1, le=1_000_000)  # steps between logged gradient norms (steps 1, 1+k, ...)
     device: str = "cpu"
 
     @field_validator("device")
