@@ -147,3 +147,13 @@ def test_a_failed_background_write_is_raised_in_the_caller_and_stops_later_write
     with pytest.raises(RuntimeError, match="the block's own"), run.background():
         run.save_checkpoint(1, {"f": FailsToSave()})
         raise RuntimeError("the block's own error is the one reported")
+
+
+def test_written_files_get_the_mode_the_umask_gives_not_the_temporary_files_0600(tmp_path, monkeypatch):
+    monkeypatch.setattr(store, "_UMASK", 0o022)  # the usual umask, so that 0600 cannot pass
+    run = Run.create(tmp_path / "r", {"lr": 0.1})
+    run.append_metrics(1, _rows([1]))
+    run.save_checkpoint(1, {"x": torch.ones(1)})
+    expected = 0o644
+    for path in (run.path / "config.json", run.path / "status.json", *run.path.glob("*/*.*")):
+        assert path.stat().st_mode & 0o777 == expected, path

@@ -42,10 +42,22 @@ class StoreError(ValueError):
     """A path that is not a usable run; the message is one line."""
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()  # read once, at import: ``os.umask`` is process-wide, and the writer thread writes too
+
+
 def write_atomic(path: Path, write) -> None:
-    """Call ``write(file_object)`` on a temporary file beside ``path``, fsync, then rename onto it."""
+    """Call ``write(file_object)`` on a temporary file beside ``path``, fsync, then rename onto it.
+    The file gets the mode a plain ``open`` would give (0666 less the umask), not the temporary
+    file's private 0600."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

@@ -46,9 +46,10 @@ class Size(claim.Size):
 # 8 x 64 ReLU with N(0, 0.3^2) weights: sigma_w^2 = 64 x 0.09 = 5.8 > 2, so the gradient grows towards the input
 _MODEL, _SGD = ModelSpec(depth=8, width=64, activation="relu", init="normal", std=0.3), OptimizerSpec(optimizer="sgd")
 _RATES = (0.005, 0.01, 0.02, 0.05)
-QUICK = Size(train=TrainConfig.compose(DataSpec(n_train=2000, n_test=500), _MODEL, _SGD, LoopSpec(epochs=10, batch_size=50)),
+# grad_norm_every=1: the figure draws every step's gradient norm beside the loss
+QUICK = Size(train=TrainConfig.compose(DataSpec(n_train=2000, n_test=500), _MODEL, _SGD, LoopSpec(epochs=10, batch_size=50, grad_norm_every=1)),
              rates=_RATES, clip_norm=5.0, clip_value=0.05, seeds=3)
-FULL = Size(train=TrainConfig.compose(DataSpec(n_train=4000, n_test=1000), _MODEL, _SGD, LoopSpec(epochs=30, batch_size=50)),
+FULL = Size(train=TrainConfig.compose(DataSpec(n_train=4000, n_test=1000), _MODEL, _SGD, LoopSpec(epochs=30, batch_size=50, grad_norm_every=1)),
             rates=(0.0025, *_RATES), clip_norm=5.0, clip_value=0.05, seeds=5)
 CLIPPINGS = ("norm", "value")
 NO_WORSE = 0.05  # clipped at the high rate: median final loss at most 5% above the best unclipped rate's
