@@ -182,8 +182,9 @@ GUARD_ELEMENTS = 1 << 22  # ... or sooner, once the kept logits hold this many n
 
 class _Log:
     """The steps' losses, logits and gradient norms, kept as device tensors and read back in one
-    transfer every ``GUARD_EVERY`` steps (sooner for large logits) and at each checkpoint. The NaN guard looks at them there;
-    the epoch's running sums and (with ``keep_rows``) the metric rows are made from them."""
+    transfer every ``GUARD_EVERY`` steps (sooner for large logits) and at each checkpoint. The NaN
+    guard looks at them there; the epoch's running sums and (with ``keep_rows``) the metric rows
+    are made from them."""
 
     def __init__(self, keep_rows: bool, sums: tuple[float, float, float] = (0.0, 0, 0), last_step: int = 0):
         self.keep_rows = keep_rows
@@ -276,11 +277,11 @@ class _Rollback(Exception):
 class _Loop:
     """The state of one ``fit`` call: model, optimiser, scheduler, log, epoch sums and position.
 
-    The NaN guard costs no per-step synchronisation: the log and the state are checked every
-    ``GUARD_EVERY`` steps and at checkpoints (``check``). When it sees a
-    non-finite value, training goes back to the last good snapshot (taken at every checkpoint
-    and at the start) and replays the steps with a check after each backward pass, which stops
-    at exactly the step, and names exactly the layer, that a check at every step would have.
+    The NaN guard costs no per-step synchronisation: the log is checked every ``GUARD_EVERY``
+    steps, and the log and the state at checkpoints (``check``). When it sees a non-finite value,
+    training goes back to the last good snapshot (taken at every checkpoint and at the start) and
+    replays the steps with a check after each backward pass, which stops at exactly the step, and
+    names exactly the layer, that a check at every step would have.
     """
 
     def __init__(self, model: torch.nn.Module, data: Dataset, optimizer: OptimizerSpec, loop: LoopSpec,
@@ -466,8 +467,8 @@ def fit(model: torch.nn.Module, data: Dataset, optimizer: OptimizerSpec = Optimi
     every ``GUARD_EVERY`` steps and replays from the last snapshot when it finds a non-finite
     value (``_Loop``). The metrics log the loss and rate of every step and the gradient norm every
     ``loop.grad_norm_every`` steps; the run's files are written in the background
-    (``Run.background``). The test split is evaluated at the end of every epoch. With ``resume``, training continues from the run's
-    latest checkpoint. Modules that draw at run time (dropout) draw from torch's global generator
+    (``Run.background``). The test split is evaluated at the end of every epoch. With ``resume``,
+    training continues from the run's latest checkpoint. Modules that draw at run time (dropout) draw from torch's global generator
     seeded with ``loop.seed`` inside ``torch.random.fork_rng``: the caller's RNG state is restored.
 
         >>> import gradientflow as gf
