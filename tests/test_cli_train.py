@@ -89,8 +89,23 @@ def test_an_existing_run_is_never_overwritten(tmp_path):
     res = invoke("train", *QUICK, "--out", tmp_path / "r")
     assert res.exit_code == 2 and "already exists and is not empty" in res.output
     res = invoke("train", "--out", tmp_path / "r", "--resume", "--lr", "0.5")
-    assert res.exit_code == 2 and "only --epochs may change, not --lr" in res.output
+    assert res.exit_code == 2 and "stored lr=0.001, given lr=0.5" in res.output and res.output.count("\n") == 1
     assert before == {p: p.read_bytes() for p in (tmp_path / "r").rglob("*") if p.is_file()}
+
+
+def test_resume_accepts_the_same_command_line_and_config_file_and_refuses_a_changed_value(tmp_path):
+    (tmp_path / "c.yaml").write_text("activation: tanh\nlr: 0.01\nwidth: 16\n")
+    first = [*QUICK, "--activation", "tanh", "--lr", "0.01", "--out", tmp_path / "r"]
+    assert invoke("train", *first).exit_code == 0
+    res = invoke("train", *first, "--resume", "--epochs", "3", "--json")  # what a job scheduler re-runs
+    assert res.exit_code == 0 and json.loads(res.output)["steps"] == 3 * 2, res.output  # 200 samples, batch 128
+    res = invoke("train", "--config", tmp_path / "c.yaml", "--out", tmp_path / "r", "--resume")
+    assert res.exit_code == 0, res.output
+    res = invoke("train", *first, "--activation", "relu", "--resume")
+    assert res.exit_code == 2 and "stored activation='tanh', given activation='relu'" in res.output, res.output
+    (tmp_path / "d.toml").write_text('lr = 0.02\n')
+    res = invoke("train", "--config", tmp_path / "d.toml", "--out", tmp_path / "r", "--resume")
+    assert res.exit_code == 2 and "stored lr=0.01, given lr=0.02" in res.output
 
 
 def test_diverged_run_exits_1_with_the_step_and_layer(tmp_path, monkeypatch):

@@ -56,10 +56,23 @@ def run(cfg: TrainConfig, out: str | os.PathLike | None = None, *, progress: boo
 
 
 def resume(out: str | os.PathLike, *, epochs: int | None = None, progress: bool = False,
-           observers: tuple[Observer, ...] = ()) -> Summary:
-    """Continue a stored run from its latest checkpoint (optionally for more epochs in all)."""
+           observers: tuple[Observer, ...] = (), same_as: dict | None = None) -> Summary:
+    """Continue a stored run from its latest checkpoint (optionally for more epochs in all).
+
+    ``same_as``: config fields the caller asks for (a repeated command line, a config file); each
+    must equal the stored value once validated, else a ValueError names both ("stored X, given Y").
+    Only ``epochs`` may change."""
     store = Run(out)
     stored = store.config()
+    if same_as:
+        kept = TrainConfig(**stored).model_dump()  # defaults filled in for fields newer than the run
+        asked = TrainConfig(**{**stored, **same_as}).model_dump()  # validated and normalised the same way
+        for key in same_as:
+            if key != "epochs" and asked[key] != kept[key]:
+                raise ValueError(f"--resume continues the stored run, whose {key} is fixed: stored "
+                                 f"{key}={kept[key]!r}, given {key}={same_as[key]!r} (only --epochs may change)")
+        if epochs is None and "epochs" in same_as:
+            epochs = asked["epochs"]
     cfg = TrainConfig(**{**stored, "epochs": stored["epochs"] if epochs is None else epochs})
     if cfg.epochs != stored["epochs"]:
         write_json(store.path / "config.json", cfg.model_dump())

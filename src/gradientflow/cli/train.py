@@ -47,7 +47,8 @@ from .render import echo_json, fmt
 @click.option("--probe-window", type=int, help="Steps per window of probe statistics (one epoch).")
 @click.option("--config", "config_file", help="YAML or TOML file of these fields; options given here win.")
 @click.option("--out", help="Run folder (new or empty; default runs/<time>-<data>-<activation>-<optimizer>).")
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint (options that "
+              "are given must equal the stored ones; only --epochs may change).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
 def train_cmd(config_file, out, resume, quiet, as_json, **options) -> None:
@@ -57,16 +58,12 @@ def train_cmd(config_file, out, resume, quiet, as_json, **options) -> None:
 
     given = {k: v for k, v in options.items() if v is not None}
     progress = not quiet and sys.stderr.isatty()
-    if resume:
-        if out is None:
-            raise BadInput("--resume needs --out RUN, the run folder to continue")
-        extra = sorted(set(given) - {"epochs"}) + (["config"] if config_file else [])
-        if extra:
-            raise BadInput(f"--resume continues the stored config; only --epochs may change, not "
-                           f"--{extra[0].replace('_', '-')}")
+    if resume and out is None:
+        raise BadInput("--resume needs --out RUN, the run folder to continue")
     with bad_input():
-        if resume:
-            summary = job.resume(out, epochs=given.get("epochs"), progress=progress)
+        if resume:  # the same command line again (plus --resume) is accepted; a changed value is refused
+            asked = {**(load_file(config_file) if config_file else {}), **given}
+            summary = job.resume(out, epochs=given.get("epochs"), progress=progress, same_as=asked)
         else:
             cfg = TrainConfig(**{**(load_file(config_file) if config_file else {}), **given})
             summary = job.run(cfg, out or job.default_folder(cfg), progress=progress)
