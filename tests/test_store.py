@@ -157,3 +157,64 @@ def test_written_files_get_the_mode_the_umask_gives_not_the_temporary_files_0600
     expected = 0o644
     for path in (run.path / "config.json", run.path / "status.json", *run.path.glob("*/*.*")):
         assert path.stat().st_mode & 0o777 == expected, path
+
+
+def _trained(tmp_path, name="r", **kw):
+    from gradientflow import job
+    from gradientflow.config import TrainConfig
+
+    cfg = TrainConfig(data="digits", n_train=160, n_test=40, depth=1, width=8, batch_size=32, epochs=3, **kw)
+    job.run(cfg, tmp_path / name)
+    return Run(tmp_path / name)
+
+
+def test_damaged_files_are_named_and_the_other_runs_still_list(tmp_path):
+    from click.testing import CliRunner
+
+    from gradientflow.cli import main
+
+    good, bad = _trained(tmp_path, "good"), _trained(tmp_path, "bad")
+    part = bad._parts("metrics")[-1][1]
+    part.write_bytes(part.read_bytes()[:40])  # truncated
+    with pytest.raises(StoreError, match=f"{part.name}' is damaged"):
+        bad.metrics()
+    (bad.path / "config.json").write_text('{"depth": 1, ')
+    with pytest.raises(StoreError, match="config.json' is damaged"):
+        bad.config()
+    assert len(bad.damage()) == 2 and good.damage() == []
+    res = CliRunner().invoke(main, ["runs", "list", str(tmp_path), "--json"])
+    assert res.exit_code == 0, res.output
+    import json
+
+    status = {r["run"]: r["status"] for r in json.loads(res.output)}
+    assert status == {"bad": "damaged", "good": "finished"}
+    res = CliRunner().invoke(main, ["runs", "show", str(bad.path)])
+    assert res.exit_code == 2 and "is damaged" in res.output and res.output.count("\n") == 1
+
+
+def test_resume_falls_back_to_the_last_good_checkpoint(tmp_path):
+    from gradientflow import job
+
+    whole = _trained(tmp_path, "whole", checkpoint_every=2)
+    cut = _trained(tmp_path, "cut", checkpoint_every=2)
+    (newest_step, newest), (older_step, _) = cut._parts("checkpoints")[-1], cut._parts("checkpoints")[-2]
+    newest.write_bytes(newest.read_bytes()[:100])
+    summary = job.resume(cut.path)
+    assert summary.status == "finished" and summary.steps == 15
+    assert (newest.parent / (newest.name + ".damaged")).exists()  # kept aside, not deleted
+    a = cut.read_checkpoint(cut.latest_checkpoint()[1])["model"]
+    b = whole.read_checkpoint(whole.latest_checkpoint()[1])["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a) and older_step < newest_step
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("this ran",))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
+    run = _trained(tmp_path)
+    step, path = run.latest_checkpoint()
+    torch.save({"model": {}, "optimizer": {}, "epoch": 0, "batch": 0, "evil": Payload()}, path)
+    with pytest.raises(StoreError, match="cannot be read safely"):
+        run.read_checkpoint(path)

@@ -85,6 +85,19 @@ def write_json(path: Path, obj) -> None:
     write_atomic(path, lambda f: f.write((json.dumps(obj, indent=2, default=str) + "\n").encode()))
 
 
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return (text.splitlines()[0] if text else type(err).__name__)[:200]
+
+
+def _read_part(path: Path, schema: pa.Schema | None = None) -> pa.Table:
+    """One Parquet part; StoreError naming the file when it is truncated or corrupt."""
+    try:
+        return pq.read_table(path, schema=schema)
+    except Exception as err:  # noqa: BLE001 - Arrow raises several types for a bad file
+        raise StoreError(f"{str(path)!r} is damaged: {_first_line(err)}") from None
+
+
 class _Writer:
     """One thread that performs queued writes in order. The queue is bounded, so a producer faster
     than the disk waits instead of piling snapshots up in memory. The first error stops the writing
@@ -176,7 +189,35 @@ class Run:
         return self.path.name
 
     def config(self) -> dict:
-        return json.loads((self.path / "config.json").read_text())
+        path = self.path / "config.json"
+        try:
+            config = json.loads(path.read_text())
+        except (OSError, ValueError) as err:  # unreadable, not UTF-8, not JSON
+            raise StoreError(f"{str(path)!r} is damaged: {_first_line(err)}") from None
+        if not isinstance(config, dict):
+            raise StoreError(f"{str(path)!r} is damaged: not a mapping of field: value")
+        return config
+
+    def damage(self) -> list[str]:
+        """What is damaged in the run (config.json, Parquet parts, checkpoints), one line each; [] when
+        every file reads. Parquet parts and checkpoints are checked by their footer and zip directory."""
+        import zipfile
+
+        problems = []
+        try:
+            self.config()
+        except StoreError as err:
+            problems.append(str(err))
+        for folder in ("metrics", "tables"):
+            for _, part in self._parts(folder):
+                try:
+                    pq.read_metadata(part)
+                except Exception as err:  # noqa: BLE001 - any Arrow error means the part is unreadable
+                    problems.append(f"{str(part)!r} is damaged: {_first_line(err)}")
+        for _, ckpt in self._parts("checkpoints"):
+            if not zipfile.is_zipfile(ckpt):
+                problems.append(f"{str(ckpt)!r} is damaged: not a whole checkpoint")
+        return problems
 
     def status(self) -> dict:
         try:
@@ -213,11 +254,11 @@ class Run:
 
     def metrics(self) -> pa.Table:
         """All metric rows, in step order (an empty table for a run that logged nothing yet)."""
-        parts = [pq.read_table(p, schema=METRIC_SCHEMA) for _, p in self._parts("metrics")]
+        parts = [_read_part(p, METRIC_SCHEMA) for _, p in self._parts("metrics")]
         return pa.concat_tables(parts) if parts else METRIC_SCHEMA.empty_table()
 
     def table(self, name: str) -> pa.Table | None:
-        parts = [pq.read_table(p) for _, p in self._parts("tables", name)]
+        parts = [_read_part(p) for _, p in self._parts("tables", name)]
         return pa.concat_tables(parts) if parts else None
 
     def final(self) -> dict:
@@ -255,6 +296,35 @@ class Run:
                 old.unlink(missing_ok=True)
 
         self._write(job)
+
+    def read_checkpoint(self, path: Path, device: torch.device | str = "cpu") -> dict:
+        """A checkpoint's state, read with ``weights_only=True``: tensors, numbers, strings and
+        containers only, so a checkpoint from elsewhere cannot run code. StoreError naming the file
+        for anything else (a damaged file, a pickle that asks for more)."""
+        try:
+            state = torch.load(path, map_location=device, weights_only=True)
+        except Exception as err:  # noqa: BLE001 - zip, pickle and torch errors all mean "not usable"
+            raise StoreError(f"checkpoint {str(path)!r} cannot be read safely: {_first_line(err)}") from None
+        if not isinstance(state, dict) or not {"model", "optimizer", "epoch", "batch"} <= set(state):
+            raise StoreError(f"checkpoint {str(path)!r} is not a gradientflow checkpoint")
+        return state
+
+    def last_good_checkpoint(self, device: torch.device | str = "cpu") -> tuple[int, dict]:
+        """The newest checkpoint that reads (``read_checkpoint``), as (step, state). A damaged newer one
+        is renamed ``*.pt.damaged`` (kept, no longer a checkpoint), so the run goes on from the one
+        before it; StoreError if none reads."""
+        errors, damaged = [], []
+        for step, path in reversed(self._parts("checkpoints", "step")):
+            try:
+                state = self.read_checkpoint(path, device)
+            except StoreError as err:
+                errors.append(str(err))
+                damaged.append(path)
+                continue
+            for path in damaged:
+                path.rename(path.with_name(path.name + ".damaged"))
+            return step, state
+        raise StoreError("; ".join(errors) or f"{str(self.path)!r} has no checkpoint")
 
     def latest_checkpoint(self) -> tuple[int, Path] | None:
         parts = self._parts("checkpoints", "step")

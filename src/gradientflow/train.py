@@ -332,8 +332,8 @@ class _Loop:
         """Continue from the run's latest checkpoint; what was logged after it is dropped."""
         if self.run is None or self.run.latest_checkpoint() is None:
             raise ValueError("nothing to resume: the run has no checkpoint yet")
-        step, path = self.run.latest_checkpoint()
-        self.load(torch.load(path, map_location=self.device, weights_only=False), step)
+        step, state = self.run.last_good_checkpoint(self.device)
+        self.load(state, step)
         self.run.rewind(step)
 
     @torch.no_grad()

@@ -24,6 +24,10 @@ def runs_list(root, as_json) -> None:
         runs = list_runs(root)
     rows = []
     for r in runs:
+        damage = r.damage()
+        if damage:  # listed and marked, so that one bad file does not hide the other runs
+            rows.append({**r.final(), "status": "damaged", "damage": damage})
+            continue
         c = r.config()
         rows.append({**r.final(), "data": c.get("data"), "model": f"{c.get('depth')}x{c.get('width')} "
                      f"{c.get('activation')}/{c.get('init')}", "optimizer": f"{c.get('optimizer')} lr={c.get('lr')}"})
@@ -33,6 +37,9 @@ def runs_list(root, as_json) -> None:
         click.echo(f"no runs in {root}")
     else:
         table(rows, ["run", "status", "data", "model", "optimizer", "steps", "test_accuracy", "test_loss"])
+        for row in rows:
+            for problem in row.get("damage", []):
+                click.echo(f"damaged: {problem}")
 
 
 @runs_group.command("show")
@@ -41,12 +48,13 @@ def runs_list(root, as_json) -> None:
 def runs_show(run, as_json) -> None:
     """One run: its config, status and the metrics of every epoch."""
     (r,) = open_runs([run])
-    epochs = r.epochs()
+    with bad_input():  # a damaged file: one line naming it
+        epochs, config = r.epochs(), r.config()
     if as_json:
-        echo_json({"run": r.name, "config": r.config(), "status": r.status(), "epochs": epochs})
+        echo_json({"run": r.name, "config": config, "status": r.status(), "epochs": epochs})
         return
     click.echo(f"run {r.name}: {r.status().get('status')}")
-    click.echo("config: " + ", ".join(f"{k}={v}" for k, v in r.config().items() if v is not None))
+    click.echo("config: " + ", ".join(f"{k}={v}" for k, v in config.items() if v is not None))
     table(epochs, ["epoch", "step", "train_loss", "train_accuracy", "test_loss", "test_accuracy"])
 
 
