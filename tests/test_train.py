@@ -77,19 +77,22 @@ class Exp(nn.Module):
         return torch.exp(x)
 
 
-class NanGrad(torch.autograd.Function):
+class ScaleGrad(torch.autograd.Function):
+    """Identity forward; the backward pass multiplies the gradient by ``factor``."""
+
     @staticmethod
-    def forward(ctx, x):
+    def forward(ctx, x, factor):
+        ctx.factor = factor
         return x.clone()
 
     @staticmethod
     def backward(ctx, g):
-        return g * float("nan")
+        return g * ctx.factor, None
 
 
 class PoisonBackward(nn.Module):
     def forward(self, x):
-        return NanGrad.apply(x)
+        return ScaleGrad.apply(x, float("nan"))
 
 
 def _fit(model, tmp_path=None, **kw):
@@ -164,20 +167,9 @@ def test_fit_trains_any_module_from_its_two_specs_and_leaves_the_global_rng_alon
     assert s.status == "finished" and s.steps == 12 and torch.equal(torch.get_rng_state(), before)
 
 
-class BlowUpAt(torch.autograd.Function):
-    """Identity forward; the backward pass scales the gradient by 1e30 (finite entries, an overflowing norm)."""
-
-    @staticmethod
-    def forward(ctx, x):
-        return x.clone()
-
-    @staticmethod
-    def backward(ctx, g):
-        return g * 1e30
-
-
 class ExplodeOnSample(nn.Module):
-    """A Linear layer whose gradient explodes (BlowUpAt) whenever the batch holds the input ``marker``."""
+    """A Linear layer whose gradient explodes (x 1e30: finite entries, an overflowing norm) whenever the batch
+    holds the input ``marker``."""
 
     def __init__(self, marker):
         super().__init__()
@@ -185,7 +177,7 @@ class ExplodeOnSample(nn.Module):
 
     def forward(self, x):
         h = self.linear(x)
-        return BlowUpAt.apply(h) if (x == self.marker).all(1).any() else h
+        return ScaleGrad.apply(h, 1e30) if (x == self.marker).all(1).any() else h
 
 
 def _step5_sample():

@@ -221,8 +221,8 @@ class _Log:
         values = torch.cat([t.double() for t in parts if t is not None]).tolist()
         n, k = len(pending), len(measured)
         loss_values, norm_values = values[:n], values[n:n + k]
+        norm_at = dict(zip(measured, norm_values))  # step index -> its measured gradient norm
         if not all(map(math.isfinite, loss_values + norm_values)):
-            norm_at = dict(zip(measured, norm_values))
             first = next(i for i in range(n) if not math.isfinite(loss_values[i]) or not math.isfinite(norm_at.get(i, 0.0)))
             return steps[first], "loss or gradient"
         if state_ok is not None and not values[-1]:
@@ -236,7 +236,7 @@ class _Log:
             shown = [i for i in measured if logged[i]]
             self._extend(steps + steps + [steps[i] for i in shown], epochs + epochs + [epochs[i] for i in shown],
                          ["loss"] * n + ["lr"] * n + ["grad_norm"] * len(shown),
-                         loss_values + lrs + [norm_values[measured.index(i)] for i in shown])
+                         loss_values + lrs + [norm_at[i] for i in shown])
         return None
 
     def _extend(self, steps: list, epochs: list, names: list, values: list, split: str = "train") -> None:

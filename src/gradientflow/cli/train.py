@@ -61,11 +61,11 @@ def train_cmd(config_file, out, resume, quiet, as_json, **options) -> None:
     if resume and out is None:
         raise BadInput("--resume needs --out RUN, the run folder to continue")
     with bad_input():
+        asked = {**(load_file(config_file) if config_file else {}), **given}  # options given here win
         if resume:  # the same command line again (plus --resume) is accepted; a changed value is refused
-            asked = {**(load_file(config_file) if config_file else {}), **given}
             summary = job.resume(out, epochs=given.get("epochs"), progress=progress, same_as=asked)
         else:
-            cfg = TrainConfig(**{**(load_file(config_file) if config_file else {}), **given})
+            cfg = TrainConfig(**asked)
             summary = job.run(cfg, out or job.default_folder(cfg), progress=progress)
     if as_json:
         echo_json({k: v for k, v in summary.to_dict().items() if k != "history"})
