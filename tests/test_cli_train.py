@@ -181,3 +181,47 @@ def test_probes_do_not_change_training(tmp_path):
     a = json.loads(invoke(*base, "--out", tmp_path / "a").output)
     b = json.loads(invoke(*base, "--probe", "--probe-every", "2", "--out", tmp_path / "b").output)
     assert (a["test_loss"], a["train_loss"]) == (b["test_loss"], b["train_loss"])
+
+
+def test_a_second_writer_is_refused_while_the_first_lives_and_kill_9_frees_the_run(tmp_path):
+    args = ["train", "--data", "digits", "--n-train", "640", "--width", "64", "--epochs", "500", "--batch-size", "32",
+            "--quiet", "--out", tmp_path / "r"]
+    proc = subprocess.Popen(_cli(*args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and not list((tmp_path / "r" / "checkpoints").glob("step-*.pt")):
+            time.sleep(0.02)
+        before = sorted(p.name for p in (tmp_path / "r" / "metrics").iterdir())
+        res = invoke("train", "--resume", "--out", tmp_path / "r")
+        assert res.exit_code == 2, res.output
+        assert f"is being written by another process (pid {proc.pid})" in res.output
+        assert Run(tmp_path / "r").status()["status"] == "running"  # the refused resume rewound nothing
+        assert set(before) <= {p.name for p in (tmp_path / "r" / "metrics").iterdir()}
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    with Run(tmp_path / "r").writing():  # the kernel dropped the dead writer's lock
+        pass
+
+
+def test_a_full_disk_stops_with_one_line_and_the_last_checkpoint_stays_good(tmp_path):
+    import resource
+
+    first = ["train", "--data", "digits", "--n-train", "640", "--width", "64", "--batch-size", "32", "--quiet",
+             "--out", tmp_path / "r"]
+    assert invoke(*first, "--epochs", "1").exit_code == 0
+    ckpt = Run(tmp_path / "r").latest_checkpoint()[1]
+    limit = ckpt.stat().st_size // 2  # metric parts fit, a checkpoint does not
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    res = subprocess.run(_cli("train", "--resume", "--epochs", "3", "--out", tmp_path / "r", "--quiet"),
+                         capture_output=True, text=True, preexec_fn=small_files)
+    assert res.returncode == 1 and res.stdout == ""
+    assert res.stderr == f"error: cannot write '{tmp_path / 'r' / 'checkpoints' / 'step-000000040.pt'}': File too large\n"
+    run = Run(tmp_path / "r")
+    assert run.last_good_checkpoint()[0] == 20 and not run.damage() and not list(run.path.rglob("*.tmp"))
+    assert invoke("runs", "show", tmp_path / "r").exit_code == 0
+    res = invoke("train", "--resume", "--epochs", "3", "--out", tmp_path / "r", "--json")
+    assert res.exit_code == 0 and json.loads(res.output)["steps"] == 60, res.output

@@ -1,9 +1,10 @@
+import duckdb
 import pyarrow as pa
 import pytest
 import torch
 
 from gradientflow import store
-from gradientflow.store import Run, StoreError
+from gradientflow.store import Run, StoreError, query
 
 
 def _rows(steps, name="loss", split="train"):
@@ -218,3 +219,29 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
     torch.save({"model": {}, "optimizer": {}, "epoch": 0, "batch": 0, "evil": Payload()}, path)
     with pytest.raises(StoreError, match="cannot be read safely"):
         run.read_checkpoint(path)
+
+
+@pytest.mark.parametrize("sql, refused", [
+    ("copy (select * from metrics) to 'OUT/x.csv'", "given COPY"),
+    ("attach 'OUT/y.db'", "given ATTACH"),
+    ("install httpfs", "given LOAD"),
+    ("create table t as select 1", "given CREATE"),
+    ("select 1; select 2", r"given SELECT \+ SELECT"),
+    ("set enable_external_access = true", "given SET"),
+])
+def test_sql_runs_one_select_and_nothing_else(tmp_path, sql, refused):
+    r = Run.create(tmp_path / "a", {"lr": 0.1})
+    r.append_metrics(1, {"step": [1], "epoch": [0], "split": ["train"], "name": ["loss"], "value": [1.0]})
+    with pytest.raises(ValueError, match=refused):
+        query(sql.replace("OUT", str(tmp_path)), [r])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]  # nothing written
+
+
+def test_sql_cannot_read_files_outside_the_store(tmp_path):
+    r = Run.create(tmp_path / "a", {"lr": 0.1})
+    (tmp_path / "secret.csv").write_text("x\n1\n")
+    for sql in (f"select * from read_csv('{tmp_path}/secret.csv')", f"select * from '{tmp_path}/secret.csv'",
+                f"select * from read_parquet('{tmp_path}/a/metrics/*.parquet')"):
+        with pytest.raises(duckdb.Error, match="disabled by configuration"):
+            query(sql, [r])
+    assert query("select count(*) as n from runs", [r]).to_pylist() == [{"n": 1}]

@@ -74,10 +74,11 @@ def resume(out: str | os.PathLike, *, epochs: int | None = None, progress: bool 
         if epochs is None and "epochs" in same_as:
             epochs = asked["epochs"]
     cfg = TrainConfig(**{**stored, "epochs": stored["epochs"] if epochs is None else epochs})
-    if cfg.epochs != stored["epochs"]:
-        write_json(store.path / "config.json", cfg.model_dump())
     net, d = prepare(cfg)
-    return train(cfg, net, d, run=store, resume=True, progress=progress, observers=observers)
+    with store.writing():  # refused here, before config.json changes, while another process trains into it
+        if cfg.epochs != stored["epochs"]:
+            write_json(store.path / "config.json", cfg.model_dump())
+        return train(cfg, net, d, run=store, resume=True, progress=progress, observers=observers)
 
 
 def default_folder(cfg: TrainConfig, root: str | os.PathLike = "runs") -> str:

@@ -8,6 +8,7 @@
       metrics/part-<step>.parquet  long format: step, epoch, split, name, value
       tables/<name>-<step>.parquet other long tables (probe histograms, ...)
       checkpoints/step-<step>.pt   model, optimiser, scheduler and loop state
+      .lock                        held (``flock``) by the one process training into the run
 
 Every file is written to a temporary name in the same folder, flushed to disk and renamed into
 place (``os.replace`` is atomic), so readers see a whole file or none. Inside ``Run.background()``
@@ -18,6 +19,7 @@ so a resumed run holds each step's rows exactly once. Queries across runs go thr
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import queue
@@ -42,6 +44,10 @@ class StoreError(ValueError):
     """A path that is not a usable run; the message is one line."""
 
 
+class RunBusy(StoreError):
+    """The run is being written by another live process."""
+
+
 def _umask() -> int:
     mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
     os.umask(mask)
@@ -63,8 +69,10 @@ def write_atomic(path: Path, write) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):  # a full disk, a file-size limit: name the file that was being written
+            raise OSError(err.errno, f"cannot write {str(path)!r}: {err.strerror or _first_line(err)}") from None
         raise
 
 
@@ -143,6 +151,7 @@ class Run:
         if not (self.path / "config.json").is_file():
             raise StoreError(f"{str(self.path)!r} is not a run (no config.json)")
         self._writer: _Writer | None = None
+        self._locked = False
 
     @contextmanager
     def background(self):
@@ -162,6 +171,34 @@ class Run:
             raise
         self._writer = None
         writer.close()
+
+    @contextmanager
+    def writing(self):
+        """Hold the run's lock for the block: one process at a time trains into a run (a second
+        ``train --resume`` is refused instead of interleaving its writes). The lock is an advisory
+        ``flock`` on ``RUN/.lock``, which the kernel releases when the holder dies, even by ``kill -9``."""
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock
+            fcntl = None
+        if fcntl is None or self._locked:  # re-entered by the holder
+            yield self
+            return
+        fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                raise RunBusy(f"{str(self.path)!r} is being written by another process (pid {holder}); "
+                              "wait for it to end or stop it, then resume") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            self._locked = True
+            yield self
+        finally:
+            self._locked = False
+            os.close(fd)  # closing releases the lock
 
     def _write(self, job: Callable[[], None]) -> None:
         if self._writer is not None:
@@ -291,7 +328,9 @@ class Run:
         """Write ``state`` atomically as checkpoint ``step``; keep the newest ``keep`` ones. In the
         background, ``state`` must not change after the call: hand over a snapshot (copied tensors)."""
         def job():
-            write_atomic(self.path / "checkpoints" / f"step-{step:09d}.pt", lambda f: torch.save(state, f))
+            buffer = io.BytesIO()  # serialised first, so that a failed write is an OSError, not torch's RuntimeError
+            torch.save(state, buffer)
+            write_atomic(self.path / "checkpoints" / f"step-{step:09d}.pt", lambda f: f.write(buffer.getbuffer()))
             for _, old in self._parts("checkpoints", "step")[:-keep]:
                 old.unlink(missing_ok=True)
 
@@ -351,23 +390,30 @@ def list_runs(root: str | os.PathLike) -> list[Run]:
 
 
 def query(sql: str, runs: Iterable[Run]) -> pa.Table:
-    """Run SQL over ``runs`` with DuckDB, which scans the Parquet parts in place. Two views:
-    ``metrics`` (run, step, epoch, split, name, value) and ``runs`` (run, status, every config field)."""
+    """Run one SQL ``SELECT`` over ``runs`` with DuckDB. Two tables: ``metrics`` (run, step, epoch,
+    split, name, value) and ``runs`` (run, status, every config field).
+
+    Read-only by construction: the runs' metrics are read here (Arrow) and handed to DuckDB, which then
+    runs with file access off and its configuration locked, and only a single ``SELECT`` statement is
+    accepted, so a query cannot write, ``COPY``, ``ATTACH``, ``INSTALL`` or read a file. A statement of
+    another kind, or several, is a ValueError naming what was given."""
     import duckdb
 
     runs = list(runs)
     con = duckdb.connect()
-    parts = [(str(p), r.name) for r in runs for _, p in r._parts("metrics")]
-    owners = pa.table({"file": [f for f, _ in parts], "run": [name for _, name in parts]},
-                      schema=pa.schema([("file", pa.string()), ("run", pa.string())]))
-    con.register("part_owner", owners)
-    if owners.num_rows:  # DuckDB reads the list of files itself: no file name is ever spliced into SQL
-        con.read_parquet(owners["file"].to_pylist(), filename=True).create_view("metric_parts")
-        con.execute("create view metrics as select o.run, m.step, m.epoch, m.split, m.name, m.value "
-                    "from metric_parts m join part_owner o on m.filename = o.file")
-    else:
-        con.execute("create view metrics as select * from (values (null::varchar, null::bigint, null::integer, "
-                    "null::varchar, null::varchar, null::double)) t(run, step, epoch, split, name, value) where false")
+    statements = con.extract_statements(sql)
+    kinds = [s.type.name for s in statements]
+    if kinds != ["SELECT"]:
+        raise ValueError(f"runs sql runs one SELECT query; given {' + '.join(kinds) or 'no statement'}")
+    parts = []
+    for r in runs:
+        for _, path in r._parts("metrics"):
+            part = _read_part(path, METRIC_SCHEMA)
+            parts.append(part.add_column(0, "run", pa.array([r.name] * part.num_rows, pa.string())))
+    metrics = pa.concat_tables(parts) if parts else METRIC_SCHEMA.insert(0, pa.field("run", pa.string())).empty_table()
     rows = [{"run": r.name, "status": r.status().get("status"), **r.config()} for r in runs]
+    con.register("metrics", metrics)
     con.register("runs", pa.Table.from_pylist(rows) if rows else pa.table({"run": pa.array([], pa.string())}))
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
     return con.sql(sql).to_arrow_table()

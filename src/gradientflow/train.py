@@ -482,8 +482,8 @@ def fit(model: torch.nn.Module, data: Dataset, optimizer: OptimizerSpec = Optimi
     bar = _progress_bar(state.total, state.step, progress)
     started = time.perf_counter()
     status, message = "finished", ""
-    with torch.random.fork_rng(devices=cuda):  # the caller's global RNG state is left as it was
-        torch.manual_seed(loop.seed)
+    with torch.random.fork_rng(devices=cuda), (run.writing() if run is not None else contextlib.nullcontext()):
+        torch.manual_seed(loop.seed)  # above: the caller's RNG state is left as it was; one writer per run
         if resume:
             state.restore()
         with run.background() if run is not None else contextlib.nullcontext():  # writes off the step's path
@@ -500,13 +500,12 @@ def fit(model: torch.nn.Module, data: Dataset, optimizer: OptimizerSpec = Optimi
                 status = "interrupted"
             finally:
                 bar.close()
-    if status == "interrupted":
-        last = run.latest_checkpoint() if run is not None else None  # every write has landed by now
-        message = f"interrupted at step {state.step}" + (f"; --resume continues from step {last[0]}" if last else "")
-    seconds = time.perf_counter() - started
-    summary = state.summary(status, message, seconds)
-    if run is not None:
-        run.set_status(status, **{k: v for k, v in summary.to_dict().items() if k not in ("status", "history")})
+        if status == "interrupted":
+            last = run.latest_checkpoint() if run is not None else None  # every write has landed by now
+            message = f"interrupted at step {state.step}" + (f"; --resume continues from step {last[0]}" if last else "")
+        summary = state.summary(status, message, time.perf_counter() - started)
+        if run is not None:
+            run.set_status(status, **{k: v for k, v in summary.to_dict().items() if k not in ("status", "history")})
     return summary
 
 

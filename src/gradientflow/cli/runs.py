@@ -88,7 +88,8 @@ def runs_compare(runs, plot_dir, as_json) -> None:
 @click.option("--root", default="runs", show_default=True, help="Folder of runs to query.")
 @click.option("--json", "as_json", is_flag=True)
 def runs_sql(query_text, root, as_json) -> None:
-    """DuckDB SQL over views `metrics` (run, step, epoch, split, name, value) and `runs` (run, status, config)."""
+    """One DuckDB SELECT over `metrics` (run, step, epoch, split, name, value) and `runs` (run, status, config);
+    read-only: no COPY, ATTACH, INSTALL, writes or file access."""
     import duckdb
 
     from ..store import list_runs, query
@@ -96,7 +97,8 @@ def runs_sql(query_text, root, as_json) -> None:
     with bad_input():
         runs = list_runs(root)
     try:
-        rows = query(query_text, runs).to_pylist()
+        with bad_input():  # not a single SELECT, a damaged part
+            rows = query(query_text, runs).to_pylist()
     except duckdb.Error as err:
         raise BadInput(f"query failed: {str(err).splitlines()[0]}") from None
     if as_json:
