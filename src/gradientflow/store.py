@@ -24,6 +24,7 @@ import json
 import os
 import queue
 import re
+import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Iterable
@@ -214,11 +215,19 @@ class Run:
             raise StoreError(f"{str(path)!r} already exists and is not empty; choose a new folder or resume it")
         if not path.parent.is_dir():
             raise StoreError(f"parent folder {str(path.parent)!r} does not exist")
-        path.mkdir(exist_ok=True)
-        for sub in ("metrics", "tables", "checkpoints"):
-            (path / sub).mkdir()
-        write_json(path / "status.json", {"status": "created"})
-        write_json(path / "config.json", config)  # last: its presence marks a complete run folder
+        # built beside it and renamed into place (onto an empty folder too), so that a kill half-way
+        # leaves no half-made run folder that would refuse the same command again
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+        try:
+            tmp.chmod(0o777 & ~_UMASK)  # mkdtemp's folder is private
+            for sub in ("metrics", "tables", "checkpoints"):
+                (tmp / sub).mkdir()
+            write_json(tmp / "status.json", {"status": "created"})
+            write_json(tmp / "config.json", config)
+            os.replace(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         return cls(path)
 
     @property

@@ -329,9 +329,13 @@ class _Loop:
                 obs.load_state_dict(_clone(saved))
 
     def restore(self) -> None:
-        """Continue from the run's latest checkpoint; what was logged after it is dropped."""
-        if self.run is None or self.run.latest_checkpoint() is None:
-            raise ValueError("nothing to resume: the run has no checkpoint yet")
+        """Continue from the run's latest checkpoint; what was logged after it is dropped. A run killed
+        before its first checkpoint starts again from step 0 (the fresh model is the same one)."""
+        if self.run is None:
+            raise ValueError("nothing to resume: no run store")
+        if self.run.latest_checkpoint() is None:
+            self.run.rewind(0)
+            return
         step, state = self.run.last_good_checkpoint(self.device)
         self.load(state, step)
         self.run.rewind(step)

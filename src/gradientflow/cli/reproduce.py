@@ -19,14 +19,16 @@ from .render import echo_json
 @click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True)
 @click.option("--jobs", type=click.IntRange(1, 64), default=None,
               help="Worker processes (default: the CPU count, at most the number of experiments).")
+@click.option("--resume", is_flag=True, help="Continue a killed reproduce in --out (same --quick and --seed): "
+              "experiments whose measurements were stored are checked and kept, the others run.")
 @click.option("--json", "as_json", is_flag=True, help="Print the claims' records as JSON.")
-def reproduce_cmd(out, quick, only, seed, jobs, as_json) -> None:
+def reproduce_cmd(out, quick, only, seed, jobs, resume, as_json) -> None:
     """Run the seeds' claims as experiments and write the report (the main job)."""
     from .. import experiments, report
 
     with bad_input():
         result = experiments.reproduce(out, only=only, quick=quick, seed=seed, jobs=jobs or os.cpu_count() or 1,
-                                       progress=not as_json)
+                                       progress=not as_json, resume=resume)
     paths = report.write(out, result["claims"], seed=seed, quick=quick)
     claims = result["claims"]
     if as_json:
@@ -34,6 +36,8 @@ def reproduce_cmd(out, quick, only, seed, jobs, as_json) -> None:
     else:
         for c in claims:
             click.echo(f"{c['id']:>4}  {c['verdict']:<5}  {c['why']}")
+        if result["kept"]:
+            click.echo(f"kept from the earlier run (measurements checked, verdicts recomputed): {', '.join(result['kept'])}")
         passed = sum(c["verdict"] == "pass" for c in claims)
         click.echo(f"{passed} of {len(claims)} claims pass; {result['wall_seconds']:.0f} s")
         for p in paths:

@@ -21,7 +21,7 @@ from importlib import import_module
 from pathlib import Path
 from types import ModuleType
 
-from ..store import output_folder
+from ..store import output_folder, write_atomic, write_json
 from .claim import Claim, Size, Verdict, rounded
 
 # in claim order; each covers the claims listed in its CLAIMS
@@ -65,12 +65,23 @@ def select(only: str | list[str] | None) -> list[str]:
     return [m for m in MODULES if m in names]
 
 
-def prepare_folder(out: str | Path, meta: dict) -> Path:
-    """The output folder, new or empty or written by an earlier ``reproduce``; other folders are refused."""
+def prepare_folder(out: str | Path, meta: dict, *, resume: bool = False) -> Path:
+    """The output folder, new or empty or written by an earlier ``reproduce``; other folders are refused.
+    With ``resume`` it must be one written by ``reproduce`` with the same ``quick`` and ``seed``."""
     folder = output_folder(out)  # a new folder is empty
-    if any(folder.iterdir()) and not (folder / MARKER).exists():
+    marker = folder / MARKER
+    if any(folder.iterdir()) and not marker.exists():
         raise ValueError(f"--out {str(out)!r} holds files that reproduce did not write; give a new or empty folder")
-    (folder / MARKER).write_text(json.dumps(meta, indent=2))
+    if resume:
+        try:
+            stored = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            raise ValueError(f"--resume: {str(out)!r} has no readable {MARKER}; it is not a reproduce folder") from None
+        for key in ("quick", "seed"):
+            if stored.get(key) != meta[key]:
+                raise ValueError(f"--resume continues the stored catalog, whose {key} is fixed: stored "
+                                 f"{key}={stored.get(key)!r}, given {key}={meta[key]!r}")
+    write_json(marker, meta)
     return folder
 
 
@@ -78,11 +89,32 @@ def _command(claim_id: str, quick: bool, seed: int) -> str:
     return f"gradientflow reproduce --only {claim_id} --seed {seed}{' --quick' if quick else ''} --out DIR"
 
 
-def run_one(name: str, *, quick: bool, seed: int, out: str | Path) -> dict:
+def _header(name: str, size: Size, quick: bool, seed: int) -> dict:
+    """What a stored measurement must have been made with to stand for this run of experiment ``name``."""
+    return {"experiment": name, "size": size.model_dump(mode="json"), "quick": quick, "seed": seed}
+
+
+def _stored(out: Path, name: str, header: dict) -> dict | None:
+    """The measurements an earlier ``reproduce`` stored for ``name`` (``data/<name>.json``), when the file
+    reads and was made with the same size, quick and seed; else None (the experiment runs again)."""
+    try:
+        stored = json.loads((out / "data" / f"{name}.json").read_text())
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(stored, dict) and isinstance(stored.get("measured"), dict) and \
+        all(stored.get(k) == v for k, v in header.items()) and isinstance(stored.get("seconds"), (int, float))
+    return stored if ok else None
+
+
+def run_one(name: str, *, quick: bool, seed: int, out: str | Path, resume: bool = False) -> dict:
     """Run one experiment module; save its figures and measurements under ``out``; return its records.
 
-    An experiment that raises gives records with verdict "error" and the message: the other
-    experiments still run and the report says what broke.
+    The measurements go to ``data/<name>.json`` last (atomically, with the size and seed that made them),
+    and the verdicts and figures are computed from what that file holds (JSON round trip, NaN kept), so
+    that with ``resume`` a finished experiment is not run again: its stored measurements are checked
+    against this size and seed and its verdicts and figures computed afresh from them, the same as
+    an uninterrupted run gives. An experiment that raises gives records with verdict "error" and the
+    message: the other experiments still run and the report says what broke.
     """
     import torch
 
@@ -91,31 +123,40 @@ def run_one(name: str, *, quick: bool, seed: int, out: str | Path) -> dict:
     out = Path(out)
     mod = load(name)
     size = mod.QUICK if quick else mod.FULL
+    header = _header(name, size, quick, seed)
+    stored = _stored(out, name, header) if resume else None
+    started = time.perf_counter()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    folder = out / "runs" / name
-    shutil.rmtree(folder, ignore_errors=True)  # this experiment's runs from an earlier reproduce
-    folder.mkdir(parents=True)
-    started = time.perf_counter()
     try:
-        with torch.random.fork_rng(devices=[]):  # the caller's global RNG state is left as it was
-            torch.manual_seed(seed)
-            measured = mod.run(size, seed, folder)
-        verdicts = mod.verdicts(measured)
-        figures = mod.figures(measured)
+        if stored is None:
+            folder = out / "runs" / name
+            shutil.rmtree(folder, ignore_errors=True)  # this experiment's runs from an earlier (or killed) reproduce
+            folder.mkdir(parents=True)
+            with torch.random.fork_rng(devices=[]):  # the caller's global RNG state is left as it was
+                torch.manual_seed(seed)
+                measured = mod.run(size, seed, folder)
+            stored = {**header, "seconds": time.perf_counter() - started, "measured": measured}
+            text = json.dumps(stored, indent=1)  # Python's JSON: NaN and Infinity written as such, read back exactly
+            stored = json.loads(text)
+            fresh = True
+        else:
+            fresh = False
+        verdicts = mod.verdicts(stored["measured"])
+        figures = mod.figures(stored["measured"])
     except Exception as err:  # noqa: BLE001 - one broken experiment must not hide the others
         message = f"{type(err).__name__}: {err}"
         return {"experiment": name, "seconds": time.perf_counter() - started, "records": [
             _record(c, name, size, quick, seed, None, message=message) for c in mod.CLAIMS]}
     finally:
         torch.set_num_threads(threads)
-    seconds = time.perf_counter() - started
     (out / "figures").mkdir(exist_ok=True)
     for stem, fig in figures.items():
         plots.save(fig, out / "figures", stem, formats=("png",))
-    (out / "data").mkdir(exist_ok=True)
-    (out / "data" / f"{name}.json").write_text(json.dumps(rounded(measured, 8), indent=1))
-    return {"experiment": name, "seconds": seconds,
+    if fresh:  # last: its presence says the experiment finished
+        (out / "data").mkdir(exist_ok=True)
+        write_atomic(out / "data" / f"{name}.json", lambda f: f.write(text.encode()))
+    return {"experiment": name, "seconds": stored["seconds"], "kept": not fresh,
             "records": [_record(c, name, size, quick, seed, verdicts[c.id]) for c in mod.CLAIMS]}
 
 
@@ -137,17 +178,19 @@ def _claim_order(record: dict) -> int:
 
 
 def reproduce(out: str | Path, *, only: str | list[str] | None = None, quick: bool = False, seed: int = 0,
-              jobs: int = 1, progress: bool = False) -> dict:
+              jobs: int = 1, progress: bool = False, resume: bool = False) -> dict:
     """Run the experiments covering ``only`` (all claims when None) and return their records.
 
-    ``jobs`` > 1 runs experiments in that many worker processes. Returns
-    ``{"claims": [record, ...] in claim order, "seconds": {experiment: s}, "wall_seconds": s}``.
+    ``jobs`` > 1 runs experiments in that many worker processes. ``resume`` continues a killed
+    ``reproduce`` in ``out`` (same ``quick`` and ``seed``): experiments whose measurements were stored
+    are not run again (``run_one``). Returns ``{"claims": [record, ...] in claim order, "seconds":
+    {experiment: s}, "kept": [experiments not run again], "wall_seconds": s}``.
     """
     from tqdm import tqdm
 
     names = select(only)
     wanted = None if only is None else set(_wanted(only))
-    out = prepare_folder(out, {"only": only, "quick": quick, "seed": seed})
+    out = prepare_folder(out, {"only": only, "quick": quick, "seed": seed}, resume=resume)
     started = time.perf_counter()
     results = []
     bar = tqdm(total=len(names), disable=not progress, unit="experiment", dynamic_ncols=True)
@@ -155,13 +198,14 @@ def reproduce(out: str | Path, *, only: str | list[str] | None = None, quick: bo
         if jobs <= 1 or len(names) == 1:
             for name in names:
                 bar.set_description(name)
-                results.append(run_one(name, quick=quick, seed=seed, out=out))
+                results.append(run_one(name, quick=quick, seed=seed, out=out, resume=resume))
                 bar.update(1)
         else:
             context = multiprocessing.get_context("spawn")  # no forked torch state in the workers
             with ProcessPoolExecutor(max_workers=min(jobs, len(names)), mp_context=context) as pool:
                 first = sorted(names, key=lambda n: SLOW.index(n) if n in SLOW else len(SLOW))  # longest first
-                futures = {pool.submit(run_one, name, quick=quick, seed=seed, out=out): name for name in first}
+                futures = {pool.submit(run_one, name, quick=quick, seed=seed, out=out, resume=resume): name
+                           for name in first}
                 for future in as_completed(futures):
                     results.append(future.result())
                     bar.set_description(futures[future])
@@ -171,4 +215,5 @@ def reproduce(out: str | Path, *, only: str | list[str] | None = None, quick: bo
     records = [r for res in results for r in res["records"] if wanted is None or r["id"] in wanted]
     return {"claims": sorted(records, key=_claim_order),
             "seconds": {res["experiment"]: round(res["seconds"], 2) for res in results},
+            "kept": sorted(res["experiment"] for res in results if res.get("kept")),
             "wall_seconds": round(time.perf_counter() - started, 2)}
