@@ -54,3 +54,13 @@ def test_errors_are_one_line_naming_the_value(make, line):
     with pytest.raises(ValidationError) as err:
         make()
     assert line in describe_error(err.value) and "\n" not in describe_error(err.value)
+
+
+def test_regressions_found_by_fuzzing(tmp_path):
+    from gradientflow.config import load_file
+
+    with pytest.raises(ValidationError, match="weights is too large"):
+        ModelSpec(depth=1000, width=100_000)
+    (tmp_path / "c.toml").write_text('lr = "\\ud800"\n')
+    with pytest.raises(ValueError, match=r"config file '.*c.toml' does not parse: Escaped character"):
+        load_file(str(tmp_path / "c.toml"))

@@ -177,3 +177,11 @@ def test_bad_sizes_and_noise():
         data.load("xor", noise=float("nan"))
     with pytest.raises(DataError, match="digits has 1797 samples"):
         data.load("digits", n_train=1700, n_test=200)
+
+
+def test_regressions_found_by_fuzzing(tmp_path):
+    with pytest.raises(DataError, match="y_train has label 2147483647; labels must be below 100,000"):
+        data.load(f"npz:{_npz(tmp_path / 'a.npz', y_train=np.array([0, 1, 2, 0, 1, 2**31 - 1]))}")
+    _write_mnist(tmp_path, n=(0, 5))
+    with pytest.raises(DataError, match=r"x_train has shape \(0, 4, 3\); expected \(samples, rows, ...\), none empty"):
+        data.load(f"idx:{tmp_path}")

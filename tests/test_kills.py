@@ -9,7 +9,6 @@ imports, and the kill moments spread over the run itself. One intra-op thread, a
 
 import json
 import multiprocessing
-import os
 import random
 import sys
 import time

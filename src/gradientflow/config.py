@@ -34,6 +34,7 @@ from .optim import OptimizerSpec
 from .train import LoopSpec
 
 MAX_ELEMENTS = 1 << 28  # batch x width x depth floats kept for histograms: 1 GiB of float32
+MAX_WEIGHTS = 1 << 27  # hidden weights of a trained mlp: 2 GiB with gradients and Adam state
 
 
 class _Part(BaseModel):
@@ -101,6 +102,14 @@ class ModelSpec(InitSpec):
 
     depth: int = Field(2, ge=0, le=1000)
     width: int = Field(100, ge=1, le=100_000)
+
+    @model_validator(mode="after")
+    def _size(self) -> "ModelSpec":
+        n = max(self.depth - 1, 0) * self.width ** 2  # the hidden-to-hidden weights
+        if n > MAX_WEIGHTS:
+            raise ValueError(f"(depth - 1) x width^2 = {n:,} weights is too large; at most {MAX_WEIGHTS:,} "
+                             f"(with gradients and optimiser state, 16 bytes each)")
+        return self
 
 
 class ProbeSpec(_Part):
@@ -220,10 +229,10 @@ def load_file(path: str) -> dict:
         raise ValueError(f"cannot read config file {path!r}: {err.strerror or err}") from None
     except UnicodeDecodeError:
         raise ValueError(f"config file {path!r} is not text") from None
+    import tomllib
+
     try:
         if p.suffix == ".toml":
-            import tomllib
-
             loaded = tomllib.loads(text)
         elif p.suffix in (".yaml", ".yml"):
             import yaml
@@ -231,8 +240,10 @@ def load_file(path: str) -> dict:
             loaded = yaml.safe_load(text)
         else:
             raise ValueError(f"config file {path!r}: expected a .yaml, .yml or .toml file")
-    except ValueError:
-        raise
+    except ValueError as err:
+        if not isinstance(err, tomllib.TOMLDecodeError):
+            raise
+        raise ValueError(f"config file {path!r} does not parse: {str(err).splitlines()[0]}") from None
     except Exception as err:  # yaml.YAMLError and friends: one line, with the parser's position
         raise ValueError(f"config file {path!r} does not parse: {str(err).splitlines()[0]}") from None
     if loaded is None:

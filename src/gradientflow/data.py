@@ -24,6 +24,7 @@ import torch
 TOY = ("circle", "xor", "gaussians", "spiral")
 BUILTIN = TOY + ("mixture", "digits", "mnist1d")
 FILE_KINDS = ("idx", "npz")
+MAX_CLASSES = 100_000
 NORMALIZATIONS = ("none", "center", "standardize", "shift")
 MAX_SAMPLES = 10_000_000
 
@@ -225,6 +226,8 @@ def _read_idx_dir(folder: Path):
     arrays = []
     for key in ("x_train", "y_train", "x_test", "y_test"):
         a = found[key]
+        if key.startswith("x") and (a.ndim < 2 or a.size == 0):
+            raise DataError(f"idx:{folder}: {key} has shape {a.shape}; expected (samples, rows, ...), none empty")
         if key.startswith("x"):
             a = a.reshape(len(a), -1).astype(np.float32)
             a = a / 255.0 if found[key].dtype == np.uint8 else a
@@ -277,6 +280,8 @@ def _checked(name: str, x, y, xt, yt) -> Dataset:
         if labels.min() < 0:
             raise DataError(f"{name}: {key} has label {labels.min()}; labels must be >= 0")
     classes = int(y.max()) + 1
+    if classes > MAX_CLASSES:  # one output unit per class: a stray huge label would ask for gigabytes
+        raise DataError(f"{name}: y_train has label {int(y.max())}; labels must be below {MAX_CLASSES:,}")
     if classes < 2:
         raise DataError(f"{name}: y_train has a single class; need at least 2")
     if yt.max() >= classes:
