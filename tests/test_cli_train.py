@@ -225,3 +225,20 @@ def test_a_full_disk_stops_with_one_line_and_the_last_checkpoint_stays_good(tmp_
     assert invoke("runs", "show", tmp_path / "r").exit_code == 0
     res = invoke("train", "--resume", "--epochs", "3", "--out", tmp_path / "r", "--json")
     assert res.exit_code == 0 and json.loads(res.output)["steps"] == 60, res.output
+
+
+def test_names_from_the_user_are_text_in_figures_and_the_report(tmp_path):
+    from gradientflow import report
+
+    names = ["$\\frac{<script>alert(1)$", "a$b$c"]  # mathtext would refuse the first and restyle the second
+    for name in names:
+        assert invoke("train", *QUICK, "--out", tmp_path / name).exit_code == 0
+    res = invoke("runs", "compare", *(tmp_path / n for n in names), "--plot", tmp_path / "fig")
+    assert res.exit_code == 0, res.output
+    claim = {"id": "C1", "verdict": "pass", "claim": "<script>alert(1)</script>", "source": "000",
+             "experiment": "<b>x</b>", "why": "<img src=x onerror=alert(1)>", "threshold": "a < b & c",
+             "numbers": {"<i>k</i>": "<v>"}, "figure": None, "command": "gradientflow <x>",
+             "config": {"run": "<script>"}}
+    html = report.render(tmp_path, [claim], seed=0, quick=True)
+    assert "<script>" not in html and "<img src=x" not in html and "<i>k</i>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "a &lt; b &amp; c" in html

@@ -21,6 +21,12 @@ def subplots(nrows: int = 1, ncols: int = 1, *, figsize=None, **kwargs):
     return fig, fig.subplots(nrows, ncols, **kwargs)
 
 
+def literal(name) -> str:
+    """A name from the user (a run folder, a layer path) as figure text: "$" escaped, so that it is
+    drawn as typed and cannot start a mathtext formula that breaks or restyles the figure."""
+    return str(name).replace("$", r"\$")
+
+
 def save(fig: Figure, folder: Path, stem: str, formats: tuple[str, ...] = ("png", "svg")) -> list[Path]:
     """Write ``fig`` as ``stem.png`` and ``stem.svg`` (or ``formats``) into ``folder``; return the paths."""
     paths = [folder / f"{stem}.{fmt}" for fmt in formats]
@@ -192,9 +198,9 @@ def run_curves(runs: list) -> Figure:
             ax_loss.plot(steps, loss, color=colour, alpha=0.25, lw=0.6)
             window = max(1, len(loss) // 50)
             smooth = np.convolve(loss, np.ones(window) / window, mode="valid")
-            ax_loss.plot(steps[window - 1:], smooth, color=colour, lw=1.5, label=run.name)
+            ax_loss.plot(steps[window - 1:], smooth, color=colour, lw=1.5, label=literal(run.name))
         e_steps, acc = run.series("accuracy", "test")
-        ax_acc.plot(e_steps, acc, "o-", color=colour, ms=3, label=run.name)
+        ax_acc.plot(e_steps, acc, "o-", color=colour, ms=3, label=literal(run.name))
     ax_loss.set(xlabel="step", ylabel="training loss (cross-entropy)", yscale="log", title="training loss")
     ax_acc.set(xlabel="step", ylabel="test accuracy", title="test accuracy (end of each epoch)")
     ax_loss.legend(fontsize=8)
@@ -223,7 +229,7 @@ def probe_histograms(hists: dict, title: str = "") -> Figure:
         counts = np.asarray(counts, dtype=float)
         edges = np.linspace(lo, hi, len(counts) + 1)
         ax.stairs(counts / max(counts.sum(), 1), edges, fill=True, alpha=0.7)
-        ax.set_title(f"layer {layer}", fontsize=9)
+        ax.set_title(f"layer {literal(layer)}", fontsize=9)
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(layers):]:
         ax.axis("off")
@@ -246,7 +252,7 @@ def probe_heatmaps(hists: dict) -> Figure:
         ax.imshow(np.clip(grid, 1e-4, 1), origin="lower", aspect="auto", cmap="viridis",
                   norm=matplotlib.colors.LogNorm(1e-4, 1),  # log: a ReLU's spike at 0 would hide the rest
                   extent=(steps[0], steps[-1] if len(steps) > 1 else steps[0] + 1, lo, hi))
-        ax.set_title(f"layer {layer}", fontsize=9)
+        ax.set_title(f"layer {literal(layer)}", fontsize=9)
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(layers):]:
         ax.axis("off")
@@ -267,7 +273,7 @@ def probe_timelines(rows: list[dict]) -> Figure:
         for k, layer in enumerate(layers):
             pts = sorted((r["last_step"], r.get(col, math.nan)) for r in rows if r["layer"] == layer)
             xs, ys = zip(*pts)
-            ax.plot(xs, ys, "o-", ms=2, color=cmap(k / max(1, len(layers) - 1)), label=f"layer {layer}")
+            ax.plot(xs, ys, "o-", ms=2, color=cmap(k / max(1, len(layers) - 1)), label=f"layer {literal(layer)}")
         ax.set(xlabel="step", title=label, yscale=scale)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=6, ncol=2)
@@ -285,7 +291,7 @@ def glorot_ratios(rows: list[dict]) -> Figure:
     ax.bar(xs - 0.2, [r.get("glorot_forward", math.nan) for r in last], 0.4, label="forward Var(z)/Var(x)")
     ax.bar(xs + 0.2, [r.get("glorot_backward", math.nan) for r in last], 0.4, label="backward Var(∂L/∂x)/Var(∂L/∂z)")
     ax.axhline(1.0, color="k", lw=0.8, ls="--")
-    ax.set(xticks=xs, xticklabels=names, xlabel="layer", ylabel="ratio", yscale="log",
+    ax.set(xticks=xs, xticklabels=[literal(n) for n in names], xlabel="layer", ylabel="ratio", yscale="log",
            title=f"Glorot ratios (1 = variance kept), window ending at step {step}")
     ax.legend(fontsize=8)
     fig.tight_layout()
