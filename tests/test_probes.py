@@ -162,7 +162,9 @@ def test_watch_a_small_cnn_and_a_transformer_layer():
     with watch(block) as probe:
         _step(block, torch.randn(4, 5, 16))
     s = probe.summary()
-    assert {"linear1", "linear2"} <= set(s["layer"]) and s["weight_grad_norm"].notna().all()
+    assert list(s["layer"]) == ["linear1", "linear1:relu", "linear2"]  # the FFN's relu is called as a function
+    linear = s[s["type"] == "Linear"]
+    assert linear["weight_grad_norm"].notna().all() and s.loc[1, "activation"] == "relu" and s.loc[1, "dead"] == 0.0
 
 
 def test_filters_by_type_name_and_predicate():
@@ -238,3 +240,100 @@ def test_stored_probe_tables_read_back_as_the_windows_rows(tmp_path):
     lo, hi, counts = hists[(4, "0")]
     last = next(r for r in rows if r["layer"] == "0" and r["last_step"] == 4)
     assert (lo, hi) == pytest.approx((last["hist_lo"], last["hist_hi"])) and counts == last["hist"]
+
+
+class _Functional(nn.Module):
+    """Activations called as functions and as a Tensor method; a softmax read-out."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.c = nn.Linear(8, 20), nn.Linear(20, 16), nn.Linear(16, 3)
+
+    def forward(self, x):
+        h = nn.functional.relu(self.a(x))
+        h = torch.tanh(self.b(h))
+        return self.c(h.sigmoid()).softmax(-1)
+
+
+def test_functional_activations_are_probed_with_planted_pathologies_found_exactly():
+    torch.manual_seed(0)
+    net = _Functional()
+    with torch.no_grad():
+        net.a.bias[:5] = -1e3  # 5 of 20 ReLU units never active: dead 0.25
+        net.b.weight.mul_(1e-3)
+        net.b.bias.zero_()
+        net.b.bias[:6] = 50.0  # 6 of 16 tanh units saturated on every sample: saturated 0.375
+    with watch(net) as probe:
+        for _ in range(3):
+            _step(net, torch.randn(32, 8))
+    s = probe.summary().set_index("layer")
+    # named after the module whose output they take, else after the module running them (the root: "model")
+    assert list(s.index) == ["a", "a:relu", "b", "b:tanh", "model:sigmoid", "c", "c:softmax"]
+    assert s.loc["a:relu", "dead"] == 0.25 and s.loc["a:relu", "activation"] == "relu"
+    assert s.loc["b:tanh", "saturated"] == 0.375 and s.loc["b:tanh", "dead"] == 0.0
+    assert s.loc["c:softmax", "activation"] == "softmax" and math.isnan(s.loc["c:softmax", "dead"])
+    assert (s.loc[["a:relu", "b:tanh", "model:sigmoid"], "type"] == "function").all()
+    assert s.loc[["a:relu", "b:tanh", "model:sigmoid"], "act_grad_norm"].notna().all()
+    found = {f.kind: f for f in probe.findings()}
+    assert found["dead"].layers == ["a:relu"] and found["saturated"].layers == ["b:tanh"]
+    torch.manual_seed(0)
+    healthy = _Functional()  # nothing planted: the same rules stay silent
+    with watch(healthy) as probe:
+        for _ in range(3):
+            _step(healthy, torch.randn(32, 8))
+    kinds = {f.kind for f in probe.findings()}
+    assert "dead" not in kinds and "saturated" not in kinds
+
+
+def test_a_model_without_functional_calls_pays_for_one_look_only_and_nothing_leaks():
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    with watch(net) as probe:
+        _step(net, torch.randn(16, 4))
+        assert probe._functional is False and not probe._calls.active  # looked once, found nothing
+        _step(net, torch.randn(16, 4))
+    assert list(probe.summary()["layer"]) == ["0", "2"]
+    assert not torch._C._is_torch_function_mode_enabled()
+    assert not nn.modules.module._global_forward_hooks and not nn.modules.module._global_forward_pre_hooks
+
+    class Breaks(_Functional):
+        def forward(self, x):
+            nn.functional.relu(self.a(x))
+            raise RuntimeError("broken forward")
+
+    broken = Breaks()
+    with watch(broken):
+        with pytest.raises(RuntimeError, match="broken forward"):
+            broken(torch.randn(2, 8))
+        assert not torch._C._is_torch_function_mode_enabled()  # the mode left with the failed forward
+    assert _hook_count(broken) == 0 and not nn.modules.module._global_forward_hooks
+
+
+def test_training_with_functional_probes_stays_bit_identical():
+    def train(probed):
+        torch.manual_seed(1)
+        net = _Functional()
+        opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        xs = torch.randn(5, 16, 8, generator=torch.Generator().manual_seed(2))
+        with watch(net, every=2) if probed else _nothing():
+            for x in xs:
+                _step(net, x, opt=opt)
+        return [p.detach().clone() for p in net.parameters()]
+
+    assert all(torch.equal(a, b) for a, b in zip(train(False), train(True)))
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+
+def test_skipped_names_every_module_without_a_row_and_why():
+    model = nn.ModuleDict({"emb": nn.Embedding(10, 16), "lstm": nn.LSTM(16, 16), "norm": nn.LayerNorm(16),
+                           "head": nn.Linear(16, 3), "drop": nn.Dropout(0.1)})
+    with watch(model) as probe:
+        skipped = dict(probe.skipped)
+    assert set(skipped) == {"emb", "lstm", "norm", "drop"}
+    assert "recurrent" in skipped["lstm"] and "normalisation" in skipped["norm"] and "no weights" in skipped["drop"]

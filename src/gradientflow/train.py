@@ -405,7 +405,7 @@ class _Loop:
         if self.sched is not None:
             self.sched.step()
         self.step = step
-        self.log.step(step, epoch, loss, out, yb, gnorm, logged, lr)
+        self.log.step(step, epoch, loss.detach(), out.detach(), yb, gnorm, logged, lr)  # not their graphs
         if step % GUARD_EVERY == 0 or self.log.kept > GUARD_ELEMENTS:
             self.check()
 

@@ -19,6 +19,7 @@ OFF_CENTRE = 1.0  # |mean x| / std x of a layer's input (C4, C19)
 COHERENT = 0.9  # share of a unit's weight-gradient entries sharing one sign (C4)
 UPDATE_RANGE = (1e-5, 1e-1)
 # one-sided activations: their "saturated" side is the negative half-line, reported as dead units instead
+NOT_HIDDEN = ("softmax",)  # a distribution over classes or keys (functional rows), not a hidden layer
 ONE_SIDED = ("relu", "leaky_relu", "prelu", "elu", "selu", "gelu", "silu", "mish", "softplus")  # ||dW|| / ||W|| per step; CS231n's rule of thumb is about 1e-3
 
 
@@ -71,7 +72,7 @@ def analyse(rows: list[dict]) -> list[Finding]:
         return []
     last_step = max(r["last_step"] for r in rows)
     last = [r for r in rows if r["last_step"] == last_step]
-    hidden = [r for r in last if r.get("activation") not in (None, "") and not _nan(r.get("act_std"))] or last
+    hidden = [r for r in last if r.get("activation") not in (None, "", *NOT_HIDDEN) and not _nan(r.get("act_std"))] or last
     found: list[Finding] = []
 
     for r in last:

@@ -42,9 +42,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..activations import Maxout
+from ..activations import Activation, Maxout
 from ..layers import Layer, LayerFilter, walk
 from . import stats
+from .functional import Calls
 
 HIST_SAMPLE = 8192  # values per layer and step counted into the histogram (an evenly strided sample)
 SIGN_UNITS = 64  # units per layer and step whose sign coherence is averaged
@@ -89,6 +90,23 @@ class _Layer:
         return _GH if self.activation is not None else _GZ
 
 
+@dataclass
+class _Call:
+    """A nonlinearity called as a function (``functional.Calls``): h = f(z) with no weights of its
+    own; its row has the activation columns (moments, histogram, saturated, zero, dead, dL/dh)."""
+
+    name: str  # "module.path:relu"
+    function: str  # "relu"
+    record: Activation | None  # the catalog record for its arguments, None where there is none (softmax)
+    units: int
+    unit_dim: int
+    acc: Tensor
+    hist: Tensor
+    hist_range: tuple[float | None, float | None]
+    order: int
+    ever_active: Tensor | None = None
+
+
 class Probe:
     """Hooks on a model's layers and the on-device buffers they fill. Use ``watch()``."""
 
@@ -113,6 +131,9 @@ class Probe:
         self._rows: list[dict] = []  # closed windows not yet written to a run store
         self._history: list[dict] = []
         self._handles: list = []
+        self._calls = Calls(self._on_call)
+        self._functional: bool | None = None  # None until the first sampled step has looked
+        self._call_rows: dict[str, _Call] = {}
 
     # --- attach / detach ---
 
@@ -132,9 +153,11 @@ class Probe:
             if layer.layer.weight.requires_grad:
                 self._handles.append(layer.layer.weight.register_post_accumulate_grad_hook(self._on_weight_grad(layer)))
         self._handles.append(self.model.register_forward_pre_hook(self._on_step))
+        self._handles.append(self.model.register_forward_hook(self._on_step_end, always_call=True))
         return self
 
     def detach(self) -> None:
+        self._calls.stop()
         for h in self._handles:
             h.remove()
         self._handles.clear()
@@ -168,6 +191,14 @@ class Probe:
                     layer.snapshot = torch.empty_like(w)
                 layer.snapshot.copy_(w)
         self._last_h = None
+        if self._active and self._functional is not False:  # functional activations: sampled steps only
+            self._calls.start(self.model)
+
+    def _on_step_end(self, module, inputs, output) -> None:
+        if self._calls.active:
+            self._calls.stop()
+            if self._functional is None:
+                self._functional = bool(self._call_rows)  # none found: never look again
 
     @torch.no_grad()
     def _update_ratios(self) -> None:
@@ -240,6 +271,63 @@ class Probe:
                 layer.ever_active = torch.zeros(active.shape[1], dtype=torch.bool, device=z.device)
             layer.ever_active |= active.any(0)
 
+    def _on_call(self, name: str, function: str, record: Activation | None, z: Tensor | None, h: Tensor) -> None:
+        call = self._call_rows.get(name)
+        if call is None:
+            unit_dim = 1 if h.dim() == 4 else -1  # (N, C, H, W): channels; else the last dimension
+            lo_hi = record.output_range() if record is not None else ((0.0, 1.0) if function == "softmax" else (None, None))
+            call = _Call(name, function, record, h.shape[unit_dim] if h.dim() else 1, unit_dim,
+                         torch.zeros(_SLOTS, dtype=torch.float64, device=h.device),
+                         torch.zeros(self.bins, dtype=torch.float32, device=h.device), lo_hi, self._seen)
+            self._seen += 1
+            self._call_rows[name] = call
+        acc = call.acc
+        with torch.no_grad():
+            acc[_N] += 1
+            m = stats.moments(h)
+            acc[_H:_H + 3] += m
+            if z is not None:
+                acc[_Z:_Z + 3] += stats.moments(z)
+            if call.hist_range[0] is None or call.hist_range[1] is None:
+                lo, hi = call.hist_range
+                spread = 1.5 * float(h.detach().abs().max()) or 1.0  # fixed once, at the first sampled step
+                call.hist_range = (-spread if lo is None else lo, spread if hi is None else hi)
+            call.hist += stats.histogram(h, *call.hist_range, self.bins, HIST_SAMPLE)
+            acc[_ZERO] += h.numel() - torch.count_nonzero(h)
+            if z is None and function == "relu":
+                z = h  # in place: relu's regions read the same on h (h = 0 exactly where z <= 0)
+            if call.record is not None and z is not None and h.dim():
+                if call.record.saturated_region():
+                    acc[_SAT] += torch.count_nonzero(stats.in_region(z.detach(), call.record.saturated_region()))
+                if call.record.dead_region():
+                    active = ~stats.in_region(stats.units_view(z, call.unit_dim), call.record.dead_region())
+                    if call.ever_active is None:
+                        call.ever_active = torch.zeros(active.shape[1], dtype=torch.bool, device=h.device)
+                    call.ever_active |= active.any(0)
+        if h.requires_grad:
+            h.register_hook(self._grad_moments(acc, _GH))
+
+    def _call_row(self, call: _Call, acc: list[float]) -> dict:
+        h_mean, h_var = stats.pooled_mean_var(acc[_H:_H + 3])
+        n_h, record = acc[_H + 2], call.record
+        dead = math.nan
+        if record is not None:
+            dead = 1.0 - call.ever_active.double().mean().item() if call.ever_active is not None else 0.0
+        nan = math.nan
+        return {
+            "layer": call.name, "type": "function", "activation": record.name if record is not None else call.function,
+            "units": call.units, "first_step": self._window_start, "last_step": self.step,
+            "sampled_steps": int(acc[_N]), "act_mean": h_mean, "act_std": math.sqrt(h_var) if h_var == h_var else nan,
+            "saturated": acc[_SAT] / n_h if record is not None and record.saturated_region() and n_h
+            else (0.0 if record is not None else nan),
+            "zero": acc[_ZERO] / n_h if n_h else nan, "dead": dead, "input_mean_over_std": nan,
+            "weight_grad_norm": nan,
+            "act_grad_norm": math.sqrt(acc[_GH + 1] / acc[_N]) if acc[_GH + 2] else nan,
+            "glorot_forward": nan, "glorot_backward": nan, "update_ratio": nan, "sign_coherence": nan,
+            "distinct_units": nan, "hist_lo": call.hist_range[0], "hist_hi": call.hist_range[1],
+            "hist": call.hist.tolist(),
+        }
+
     def _grad_moments(self, acc: Tensor, slot: int):
         def hook(grad: Tensor):
             with torch.no_grad():
@@ -262,16 +350,18 @@ class Probe:
 
     def _close_window(self) -> list[dict]:
         """Read the buffers back (one synchronisation), reset them, and keep the rows."""
-        accs = {id(layer): layer.acc.tolist() for layer in self.layers}
+        everything = [*self.layers, *self._call_rows.values()]
+        read = torch.stack([x.acc for x in everything]).tolist()  # one transfer for every row
+        accs = {id(x): values for x, values in zip(everything, read)}
         rows = []
-        for layer in sorted(self.layers, key=lambda l: (l.order < 0, l.order)):
-            if accs[id(layer)][_N] == 0:
+        for x in sorted(everything, key=lambda l: (l.order < 0, l.order)):
+            if accs[id(x)][_N] == 0:
                 continue
-            rows.append(self._row(layer, accs[id(layer)], accs))
+            rows.append(self._row(x, accs[id(x)], accs) if isinstance(x, _Layer) else self._call_row(x, accs[id(x)]))
         for i, row in enumerate(rows):  # the layer-to-layer gradient factor needs the next layer
             nxt = rows[i + 1]["act_grad_norm"] if i + 1 < len(rows) else math.nan
             row["grad_factor"] = row["act_grad_norm"] / nxt if nxt and math.isfinite(nxt) else math.nan
-        for layer in self.layers:
+        for layer in everything:
             layer.acc.zero_()
             layer.hist.zero_()
             if layer.ever_active is not None:
@@ -344,6 +434,28 @@ class Probe:
 
         return pd.DataFrame(self._history)
 
+    def findings(self) -> list:
+        """The findings (``findings.Finding``: kind, layers, message with its numbers, recommendation
+        with its claim number) over every window so far; the current window is closed first."""
+        from .findings import analyse
+
+        self.flush()
+        return analyse(self._history)
+
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        """(module name, why) for every module of the model that no row of the probe covers."""
+        covered = {id(l.module) for l in self.layers} | {id(l.activation) for l in self.layers if l.activation is not None}
+        inside = {id(m) for l in self.layers if isinstance(l.module, Maxout) for m in l.module.modules()}
+        out = []
+        for name, module in self.model.named_modules():
+            if id(module) in covered or id(module) in inside:
+                continue
+            why = _why_skipped(module)
+            if why is not None:
+                out.append((name or type(module).__name__, why))
+        return out
+
     def _last_window(self) -> list[dict]:
         if not self._history:
             return []
@@ -383,6 +495,28 @@ class Probe:
     def load_state_dict(self, state: dict) -> None:
         self.step = state["step"]
         self._window_start = self.step + 1
+
+
+def _why_skipped(module: nn.Module) -> str | None:
+    """Why a module has no row of its own; None for a container whose parts are judged one by one."""
+    from ..layers import activation_of
+
+    kind = type(module).__name__
+    if isinstance(module, nn.RNNBase):
+        return f"{kind}: recurrent gates and gradients through time are not probed yet"
+    if isinstance(module, nn.MultiheadAttention):
+        return f"{kind}: the attention weights are not probed yet (its out_proj is a probed layer)"
+    if isinstance(module, (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)):
+        return f"{kind}: normalisation layers are not probed yet"
+    if isinstance(module, nn.Embedding):
+        return f"{kind}: a table lookup, not a layer with a nonlinearity"
+    if activation_of(module) is not None:
+        return f"{kind}: an activation that follows no probed layer"
+    if any(True for _ in module.children()):
+        return None
+    if any(True for _ in module.parameters(recurse=False)):
+        return f"{kind}: a module with weights of a type the probes do not know"
+    return f"{kind}: no weights and no nonlinearity"
 
 
 def watch(model: nn.Module, every: int = 1, *, layers: LayerFilter = None, bins: int = 50, update_every: int = 10,

@@ -1,0 +1,131 @@
+"""Nonlinearities called as functions inside a module's ``forward`` (``F.relu(self.fc(x))``,
+``torch.tanh``, ``x.sigmoid()``, ``F.gelu``, a ``TransformerEncoderLayer``'s ``activation``).
+
+No module hook sees them, so the probe watches the forward pass itself on its sampled steps: a
+``TorchFunctionMode`` (torch's own interposition on every torch function call) sees each call,
+and global module hooks keep the stack of modules being run and the output each one returned.
+A call is named after the module whose output it is applied to (``F.relu(self.fc1(x))`` in any
+module: ``"block.fc1:relu"``), else after the innermost module running (``"block:relu"``), with
+``#2``, ``#3`` for further calls under the same name in one forward pass. Calls made by an
+activation *module* (``nn.ReLU`` calls ``F.relu``) are left to that module's own hook.
+
+The first sampled step is a discovery pass; if the model makes no such call, nothing is
+installed again and the other steps cost nothing. Where it does, the mode and the hooks are
+installed for the sampled steps only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
+
+from .. import activations
+from ..activations import Activation
+from ..layers import activation_of
+
+
+def _leaky(args, kwargs) -> Activation:
+    slope = kwargs.get("negative_slope", args[1] if len(args) > 1 else 0.01)
+    return activations.leaky_relu(float(slope))
+
+
+def _elu(args, kwargs) -> Activation:
+    return activations.elu(float(kwargs.get("alpha", args[1] if len(args) > 1 else 1.0)))
+
+
+def _gelu(args, kwargs) -> Activation | None:
+    exact = kwargs.get("approximate", args[1] if len(args) > 1 else "none") == "none"
+    return activations.CATALOG["gelu"] if exact else None  # the tanh approximation is not the catalog's gelu
+
+
+def _named(name: str):
+    return lambda args, kwargs: activations.CATALOG[name]
+
+
+# torch function -> (row name, the catalog record for its arguments or None: statistics without regions)
+FUNCTIONS: dict[Callable, tuple[str, Callable]] = {}
+for _fns, _name, _record in (
+    ((F.relu, torch.relu, Tensor.relu, F.relu_, torch.relu_, Tensor.relu_), "relu", _named("relu")),
+    ((torch.tanh, Tensor.tanh, F.tanh, Tensor.tanh_, torch.tanh_), "tanh", _named("tanh")),
+    ((torch.sigmoid, Tensor.sigmoid, F.sigmoid, Tensor.sigmoid_, torch.sigmoid_), "sigmoid", _named("sigmoid")),
+    ((F.gelu,), "gelu", _gelu),
+    ((F.silu,), "silu", _named("silu")),
+    ((F.mish,), "mish", _named("mish")),
+    ((F.softplus,), "softplus", _named("softplus")),
+    ((F.selu, torch.selu), "selu", _named("selu")),
+    ((F.elu,), "elu", _elu),
+    ((F.leaky_relu,), "leaky_relu", _leaky),
+    ((F.softmax, torch.softmax, Tensor.softmax), "softmax", lambda args, kwargs: None),
+):
+    for _fn in _fns:
+        FUNCTIONS[_fn] = (_name, _record)
+
+
+def _is_activation_module(module: nn.Module) -> bool:
+    return activation_of(module) is not None or isinstance(module, (nn.Softmax, nn.GELU, nn.SiLU, nn.Mish))
+
+
+class Calls(TorchFunctionMode):
+    """The mode: hands each activation call (its row name, module, record, input and output) to
+    ``seen``; every other call passes straight through."""
+
+    def __init__(self, seen: Callable[[str, str, Activation | None, Tensor, Tensor], None]):
+        super().__init__()
+        self.seen = seen
+        self.stack: list[tuple[str, nn.Module]] = []
+        self.counts: dict[tuple[str, str], int] = {}
+        self.names: dict[int, str] = {}
+        self.produced: dict[int, tuple[Tensor, str]] = {}  # id(output) -> (the output, its module's name)
+        self.handles: list = []
+
+    def start(self, model: nn.Module) -> None:
+        """Before the model's forward: name its modules, track the module stack, enter the mode."""
+        self.names = {id(m): n for n, m in model.named_modules()}
+        self.stack, self.counts, self.produced = [], {}, {}
+        self.handles = [nn.modules.module.register_module_forward_pre_hook(self._push),
+                        nn.modules.module.register_module_forward_hook(self._pop)]
+        self.__enter__()
+
+    def stop(self) -> None:
+        """After the forward (or when the probe is detached): leave the mode, remove the hooks."""
+        if self.handles:
+            self.__exit__(None, None, None)
+            for h in self.handles:
+                h.remove()
+            self.handles = []
+            self.produced = {}  # drop the references to this forward's outputs
+
+    @property
+    def active(self) -> bool:
+        return bool(self.handles)
+
+    def _push(self, module, inputs) -> None:
+        self.stack.append((self.names.get(id(module), type(module).__name__), module))
+
+    def _pop(self, module, inputs, output) -> None:
+        if self.stack:
+            name, _ = self.stack.pop()
+            if isinstance(output, Tensor):
+                self.produced[id(output)] = (output, name)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        entry = FUNCTIONS.get(func)
+        if entry is None or not isinstance(out, Tensor) or not args or not isinstance(args[0], Tensor):
+            return out
+        if self.stack and _is_activation_module(self.stack[-1][1]):
+            return out  # nn.ReLU and friends: their own module hook sees them
+        fn, record = entry
+        made = self.produced.get(id(args[0]))
+        where = made[1] if made is not None and made[0] is args[0] else self.stack[-1][0] if self.stack else ""
+        k = self.counts.get((where, fn), 0) + 1
+        self.counts[(where, fn)] = k
+        name = f"{where or 'model'}:{fn}" + (f"#{k}" if k > 1 else "")
+        z = args[0] if out is not args[0] else None  # in place (relu_): the input is gone
+        self.seen(name, fn, record(args, kwargs), z, out)
+        return out
