@@ -337,3 +337,18 @@ def test_skipped_names_every_module_without_a_row_and_why():
         skipped = dict(probe.skipped)
     assert set(skipped) == {"emb", "lstm", "norm", "drop"}
     assert "recurrent" in skipped["lstm"] and "normalisation" in skipped["norm"] and "no weights" in skipped["drop"]
+
+
+@pytest.mark.parametrize("name", sorted(gf.activations.CATALOG))
+def test_count_in_region_counts_what_numpy_counts_for_every_catalog_region(name):
+    import numpy as np
+
+    from gradientflow.probes import stats
+
+    act = gf.activations.CATALOG[name]
+    z = torch.randn(4000) * 6
+    for region in (act.saturated_region(), act.dead_region()):
+        lows = sorted((-math.inf if lo is None else lo, math.inf if hi is None else hi) for lo, hi in region)
+        assert all(a[1] < b[0] for a, b in zip(lows, lows[1:])), "catalog regions must be disjoint"
+        expected = sum(int(np.count_nonzero((z.numpy() >= lo) & (z.numpy() <= hi))) for lo, hi in lows)
+        assert int(stats.count_in_region(z, region)) == expected

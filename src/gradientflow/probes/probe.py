@@ -264,7 +264,7 @@ class Probe:
         layer.hist += stats.histogram(h, *layer.hist_range, self.bins, HIST_SAMPLE)
         acc[_ZERO] += h.numel() - torch.count_nonzero(h)
         if layer.saturated_region:
-            acc[_SAT] += torch.count_nonzero(stats.in_region(z.detach(), layer.saturated_region))
+            acc[_SAT] += stats.count_in_region(z, layer.saturated_region)
         if layer.dead_region:
             active = ~stats.in_region(stats.units_view(z, layer.layer.unit_dim), layer.dead_region)
             if layer.ever_active is None:
@@ -298,7 +298,7 @@ class Probe:
                 z = h  # in place: relu's regions read the same on h (h = 0 exactly where z <= 0)
             if call.record is not None and z is not None and h.dim():
                 if call.record.saturated_region():
-                    acc[_SAT] += torch.count_nonzero(stats.in_region(z.detach(), call.record.saturated_region()))
+                    acc[_SAT] += stats.count_in_region(z, call.record.saturated_region())
                 if call.record.dead_region():
                     active = ~stats.in_region(stats.units_view(z, call.unit_dim), call.record.dead_region())
                     if call.ever_active is None:

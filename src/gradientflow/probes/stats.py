@@ -13,11 +13,13 @@ Region = tuple[tuple[float | None, float | None], ...]
 
 
 def moments(t: Tensor) -> Tensor:
-    """[sum t, sum t^2, n] in float64: enough to pool mean and variance over a window."""
-    t = t.detach()
-    flat = t.reshape(-1)
-    return torch.stack([flat.sum(dtype=torch.float64), torch.dot(flat, flat).double(),
-                        torch.tensor(float(flat.numel()), dtype=torch.float64, device=t.device)])
+    """[sum t, sum t^2, n] in float64: enough to pool mean and variance over a window.
+    The two sums run in the tensor's own precision (torch's blocked reductions: float32 keeps
+    about 7 digits of a step's sum) and are pooled across steps in float64; summing in float64
+    would first copy the whole tensor to float64, which cost more than the layer's matmul."""
+    flat = t.detach().reshape(-1)
+    n = flat.new_full((), flat.numel())
+    return torch.stack([flat.sum(), torch.dot(flat, flat), n]).double()
 
 
 def pooled_mean_var(m) -> tuple[float, float]:
@@ -42,6 +44,22 @@ def in_region(z: Tensor, region: Region) -> Tensor:
         else:
             mask |= (z >= lo) & (z <= hi)
     return mask
+
+
+def count_in_region(z: Tensor, region: Region) -> Tensor:
+    """How many entries of ``z`` lie in ``region``, a union of *disjoint* closed intervals (as the
+    catalog's saturated and dead regions are): one comparison and one count per interval, with no
+    boolean mask built for the union."""
+    z = z.detach()
+    counts = []
+    for lo, hi in region:
+        if lo is None and hi is None:
+            return torch.tensor(z.numel(), device=z.device)
+        if lo is None or hi is None:
+            counts.append(torch.count_nonzero(z <= hi if lo is None else z >= lo))
+        else:
+            counts.append(torch.count_nonzero((z >= lo) & (z <= hi)))
+    return torch.stack(counts).sum() if counts else torch.zeros((), dtype=torch.int64, device=z.device)
 
 
 def units_view(t: Tensor, unit_dim: int) -> Tensor:
