@@ -191,7 +191,7 @@ def test_a_second_writer_is_refused_while_the_first_lives_and_kill_9_frees_the_r
         deadline = time.time() + 60
         while time.time() < deadline and not list((tmp_path / "r" / "checkpoints").glob("step-*.pt")):
             time.sleep(0.02)
-        before = sorted(p.name for p in (tmp_path / "r" / "metrics").iterdir())
+        before = sorted(p.name for p in (tmp_path / "r" / "metrics").glob("part-*.parquet"))  # whole parts, not .tmp
         res = invoke("train", "--resume", "--out", tmp_path / "r")
         assert res.exit_code == 2, res.output
         assert f"is being written by another process (pid {proc.pid})" in res.output
