@@ -54,8 +54,8 @@ def _value(param, tmp):
     """A strategy for one option's or argument's value: mostly plausible, often wrong."""
     import click
 
-    paths = st.sampled_from([str(tmp / "new"), str(tmp), str(tmp / "file.txt"), "/", "", "/nonexistent/x",
-                             str(tmp / "run")])
+    paths = st.sampled_from([str(tmp / "new"), str(tmp), str(tmp / "file.txt"), str(tmp / "run" / "metrics"), "",
+                             "/nonexistent/x", str(tmp / "run")])
     if isinstance(param.type, click.types.IntParamType | click.types.FloatParamType):
         return numbers
     if param.name in ("out", "root", "plot_dir", "run", "runs", "config_file", "folder", "path"):
@@ -85,9 +85,20 @@ def _prepare(tmp):
 
 @pytest.fixture(scope="module")
 def place(tmp_path_factory):
+    """The fuzz cases' folder, and their working directory: a generated relative path ("nan",
+    "") writes there, never into the checkout; the checkout is checked untouched at the end."""
+    import os
+
     tmp = tmp_path_factory.mktemp("fuzz")
     _prepare(tmp)
-    return tmp
+    home = os.getcwd()
+    before = sorted(os.listdir(home))
+    os.chdir(tmp)
+    try:
+        yield tmp
+    finally:
+        os.chdir(home)
+    assert sorted(os.listdir(home)) == before, "a fuzz case wrote into the working directory"
 
 
 @pytest.fixture
