@@ -352,3 +352,28 @@ def test_count_in_region_counts_what_numpy_counts_for_every_catalog_region(name)
         assert all(a[1] < b[0] for a, b in zip(lows, lows[1:])), "catalog regions must be disjoint"
         expected = sum(int(np.count_nonzero((z.numpy() >= lo) & (z.numpy() <= hi))) for lo, hi in lows)
         assert int(stats.count_in_region(z, region)) == expected
+
+
+def test_report_page_and_notebook_view(tmp_path):
+    torch.manual_seed(0)
+    net = _Functional()
+    with torch.no_grad():
+        net.a.bias[:5] = -1e3
+    with watch(net, window=2) as probe:
+        for _ in range(5):
+            _step(net, torch.randn(32, 8))
+        view = probe._repr_html_()  # the notebook view closes nothing
+        assert probe.step == 5 and probe._window_start == 5
+        assert "<table" in view and "a:relu" in view and "1 step(s) in the open window" in view
+        path = probe.report(tmp_path / "probe.html")
+    html = path.read_text()
+    assert html.count('<img src="data:image/png;base64,') == 4
+    assert "25% dead units" in html and "a:relu" in html
+    assert "No window closed yet" in watch(nn.Sequential(nn.Linear(2, 2)))._repr_html_()
+
+    odd = nn.Sequential()
+    odd.add_module("<i>w</i>", nn.Linear(4, 4))  # a module name is text, never markup
+    with watch(odd) as probe:
+        _step(odd, torch.randn(3, 4))
+    html = probe.report(tmp_path / "odd.html").read_text()
+    assert "<i>w</i>" not in html and "&lt;i&gt;w&lt;/i&gt;" in html

@@ -442,6 +442,27 @@ class Probe:
         self.flush()
         return analyse(self._history)
 
+    def report(self, path):
+        """Write a self-contained HTML page (findings, the last window's table, the modules not
+        probed, and the probe figures embedded as PNG) to ``path``; the current window is closed first."""
+        from pathlib import Path
+
+        from ..store import write_atomic
+        from .page import page
+
+        found = self.findings()
+        html = page(self._history, found, self.skipped, self.step)
+        path = Path(path)
+        write_atomic(path, lambda f: f.write(html.encode()))
+        return path
+
+    def _repr_html_(self) -> str:
+        """A notebook shows a probe as its findings and its last closed window (nothing is closed)."""
+        from .findings import analyse
+        from .page import notebook
+
+        return notebook(self._history, analyse(self._history), max(self.step - self._window_start + 1, 0))
+
     @property
     def skipped(self) -> list[tuple[str, str]]:
         """(module name, why) for every module of the model that no row of the probe covers."""
