@@ -162,9 +162,9 @@ def test_watch_a_small_cnn_and_a_transformer_layer():
     with watch(block) as probe:
         _step(block, torch.randn(4, 5, 16))
     s = probe.summary()
-    assert list(s["layer"]) == ["linear1", "linear1:relu", "linear2"]  # the FFN's relu is called as a function
+    assert list(s["layer"]) == ["norm1", "linear1", "linear1:relu", "linear2", "norm2"]  # relu: called as a function
     linear = s[s["type"] == "Linear"]
-    assert linear["weight_grad_norm"].notna().all() and s.loc[1, "activation"] == "relu" and s.loc[1, "dead"] == 0.0
+    assert linear["weight_grad_norm"].notna().all() and s.loc[2, "activation"] == "relu" and s.loc[2, "dead"] == 0.0
 
 
 def test_filters_by_type_name_and_predicate():
@@ -335,8 +335,8 @@ def test_skipped_names_every_module_without_a_row_and_why():
                            "head": nn.Linear(16, 3), "drop": nn.Dropout(0.1)})
     with watch(model) as probe:
         skipped = dict(probe.skipped)
-    assert set(skipped) == {"emb", "lstm", "norm", "drop"}
-    assert "recurrent" in skipped["lstm"] and "normalisation" in skipped["norm"] and "no weights" in skipped["drop"]
+    assert set(skipped) == {"emb", "lstm", "drop"}  # the LayerNorm has a row of its own
+    assert "recurrent" in skipped["lstm"] and "lookup" in skipped["emb"] and "no weights" in skipped["drop"]
 
 
 @pytest.mark.parametrize("name", sorted(gf.activations.CATALOG))
@@ -377,3 +377,29 @@ def test_report_page_and_notebook_view(tmp_path):
         _step(odd, torch.randn(3, 4))
     html = probe.report(tmp_path / "odd.html").read_text()
     assert "<i>w</i>" not in html and "&lt;i&gt;w&lt;/i&gt;" in html
+
+
+def test_normalisation_rows_show_the_input_they_rescale_and_a_hidden_collapse_is_found():
+    torch.manual_seed(0)
+    cnn = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(144, 8),
+                        nn.LayerNorm(8), nn.Linear(8, 3))
+    seen = {}
+    for i in (1, 5):
+        cnn[i].register_forward_hook(lambda m, inp, out, i=i: seen.update({i: (inp[0].detach(), out.detach())}))
+    x = torch.randn(16, 1, 8, 8)
+    with watch(cnn) as probe:
+        _step(cnn, x)
+    s = probe.summary().set_index("layer")
+    assert list(s.loc[["1", "5"], "type"]) == ["BatchNorm2d", "LayerNorm"]
+    for i in (1, 5):
+        z, h = seen[i]
+        assert s.loc[str(i), "in_std"] == pytest.approx(z.double().std(correction=0).item(), rel=1e-5)
+        assert s.loc[str(i), "act_std"] == pytest.approx(h.double().std(correction=0).item(), rel=1e-5)
+    assert "hidden_scale" not in {f.kind for f in probe.findings()}  # a healthy net: the rule stays silent
+    with torch.no_grad():
+        cnn[0].weight.mul_(1e-4)  # the convolution's output collapses; BatchNorm scales it back up
+        cnn[0].bias.zero_()
+    with watch(cnn) as probe:
+        _step(cnn, x)
+    found = {f.kind: f for f in probe.findings()}
+    assert found["hidden_scale"].layers == ["1"] and "hides a collapsed signal" in found["hidden_scale"].message

@@ -19,6 +19,9 @@ OFF_CENTRE = 1.0  # |mean x| / std x of a layer's input (C4, C19)
 COHERENT = 0.9  # share of a unit's weight-gradient entries sharing one sign (C4)
 UPDATE_RANGE = (1e-5, 1e-1)
 # one-sided activations: their "saturated" side is the negative half-line, reported as dead units instead
+HIDDEN_SCALE = (1e-2, 1e2)  # a normalisation layer's input std over its output std outside this range
+NORM_TYPES = ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d",
+              "LayerNorm", "GroupNorm")
 NOT_HIDDEN = ("softmax",)  # a distribution over classes or keys (functional rows), not a hidden layer
 ONE_SIDED = ("relu", "leaky_relu", "prelu", "elu", "selu", "gelu", "silu", "mish", "softplus")  # ||dW|| / ||W|| per step; CS231n's rule of thumb is about 1e-3
 
@@ -115,6 +118,16 @@ def analyse(rows: list[dict]) -> list[Finding]:
                              f"{_fmt(stds[-1][1])} against {_fmt(stds[0][1])} at layer {stds[0][0]}",
                              "the initial scale is too small (C15): use Xavier (tanh) or He (ReLU)",
                              {"first_std": stds[0][1], "last_std": stds[-1][1]}))
+    for r in last:  # a normalisation layer whose input has collapsed or blown up, rescaled to look healthy
+        if r.get("type") in NORM_TYPES and not _nan(r.get("in_std")) and not _nan(r.get("act_std")) \
+                and r["act_std"] > 0 and not HIDDEN_SCALE[0] <= r["in_std"] / r["act_std"] <= HIDDEN_SCALE[1]:
+            ratio = r["in_std"] / r["act_std"]
+            found.append(Finding("hidden_scale", [r["layer"]],
+                                 f"layer {r['layer']} ({r['type']}): input std {_fmt(r['in_std'])} rescaled to "
+                                 f"{_fmt(r['act_std'])}: the normalisation hides a {'collapsed' if ratio < 1 else 'blown-up'} "
+                                 "signal", "the layers before it vanish or explode (C15, C3): fix their initial scale "
+                                 "(Xavier for tanh, He for ReLU) rather than rely on the normalisation",
+                                 {"in_std": r["in_std"], "out_std": r["act_std"]}))
     off = [(r["layer"], r["input_mean_over_std"]) for r in last
            if not _nan(r.get("input_mean_over_std")) and r["input_mean_over_std"] > OFF_CENTRE]
     if off:

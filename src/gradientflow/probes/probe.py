@@ -22,6 +22,7 @@ steps; x is the layer's input, z = W x + b its output (the pre-activation), h = 
   zero-slope region for every sample of the window (C7; 0 for activations whose slope is never
   exactly 0, NaN without an activation);
 - ``input_mean_over_std``: |mean x| / std x, how far the inputs are from zero-centred (C4, C19);
+  ``in_mean``, ``in_std``: of x (for a normalisation row, of what it normalises);
 - ``weight_grad_norm``: RMS over steps of ||dL/dW||; ``act_grad_norm``: RMS of ||dL/dh||;
   ``grad_factor``: this layer's ``act_grad_norm`` over the next layer's (C2, C3);
 - ``glorot_forward`` = Var z / Var x and ``glorot_backward`` = Var(dL/dx) / Var(dL/dz): the two
@@ -90,13 +91,18 @@ class _Layer:
         return _GH if self.activation is not None else _GZ
 
 
+NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)  # batch, instance, layer and group norm
+
+
 @dataclass
 class _Call:
-    """A nonlinearity called as a function (``functional.Calls``): h = f(z) with no weights of its
-    own; its row has the activation columns (moments, histogram, saturated, zero, dead, dL/dh)."""
+    """A row without weights of its own, h = f(z): a nonlinearity called as a function
+    (``functional.Calls``; type "function") or a normalisation layer (its class name; z its input,
+    h its output). The row has the activation columns (moments, histogram, saturated, zero, dead,
+    dL/dh) and the input's mean and std (``in_mean``, ``in_std``): what normalisation hides."""
 
-    name: str  # "module.path:relu"
-    function: str  # "relu"
+    name: str  # "module.path:relu", or the normalisation module's path
+    function: str  # "relu", or the normalisation module's class name
     record: Activation | None  # the catalog record for its arguments, None where there is none (softmax)
     units: int
     unit_dim: int
@@ -105,6 +111,7 @@ class _Call:
     hist_range: tuple[float | None, float | None]
     order: int
     ever_active: Tensor | None = None
+    norm: bool = False
 
 
 class Probe:
@@ -152,6 +159,9 @@ class Probe:
                 self._handles.append(layer.activation.register_forward_hook(self._on_activation(layer)))
             if layer.layer.weight.requires_grad:
                 self._handles.append(layer.layer.weight.register_post_accumulate_grad_hook(self._on_weight_grad(layer)))
+        for name, module in self.model.named_modules():
+            if isinstance(module, NORMS):
+                self._handles.append(module.register_forward_hook(self._on_norm(name or type(module).__name__)))
         self._handles.append(self.model.register_forward_pre_hook(self._on_step))
         self._handles.append(self.model.register_forward_hook(self._on_step_end, always_call=True))
         return self
@@ -271,14 +281,26 @@ class Probe:
                 layer.ever_active = torch.zeros(active.shape[1], dtype=torch.bool, device=z.device)
             layer.ever_active |= active.any(0)
 
-    def _on_call(self, name: str, function: str, record: Activation | None, z: Tensor | None, h: Tensor) -> None:
+    def _on_norm(self, name: str):
+        def hook(module, inputs, output):
+            if self._active and inputs and isinstance(inputs[0], Tensor) and isinstance(output, Tensor):
+                self._on_call(name, type(module).__name__, None, inputs[0], output,
+                              unit_dim=-1 if isinstance(module, nn.LayerNorm) else 1, norm=True)
+        return hook
+
+    def _on_call(self, name: str, function: str, record: Activation | None, z: Tensor | None, h: Tensor,
+                 unit_dim: int | None = None, norm: bool = False) -> None:
         call = self._call_rows.get(name)
         if call is None:
-            unit_dim = 1 if h.dim() == 4 else -1  # (N, C, H, W): channels; else the last dimension
+            if unit_dim is None:
+                unit_dim = 1 if h.dim() == 4 else -1  # (N, C, H, W): channels; else the last dimension
+            if h.dim() < 2:
+                unit_dim = 0
             lo_hi = record.output_range() if record is not None else ((0.0, 1.0) if function == "softmax" else (None, None))
             call = _Call(name, function, record, h.shape[unit_dim] if h.dim() else 1, unit_dim,
                          torch.zeros(_SLOTS, dtype=torch.float64, device=h.device),
-                         torch.zeros(self.bins, dtype=torch.float32, device=h.device), lo_hi, self._seen)
+                         torch.zeros(self.bins, dtype=torch.float32, device=h.device), lo_hi, self._seen,
+                         norm=norm)
             self._seen += 1
             self._call_rows[name] = call
         acc = call.acc
@@ -309,18 +331,22 @@ class Probe:
 
     def _call_row(self, call: _Call, acc: list[float]) -> dict:
         h_mean, h_var = stats.pooled_mean_var(acc[_H:_H + 3])
+        z_mean, z_var = stats.pooled_mean_var(acc[_Z:_Z + 3])
         n_h, record = acc[_H + 2], call.record
         dead = math.nan
         if record is not None:
             dead = 1.0 - call.ever_active.double().mean().item() if call.ever_active is not None else 0.0
         nan = math.nan
         return {
-            "layer": call.name, "type": "function", "activation": record.name if record is not None else call.function,
+            "layer": call.name, "type": call.function if call.norm else "function",
+            "activation": None if call.norm else record.name if record is not None else call.function,
             "units": call.units, "first_step": self._window_start, "last_step": self.step,
             "sampled_steps": int(acc[_N]), "act_mean": h_mean, "act_std": math.sqrt(h_var) if h_var == h_var else nan,
             "saturated": acc[_SAT] / n_h if record is not None and record.saturated_region() and n_h
             else (0.0 if record is not None else nan),
-            "zero": acc[_ZERO] / n_h if n_h else nan, "dead": dead, "input_mean_over_std": nan,
+            "zero": acc[_ZERO] / n_h if n_h else nan, "dead": dead,
+            "input_mean_over_std": abs(z_mean) / math.sqrt(z_var) if z_var > 0 else nan,
+            "in_mean": z_mean, "in_std": math.sqrt(z_var) if z_var == z_var else nan,
             "weight_grad_norm": nan,
             "act_grad_norm": math.sqrt(acc[_GH + 1] / acc[_N]) if acc[_GH + 2] else nan,
             "glorot_forward": nan, "glorot_backward": nan, "update_ratio": nan, "sign_coherence": nan,
@@ -398,6 +424,7 @@ class Probe:
             "saturated": acc[_SAT] / n_h if layer.saturated_region and n_h else (0.0 if walked.nonlinearity else math.nan),
             "zero": acc[_ZERO] / n_h if n_h else math.nan, "dead": dead,
             "input_mean_over_std": abs(x_mean) / math.sqrt(x_var) if x_var > 0 else math.nan,
+            "in_mean": x_mean, "in_std": math.sqrt(x_var) if x_var == x_var else math.nan,
             "weight_grad_norm": math.sqrt(acc[_WG] / acc[_WG_N]) if acc[_WG_N] else math.nan,
             "act_grad_norm": math.sqrt(acc[layer.h_grad_slot + 1] / steps) if acc[layer.h_grad_slot + 2] else math.nan,
             "glorot_forward": ratio(z_var, x_var),
@@ -467,6 +494,7 @@ class Probe:
     def skipped(self) -> list[tuple[str, str]]:
         """(module name, why) for every module of the model that no row of the probe covers."""
         covered = {id(l.module) for l in self.layers} | {id(l.activation) for l in self.layers if l.activation is not None}
+        covered |= {id(m) for m in self.model.modules() if isinstance(m, NORMS)}
         inside = {id(m) for l in self.layers if isinstance(l.module, Maxout) for m in l.module.modules()}
         out = []
         for name, module in self.model.named_modules():
@@ -527,8 +555,6 @@ def _why_skipped(module: nn.Module) -> str | None:
         return f"{kind}: recurrent gates and gradients through time are not probed yet"
     if isinstance(module, nn.MultiheadAttention):
         return f"{kind}: the attention weights are not probed yet (its out_proj is a probed layer)"
-    if isinstance(module, (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)):
-        return f"{kind}: normalisation layers are not probed yet"
     if isinstance(module, nn.Embedding):
         return f"{kind}: a table lookup, not a layer with a nonlinearity"
     if activation_of(module) is not None:
