@@ -162,9 +162,10 @@ def test_watch_a_small_cnn_and_a_transformer_layer():
     with watch(block) as probe:
         _step(block, torch.randn(4, 5, 16))
     s = probe.summary()
-    assert list(s["layer"]) == ["norm1", "linear1", "linear1:relu", "linear2", "norm2"]  # relu: called as a function
+    assert list(s["layer"]) == ["self_attn:head0", "self_attn:head1", "norm1", "linear1", "linear1:relu", "linear2",
+                                "norm2"]  # relu: called as a function
     linear = s[s["type"] == "Linear"]
-    assert linear["weight_grad_norm"].notna().all() and s.loc[2, "activation"] == "relu" and s.loc[2, "dead"] == 0.0
+    assert linear["weight_grad_norm"].notna().all() and s.loc[4, "activation"] == "relu" and s.loc[4, "dead"] == 0.0
 
 
 def test_filters_by_type_name_and_predicate():
@@ -403,3 +404,41 @@ def test_normalisation_rows_show_the_input_they_rescale_and_a_hidden_collapse_is
         _step(cnn, x)
     found = {f.kind: f for f in probe.findings()}
     assert found["hidden_scale"].layers == ["1"] and "hides a collapsed signal" in found["hidden_scale"].message
+
+
+@pytest.mark.parametrize("masks", ["none", "causal", "padding"])
+def test_attention_heads_match_the_modules_own_weights_and_a_planted_collapse_is_found(masks):
+    torch.manual_seed(0)
+    attn = nn.MultiheadAttention(16, 4, batch_first=True)
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attn, self.out = attn, nn.Linear(16, 3)
+
+        def forward(self, x, **kw):
+            return self.out(self.attn(x, x, x, need_weights=False, **kw)[0])
+
+    block, x = Block(), torch.randn(3, 6, 16)
+    kw = {"none": {}, "causal": {"attn_mask": nn.Transformer.generate_square_subsequent_mask(6), "is_causal": True},
+          "padding": {"key_padding_mask": torch.tensor([[False] * 4 + [True] * 2] * 3)}}[masks]
+
+    def expected():  # the module's own weights, per head
+        with torch.no_grad():
+            _, w = attn(x, x, x, need_weights=True, average_attn_weights=False, **kw)  # (N, H, L, S)
+        entropy = -(w * torch.log(w.clamp_min(1e-30))).sum(-1)
+        return entropy.mean((0, 2)).double(), (w.amax(-1) > 0.99).double().mean((0, 2))
+
+    for scale in (1.0, 30.0):  # as initialised; then queries scaled up until the heads collapse
+        with torch.no_grad():
+            attn.in_proj_weight[:16].mul_(scale)
+        with watch(block) as probe:
+            block(x, **kw).pow(2).mean().backward()
+        s = probe.summary().set_index("layer")
+        entropy, collapsed = expected()
+        heads = [f"attn:head{h}" for h in range(4)]
+        assert list(s.loc[heads, "type"]) == ["attention head"] * 4
+        assert s.loc[heads, "attn_entropy"].tolist() == pytest.approx(entropy.tolist(), rel=1e-4, abs=1e-6)
+        assert s.loc[heads, "attn_collapsed"].tolist() == pytest.approx(collapsed.tolist())
+        kinds = {f.kind for f in probe.findings()}
+        assert ("attention_collapse" in kinds) == (scale > 1), (scale, collapsed.tolist())

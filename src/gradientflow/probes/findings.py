@@ -19,6 +19,7 @@ OFF_CENTRE = 1.0  # |mean x| / std x of a layer's input (C4, C19)
 COHERENT = 0.9  # share of a unit's weight-gradient entries sharing one sign (C4)
 UPDATE_RANGE = (1e-5, 1e-1)
 # one-sided activations: their "saturated" side is the negative half-line, reported as dead units instead
+ATTENTION_COLLAPSED = 0.5  # share of a head's queries with one key over 99% of the weight
 HIDDEN_SCALE = (1e-2, 1e2)  # a normalisation layer's input std over its output std outside this range
 NORM_TYPES = ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d",
               "LayerNorm", "GroupNorm")
@@ -128,6 +129,17 @@ def analyse(rows: list[dict]) -> list[Finding]:
                                  "signal", "the layers before it vanish or explode (C15, C3): fix their initial scale "
                                  "(Xavier for tanh, He for ReLU) rather than rely on the normalisation",
                                  {"in_std": r["in_std"], "out_std": r["act_std"]}))
+    heads = [r for r in last if not _nan(r.get("attn_collapsed")) and r["attn_collapsed"] >= ATTENTION_COLLAPSED]
+    if heads:
+        worst = max(heads, key=lambda r: r["attn_collapsed"])
+        found.append(Finding("attention_collapse", [r["layer"] for r in heads],
+                             f"attention heads {_span([r['layer'] for r in heads])}: up to {worst['attn_collapsed']:.0%} "
+                             f"of queries put over 99% of their weight on one key (logit std "
+                             f"{_fmt(worst['attn_logit_std'])}, entropy {_fmt(worst['attn_entropy'])} nats)",
+                             "the query-key logits are too large (not a seed claim; C3's exploding products in "
+                             "another guise): lower the learning rate or add warm-up, scale down the query/key "
+                             "initialisation, or normalise queries and keys",
+                             {r["layer"]: r["attn_collapsed"] for r in heads}))
     off = [(r["layer"], r["input_mean_over_std"]) for r in last
            if not _nan(r.get("input_mean_over_std")) and r["input_mean_over_std"] > OFF_CENTRE]
     if off:

@@ -11,7 +11,7 @@ import math
 from jinja2 import Environment, select_autoescape
 
 COLUMNS = ("layer", "type", "activation", "units", "act_std", "saturated", "dead", "act_grad_norm",
-           "weight_grad_norm", "update_ratio")
+           "weight_grad_norm", "update_ratio", "attn_entropy", "attn_collapsed")
 
 _TABLE = """<table class="gf-probe">
 <tr>{% for c in columns %}<th>{{ c }}</th>{% endfor %}</tr>
@@ -78,11 +78,12 @@ def page(history: list[dict], findings: list, skipped: list[tuple[str, str]], st
     from .. import plots
 
     rows = last_window(history)
-    hists = {(r["last_step"], r["layer"]): (r["hist_lo"], r["hist_hi"], r["hist"]) for r in history}
+    drawn = [r for r in history if r.get("hist") is not None]  # attention heads are in the table, not the figures
+    hists = {(r["last_step"], r["layer"]): (r["hist_lo"], r["hist_hi"], r["hist"]) for r in drawn}
     figures = []
-    if history:
+    if drawn:
         for stem, fig in (("histograms", plots.probe_histograms(hists)), ("heat maps", plots.probe_heatmaps(hists)),
-                          ("timelines", plots.probe_timelines(history)), ("Glorot ratios", plots.glorot_ratios(history))):
+                          ("timelines", plots.probe_timelines(drawn)), ("Glorot ratios", plots.glorot_ratios(drawn))):
             buffer = io.BytesIO()
             fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
             figures.append((stem, base64.b64encode(buffer.getvalue()).decode()))

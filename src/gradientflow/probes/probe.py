@@ -45,7 +45,7 @@ from torch import Tensor, nn
 
 from ..activations import Activation, Maxout
 from ..layers import Layer, LayerFilter, walk
-from . import stats
+from . import attention, stats
 from .functional import Calls
 
 HIST_SAMPLE = 8192  # values per layer and step counted into the histogram (an evenly strided sample)
@@ -95,6 +95,16 @@ NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)  # batch, i
 
 
 @dataclass
+class _Attention:
+    """An ``nn.MultiheadAttention`` and its per-head sums (``attention.head_sums``), one row per head."""
+
+    name: str
+    module: nn.Module
+    acc: Tensor | None = None
+    order: int = -1
+
+
+@dataclass
 class _Call:
     """A row without weights of its own, h = f(z): a nonlinearity called as a function
     (``functional.Calls``; type "function") or a normalisation layer (its class name; z its input,
@@ -141,6 +151,8 @@ class Probe:
         self._calls = Calls(self._on_call)
         self._functional: bool | None = None  # None until the first sampled step has looked
         self._call_rows: dict[str, _Call] = {}
+        self._attention = [_Attention(name or type(m).__name__, m) for name, m in model.named_modules()
+                           if isinstance(m, nn.MultiheadAttention)]
 
     # --- attach / detach ---
 
@@ -162,6 +174,8 @@ class Probe:
         for name, module in self.model.named_modules():
             if isinstance(module, NORMS):
                 self._handles.append(module.register_forward_hook(self._on_norm(name or type(module).__name__)))
+        for att in self._attention:
+            self._handles.append(att.module.register_forward_hook(self._on_attention(att), with_kwargs=True))
         self._handles.append(self.model.register_forward_pre_hook(self._on_step))
         self._handles.append(self.model.register_forward_hook(self._on_step_end, always_call=True))
         return self
@@ -281,6 +295,20 @@ class Probe:
                 layer.ever_active = torch.zeros(active.shape[1], dtype=torch.bool, device=z.device)
             layer.ever_active |= active.any(0)
 
+    def _on_attention(self, att: _Attention):
+        def hook(module, args, kwargs, output):
+            if not self._active:
+                return
+            with torch._C.DisableTorchFunction():  # the recomputation's softmax is not the model's own call
+                sums = attention.head_sums(module, args, kwargs)
+            if sums is None:
+                return
+            if att.order < 0:
+                att.order = self._seen
+                self._seen += 1
+            att.acc = sums if att.acc is None else att.acc + sums
+        return hook
+
     def _on_norm(self, name: str):
         def hook(module, inputs, output):
             if self._active and inputs and isinstance(inputs[0], Tensor) and isinstance(output, Tensor):
@@ -384,9 +412,20 @@ class Probe:
             if accs[id(x)][_N] == 0:
                 continue
             rows.append(self._row(x, accs[id(x)], accs) if isinstance(x, _Layer) else self._call_row(x, accs[id(x)]))
+            rows[-1]["_order"] = x.order
         for i, row in enumerate(rows):  # the layer-to-layer gradient factor needs the next layer
             nxt = rows[i + 1]["act_grad_norm"] if i + 1 < len(rows) else math.nan
             row["grad_factor"] = row["act_grad_norm"] / nxt if nxt and math.isfinite(nxt) else math.nan
+        for att in sorted((a for a in self._attention if a.acc is not None), key=lambda a: a.order):
+            at = next((i for i, r in enumerate(rows) if r["_order"] > att.order), len(rows))
+            heads = [{"layer": f"{att.name}:head{h['head']}", "type": "attention head", "activation": None,
+                      "units": att.module.head_dim, "first_step": self._window_start, "last_step": self.step,
+                      "sampled_steps": None, "_order": att.order, **{k: v for k, v in h.items() if k != "head"}}
+                     for h in attention.rows(att.acc.tolist())]
+            rows[at:at] = heads
+            att.acc = None
+        for row in rows:
+            del row["_order"]
         for layer in everything:
             layer.acc.zero_()
             layer.hist.zero_()
@@ -494,7 +533,7 @@ class Probe:
     def skipped(self) -> list[tuple[str, str]]:
         """(module name, why) for every module of the model that no row of the probe covers."""
         covered = {id(l.module) for l in self.layers} | {id(l.activation) for l in self.layers if l.activation is not None}
-        covered |= {id(m) for m in self.model.modules() if isinstance(m, NORMS)}
+        covered |= {id(m) for m in self.model.modules() if isinstance(m, (*NORMS, nn.MultiheadAttention))}
         inside = {id(m) for l in self.layers if isinstance(l.module, Maxout) for m in l.module.modules()}
         out = []
         for name, module in self.model.named_modules():
@@ -523,7 +562,8 @@ class Probe:
         numbers = [c for c in rows if c not in ("step", "hist_lo", "hist_hi") and pd.api.types.is_numeric_dtype(rows[c])
                    and not pd.api.types.is_bool_dtype(rows[c])]
         long = rows.melt(id_vars=["step", "layer"], value_vars=numbers, var_name="name").astype({"value": float})
-        hist = rows[["step", "layer", "hist", "hist_lo", "hist_hi"]].explode("hist", ignore_index=True)
+        hist = rows.loc[rows["hist"].map(lambda h: isinstance(h, list)), ["step", "layer", "hist", "hist_lo", "hist_hi"]]
+        hist = hist.explode("hist", ignore_index=True)  # attention heads have no histogram
         hist["bin"] = hist.groupby(["step", "layer"], sort=False).cumcount()
         width = (hist["hist_hi"] - hist["hist_lo"]) / self.bins
         hist = hist.assign(lo=hist["hist_lo"] + hist["bin"] * width, hi=hist["hist_lo"] + (hist["bin"] + 1) * width,
@@ -553,8 +593,6 @@ def _why_skipped(module: nn.Module) -> str | None:
     kind = type(module).__name__
     if isinstance(module, nn.RNNBase):
         return f"{kind}: recurrent gates and gradients through time are not probed yet"
-    if isinstance(module, nn.MultiheadAttention):
-        return f"{kind}: the attention weights are not probed yet (its out_proj is a probed layer)"
     if isinstance(module, nn.Embedding):
         return f"{kind}: a table lookup, not a layer with a nonlinearity"
     if activation_of(module) is not None:
