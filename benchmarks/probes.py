@@ -6,7 +6,13 @@ that read mean and std of every layer's output back with ``.item()`` every step;
 ``add_histogram`` of every layer's output every step (if tensorboard is installed).
 Rounds alternate the variants; each figure is the median over rounds.
 
-Run: .venv/bin/python benchmarks/probes.py [--json] [--rounds 5] [--steps 20] [--device cpu]
+``--model cnn``: two 3 x 3 convolutions (16 and 32 channels) each with BatchNorm and ReLU, average
+pooling and a Linear read-out, on 64 images of 28 x 28. ``--model transformer``: a 4-layer
+``nn.TransformerEncoder`` (d_model 64, 4 heads, feed-forward 128, its ReLU called as a function)
+on 32 sequences of 32 tokens, mean-pooled into a Linear read-out. For these two only ``watch`` is
+compared with the bare step.
+
+Run: .venv/bin/python benchmarks/probes.py [--json] [--rounds 5] [--steps 20] [--device cpu] [--model mlp|cnn|transformer]
 """
 
 from __future__ import annotations
@@ -73,32 +79,59 @@ def tensorboard_histograms(net):
             writer.close()
 
 
+class _Encoder(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        layer = torch.nn.TransformerEncoderLayer(64, 4, 128, dropout=0.0, batch_first=True)
+        self.encoder, self.head = torch.nn.TransformerEncoder(layer, 4, enable_nested_tensor=False), torch.nn.Linear(64, CLASSES)
+
+    def forward(self, x):
+        return self.head(self.encoder(x).mean(1))
+
+
+def build(name: str):
+    """(model, inputs, description) of the benchmark's model ``name``."""
+    g = torch.Generator().manual_seed(1)
+    if name == "cnn":
+        nn = torch.nn
+        net = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                            nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+                            nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(512, CLASSES))
+        return net, torch.randn(64, 1, 28, 28, generator=g), "CNN (2 conv + BatchNorm + ReLU), batch 64 of 28x28"
+    if name == "transformer":
+        return _Encoder(), torch.randn(32, 32, 64, generator=g), "4-layer Transformer encoder (d 64), batch 32 x 32 tokens"
+    net = model.mlp(FEATURES, WIDTH, DEPTH, CLASSES, activation="tanh", init_name="xavier",
+                    generator=torch.Generator().manual_seed(0))
+    return net, torch.randn(BATCH, FEATURES, generator=g), f"10x{WIDTH} tanh MLP, batch {BATCH}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--model", choices=("mlp", "cnn", "transformer"), default="mlp")
     args = parser.parse_args()
     device = torch.device(args.device)
-    net = model.mlp(FEATURES, WIDTH, DEPTH, CLASSES, activation="tanh", init_name="xavier",
-                    generator=torch.Generator().manual_seed(0)).to(device)
+    torch.manual_seed(0)
+    net, x, title = build(args.model)
+    net, x = net.to(device), x.to(device)
     opt = torch.optim.SGD(net.parameters(), lr=1e-3)
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(BATCH, FEATURES, generator=g).to(device)
-    y = torch.randint(0, CLASSES, (BATCH,), generator=g).to(device)
+    y = torch.randint(0, CLASSES, (len(x),), generator=torch.Generator().manual_seed(1)).to(device)
     variants = {
         "bare": contextlib.nullcontext,
         "watch_every_1": lambda: watch(net, every=1),
         "watch_every_10": lambda: watch(net, every=10),
-        "naive_item_hooks": lambda: naive_item_hooks(net),
     }
-    try:
-        import tensorboard  # noqa: F401
+    if args.model == "mlp":
+        variants["naive_item_hooks"] = lambda: naive_item_hooks(net)
+        try:
+            import tensorboard  # noqa: F401
 
-        variants["tensorboard_histograms"] = lambda: tensorboard_histograms(net)
-    except ImportError:
-        pass
+            variants["tensorboard_histograms"] = lambda: tensorboard_histograms(net)
+        except ImportError:
+            pass
     timed_steps(net, opt, x, y, 3, device)  # warm-up
     times: dict[str, list[float]] = {k: [] for k in variants}
     for _ in range(args.rounds):
@@ -108,15 +141,14 @@ def main() -> None:
             if hasattr(probe, "summary"):
                 probe.summary()  # the read-back at the end of a window, outside the timed steps
     bare = statistics.median(times["bare"])
-    result = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+    result = {"model": args.model, "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
               "bare_ms_per_step": bare * 1e3,
               **{f"{k}_ratio": statistics.median(v) / bare for k, v in times.items() if k != "bare"},
               "note": "ratio = step time with the variant / bare step time (1.0 = free)"}
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    print(f"10x{WIDTH} tanh MLP, batch {BATCH}, {args.rounds} rounds x {args.steps} steps, {device}: "
-          f"bare step {bare * 1e3:.2f} ms")
+    print(f"{title}, {args.rounds} rounds x {args.steps} steps, {device}: bare step {bare * 1e3:.2f} ms")
     for k, v in times.items():
         if k != "bare":
             print(f"  {k:<24} {statistics.median(v) / bare:7.3f} x bare")
