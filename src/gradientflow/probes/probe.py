@@ -122,6 +122,8 @@ class _Call:
     order: int
     ever_active: Tensor | None = None
     norm: bool = False
+    saturated_region: tuple = ()
+    dead_region: tuple = ()
 
 
 class Probe:
@@ -281,19 +283,28 @@ class Probe:
             acc[_Z:_Z + 3] += m
         layer.last_h_moments = m
         self._last_h, self._last_h_layer = h, layer
-        if layer.hist_range[0] is None or layer.hist_range[1] is None:
-            lo, hi = layer.hist_range
+        self._shape_stats(layer, z, h, layer.layer.unit_dim)
+
+    def _shape_stats(self, row: "_Layer | _Call", z: Tensor | None, h: Tensor, unit_dim: int) -> None:
+        """What a row's activation h = f(z) adds besides its moments: the histogram of h (its range
+        fixed at the first sampled step where f is unbounded), the exact zeros of h, and with z the
+        count in the saturated region and the units seen outside the dead region."""
+        acc = row.acc
+        if row.hist_range[0] is None or row.hist_range[1] is None:
+            lo, hi = row.hist_range
             spread = 1.5 * float(h.detach().abs().max()) or 1.0  # fixed once, at the first sampled step
-            layer.hist_range = (-spread if lo is None else lo, spread if hi is None else hi)
-        layer.hist += stats.histogram(h, *layer.hist_range, self.bins, HIST_SAMPLE)
+            row.hist_range = (-spread if lo is None else lo, spread if hi is None else hi)
+        row.hist += stats.histogram(h, *row.hist_range, self.bins, HIST_SAMPLE)
         acc[_ZERO] += h.numel() - torch.count_nonzero(h)
-        if layer.saturated_region:
-            acc[_SAT] += stats.count_in_region(z, layer.saturated_region)
-        if layer.dead_region:
-            active = ~stats.in_region(stats.units_view(z, layer.layer.unit_dim), layer.dead_region)
-            if layer.ever_active is None:
-                layer.ever_active = torch.zeros(active.shape[1], dtype=torch.bool, device=z.device)
-            layer.ever_active |= active.any(0)
+        if z is None:
+            return
+        if row.saturated_region:
+            acc[_SAT] += stats.count_in_region(z, row.saturated_region)
+        if row.dead_region:
+            active = ~stats.in_region(stats.units_view(z, unit_dim), row.dead_region)
+            if row.ever_active is None:
+                row.ever_active = torch.zeros(active.shape[1], dtype=torch.bool, device=z.device)
+            row.ever_active |= active.any(0)
 
     def _on_attention(self, att: _Attention):
         def hook(module, args, kwargs, output):
@@ -328,7 +339,8 @@ class Probe:
             call = _Call(name, function, record, h.shape[unit_dim] if h.dim() else 1, unit_dim,
                          torch.zeros(_SLOTS, dtype=torch.float64, device=h.device),
                          torch.zeros(self.bins, dtype=torch.float32, device=h.device), lo_hi, self._seen,
-                         norm=norm)
+                         norm=norm, saturated_region=record.saturated_region() if record is not None else (),
+                         dead_region=record.dead_region() if record is not None else ())
             self._seen += 1
             self._call_rows[name] = call
         acc = call.acc
@@ -338,22 +350,9 @@ class Probe:
             acc[_H:_H + 3] += m
             if z is not None:
                 acc[_Z:_Z + 3] += stats.moments(z)
-            if call.hist_range[0] is None or call.hist_range[1] is None:
-                lo, hi = call.hist_range
-                spread = 1.5 * float(h.detach().abs().max()) or 1.0  # fixed once, at the first sampled step
-                call.hist_range = (-spread if lo is None else lo, spread if hi is None else hi)
-            call.hist += stats.histogram(h, *call.hist_range, self.bins, HIST_SAMPLE)
-            acc[_ZERO] += h.numel() - torch.count_nonzero(h)
             if z is None and function == "relu":
                 z = h  # in place: relu's regions read the same on h (h = 0 exactly where z <= 0)
-            if call.record is not None and z is not None and h.dim():
-                if call.record.saturated_region():
-                    acc[_SAT] += stats.count_in_region(z, call.record.saturated_region())
-                if call.record.dead_region():
-                    active = ~stats.in_region(stats.units_view(z, call.unit_dim), call.record.dead_region())
-                    if call.ever_active is None:
-                        call.ever_active = torch.zeros(active.shape[1], dtype=torch.bool, device=h.device)
-                    call.ever_active |= active.any(0)
+            self._shape_stats(call, z if h.dim() else None, h, call.unit_dim)
         if h.requires_grad:
             h.register_hook(self._grad_moments(acc, _GH))
 
@@ -370,7 +369,7 @@ class Probe:
             "activation": None if call.norm else record.name if record is not None else call.function,
             "units": call.units, "first_step": self._window_start, "last_step": self.step,
             "sampled_steps": int(acc[_N]), "act_mean": h_mean, "act_std": math.sqrt(h_var) if h_var == h_var else nan,
-            "saturated": acc[_SAT] / n_h if record is not None and record.saturated_region() and n_h
+            "saturated": acc[_SAT] / n_h if call.saturated_region and n_h
             else (0.0 if record is not None else nan),
             "zero": acc[_ZERO] / n_h if n_h else nan, "dead": dead,
             "input_mean_over_std": abs(z_mean) / math.sqrt(z_var) if z_var > 0 else nan,
