@@ -332,12 +332,12 @@ class _nothing:
 
 
 def test_skipped_names_every_module_without_a_row_and_why():
-    model = nn.ModuleDict({"emb": nn.Embedding(10, 16), "lstm": nn.LSTM(16, 16), "norm": nn.LayerNorm(16),
-                           "head": nn.Linear(16, 3), "drop": nn.Dropout(0.1)})
+    model = nn.ModuleDict({"emb": nn.Embedding(10, 16), "lstm": nn.LSTM(16, 16), "cell": nn.GRUCell(16, 16),
+                           "norm": nn.LayerNorm(16), "head": nn.Linear(16, 3), "drop": nn.Dropout(0.1)})
     with watch(model) as probe:
         skipped = dict(probe.skipped)
-    assert set(skipped) == {"emb", "lstm", "drop"}  # the LayerNorm has a row of its own
-    assert "recurrent" in skipped["lstm"] and "lookup" in skipped["emb"] and "no weights" in skipped["drop"]
+    assert set(skipped) == {"emb", "cell", "drop"}  # the LayerNorm and the LSTM have rows of their own
+    assert "nn.GRU is" in skipped["cell"] and "lookup" in skipped["emb"] and "no weights" in skipped["drop"]
 
 
 @pytest.mark.parametrize("name", sorted(gf.activations.CATALOG))

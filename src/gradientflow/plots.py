@@ -298,8 +298,40 @@ def glorot_ratios(rows: list[dict]) -> Figure:
     return fig
 
 
+def time_gradients(rows: list[dict]) -> Figure | None:
+    """Recurrent layers, last window: ||dL_T/dh_t|| against the time step t, the gradient entering
+    at the last step as it reaches each earlier one (log scale; a straight fall is C2 along time).
+    None when no row has them."""
+    step = max(r["last_step"] for r in rows)
+    last = [r for r in rows if r["last_step"] == step and isinstance(r.get("time_grad"), list)]
+    if not last:
+        return None
+    fig, ax = subplots(figsize=(6.4, 3.8))
+    for r in last:
+        ts = np.arange(1, len(r["time_grad"]) + 1)
+        ax.plot(ts, np.maximum(r["time_grad"], 1e-300), "o-", ms=2, label=literal(r["layer"]))
+    ax.set(xlabel="time step t (processing order)", ylabel="‖∂L_T/∂h_t‖", yscale="log",
+           title=f"gradient through time, window ending at step {step}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def probe_figures(rows: list[dict], hists: dict) -> list[tuple[str, Figure]]:
+    """(stem, figure) for the probe figures these rows can draw: histograms, heat maps, timelines
+    and Glorot ratios from the rows with histograms; the gradient through time where there is one."""
+    drawn = [r for r in rows if r.get("hist") is not None or (r["last_step"], r["layer"]) in hists]
+    figures = []
+    if hists and drawn:
+        figures += [("probe_histograms", probe_histograms(hists)), ("probe_heatmaps", probe_heatmaps(hists)),
+                    ("probe_timelines", probe_timelines(drawn)), ("glorot_ratios", glorot_ratios(drawn))]
+    through_time = time_gradients(rows) if rows else None
+    if through_time is not None:
+        figures.append(("time_gradients", through_time))
+    return figures
+
+
 def save_probe_figures(rows: list[dict], hists: dict, folder: Path) -> list[Path]:
-    """The probe figures of a run (histograms, heat maps, timelines, Glorot ratios), one PNG each."""
-    figures = (("probe_histograms", probe_histograms(hists)), ("probe_heatmaps", probe_heatmaps(hists)),
-               ("probe_timelines", probe_timelines(rows)), ("glorot_ratios", glorot_ratios(rows)))
-    return [save(fig, folder, stem)[0] for stem, fig in figures]
+    """The probe figures of a run (``probe_figures``), one PNG each."""
+    return [save(fig, folder, stem)[0] for stem, fig in probe_figures(rows, hists)]

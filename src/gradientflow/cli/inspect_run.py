@@ -20,7 +20,9 @@ def inspect_cmd(run, plot_dir, as_json) -> None:
     long, layers = r.table("probes"), r.table("probe_layers")
     if long is None:
         raise BadInput(f"run {run!r} has no probe statistics; train it with --probe")
-    rows = findings.from_long(long.to_pylist(), layers.to_pylist() if layers is not None else [])
+    time = r.table("time_gradients")
+    rows = findings.from_long(long.to_pylist(), layers.to_pylist() if layers is not None else [],
+                              time.to_pylist() if time is not None else [])
     found = findings.analyse(rows)
     figures = []
     if plot_dir:

@@ -17,14 +17,17 @@ EXPLODED = 1e2  # the input-side layer's dL/dh norm above this multiple of the o
 COLLAPSED = 1e-3  # last hidden layer's activation std below this fraction of the first's (C15)
 OFF_CENTRE = 1.0  # |mean x| / std x of a layer's input (C4, C19)
 COHERENT = 0.9  # share of a unit's weight-gradient entries sharing one sign (C4)
-UPDATE_RANGE = (1e-5, 1e-1)
+UPDATE_RANGE = (1e-5, 1e-1)  # ||dW|| / ||W|| per step; CS231n's rule of thumb is about 1e-3
 # one-sided activations: their "saturated" side is the negative half-line, reported as dead units instead
 ATTENTION_COLLAPSED = 0.5  # share of a head's queries with one key over 99% of the weight
 HIDDEN_SCALE = (1e-2, 1e2)  # a normalisation layer's input std over its output std outside this range
 NORM_TYPES = ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d",
               "LayerNorm", "GroupNorm")
+RECURRENT_TYPES = ("LSTM", "GRU", "RNN")  # rows of recurrent layers and their gates ("LSTM gate")
+KEEP_STATE = {"RNN": "gated cells (LSTM or GRU)", "LSTM": "a forget-gate bias of 1 or more",
+              "GRU": "an update-gate bias that carries more of the state"}  # what lets a gradient through time
 NOT_HIDDEN = ("softmax",)  # a distribution over classes or keys (functional rows), not a hidden layer
-ONE_SIDED = ("relu", "leaky_relu", "prelu", "elu", "selu", "gelu", "silu", "mish", "softplus")  # ||dW|| / ||W|| per step; CS231n's rule of thumb is about 1e-3
+ONE_SIDED = ("relu", "leaky_relu", "prelu", "elu", "selu", "gelu", "silu", "mish", "softplus")
 
 
 @dataclass(frozen=True)
@@ -39,9 +42,10 @@ class Finding:
         return asdict(self)
 
 
-def from_long(rows: list[dict], layers: list[dict] = ()) -> list[dict]:
+def from_long(rows: list[dict], layers: list[dict] = (), time: list[dict] = ()) -> list[dict]:
     """Stored long rows (step, layer, name, value) -> one dict per (step, layer), in stored order
-    (a pandas pivot); ``layers`` (step, layer, type, activation) adds the text columns."""
+    (a pandas pivot); ``layers`` (step, layer, type, activation) adds the text columns and
+    ``time`` (step, layer, t, norm: the ``time_gradients`` table) a recurrent row's ``time_grad``."""
     import pandas as pd
 
     if not rows:
@@ -49,6 +53,8 @@ def from_long(rows: list[dict], layers: list[dict] = ()) -> list[dict]:
     wide = pd.DataFrame(rows).pivot_table(index=["step", "layer"], columns="name", values="value", aggfunc="last",
                                           sort=False, dropna=False)  # NaN is a value (no update yet)
     text = {(r["step"], r["layer"]): {"type": r["type"], "activation": r["activation"] or None} for r in layers}
+    for r in sorted(time, key=lambda r: r["t"]):
+        text.setdefault((r["step"], r["layer"]), {}).setdefault("time_grad", []).append(r["norm"])
     return [{"layer": layer, "last_step": int(step), **values, **text.get((step, layer), {})}
             for (step, layer), values in zip(wide.index, wide.to_dict("records"))]
 
@@ -76,9 +82,9 @@ def analyse(rows: list[dict]) -> list[Finding]:
         return []
     last_step = max(r["last_step"] for r in rows)
     last = [r for r in rows if r["last_step"] == last_step]
+    found: list[Finding] = _recurrent(last, rows)
+    last = [r for r in last if not _recurrent_row(r)]  # the depth-wise rules are about layers in depth order
     hidden = [r for r in last if r.get("activation") not in (None, "", *NOT_HIDDEN) and not _nan(r.get("act_std"))] or last
-    found: list[Finding] = []
-
     for r in last:
         dead = r.get("dead", math.nan)
         if not _nan(dead) and dead >= DEAD:
@@ -166,6 +172,47 @@ def analyse(rows: list[dict]) -> list[Finding]:
             found.append(Finding("update_ratio", [r["layer"]], f"layer {r['layer']}: update/weight ratio "
                                  f"{_fmt(u)} per step ({verdict})", "adjust the learning rate; about 1e-3 is "
                                  "typical", {"update_ratio": u}))
+    return found
+
+
+def _recurrent_row(r: dict) -> bool:
+    return r.get("type") in RECURRENT_TYPES or r.get("type") in [f"{k} gate" for k in RECURRENT_TYPES]
+
+
+def _recurrent(last: list[dict], rows: list[dict]) -> list[Finding]:
+    """Saturated gates (C1 inside the cell) and gradients that vanish or explode through time (C2
+    and C3 along the time axis) from the recurrent rows of the last window. The time rule reads the
+    forward direction only: there processing order is sequence order and the gradient enters at
+    the last step, as in Pascanu et al. (2013); a reverse direction's curve is shown, not judged."""
+    found = []
+    gates = [r for r in last if _recurrent_row(r) and r.get("type") not in RECURRENT_TYPES and not _nan(r.get("saturated")) and r["saturated"] >= SATURATED]
+    if gates:
+        worst = max(gates, key=lambda r: r["saturated"])
+        found.append(Finding("saturated_gates", [r["layer"] for r in gates],
+                             f"gates {_span([r['layer'] for r in gates])}: up to {worst['saturated']:.0%} of "
+                             f"pre-activations saturated (gate {worst['layer']}, mean value {worst['act_mean']:.3g})",
+                             "a saturated gate passes almost no gradient (C1, inside the cell): look at the gate "
+                             "biases and the input scale; lower the learning rate; clip gradients (C3)",
+                             {r["layer"]: r["saturated"] for r in gates}))
+    for r in last:
+        ratio = r.get("time_grad_ratio", math.nan)
+        if r.get("type") not in RECURRENT_TYPES or _nan(ratio) or r["layer"].endswith("_reverse"):
+            continue
+        steps = f" (of {len(r['time_grad'])})" if isinstance(r.get("time_grad"), list) else ""  # not in stored rows
+        if ratio < VANISHED:
+            since = _since(rows, r["layer"], lambda w: not _nan(w.get("time_grad_ratio", math.nan))
+                           and w["time_grad_ratio"] < VANISHED)
+            found.append(Finding("vanishing_through_time", [r["layer"]],
+                                 f"layer {r['layer']}: the gradient entering at the last step{steps} is "
+                                 f"{_fmt(ratio)} of itself by the first (‖∂L/∂h_1‖ / ‖∂L/∂h_T‖) since step {since}",
+                                 "vanishing gradients through time (C2 along the time axis): " + KEEP_STATE[r["type"]]
+                                 + ", orthogonal recurrent weights, or shorter sequences (truncated backprop through time)",
+                                 {"ratio": ratio, "since_step": since}))
+        elif ratio > EXPLODED:
+            found.append(Finding("exploding_through_time", [r["layer"]],
+                                 f"layer {r['layer']}: the gradient entering at the last step{steps} grows "
+                                 f"{_fmt(ratio)}× by the first", "exploding gradients through time (C3): clip by "
+                                 "norm (--clip-norm), smaller recurrent weights", {"ratio": ratio}))
     return found
 
 

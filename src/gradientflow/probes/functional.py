@@ -17,6 +17,7 @@ installed for the sampled steps only.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -81,6 +82,17 @@ class Calls(TorchFunctionMode):
         self.names: dict[int, str] = {}
         self.produced: dict[int, tuple[Tensor, str]] = {}  # id(output) -> (the output, its module's name)
         self.handles: list = []
+        self.quiet = 0
+
+    @contextmanager
+    def paused(self):
+        """The probe's own recomputations (attention weights, unrolled recurrent layers) are not
+        the model's calls: inside this block every call passes straight through."""
+        self.quiet += 1
+        try:
+            yield
+        finally:
+            self.quiet -= 1
 
     def start(self, model: nn.Module) -> None:
         """Before the model's forward: name its modules, track the module stack, enter the mode."""
@@ -116,7 +128,7 @@ class Calls(TorchFunctionMode):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         entry = FUNCTIONS.get(func)
-        if entry is None or not isinstance(out, Tensor) or not args or not isinstance(args[0], Tensor):
+        if entry is None or self.quiet or not isinstance(out, Tensor) or not args or not isinstance(args[0], Tensor):
             return out
         if self.stack and _is_activation_module(self.stack[-1][1]):
             return out  # nn.ReLU and friends: their own module hook sees them

@@ -11,7 +11,7 @@ import math
 from jinja2 import Environment, select_autoescape
 
 COLUMNS = ("layer", "type", "activation", "units", "act_std", "saturated", "dead", "act_grad_norm",
-           "weight_grad_norm", "update_ratio", "attn_entropy", "attn_collapsed")
+           "weight_grad_norm", "update_ratio", "attn_entropy", "attn_collapsed", "time_grad_ratio")
 
 _TABLE = """<table class="gf-probe">
 <tr>{% for c in columns %}<th>{{ c }}</th>{% endfor %}</tr>
@@ -78,15 +78,13 @@ def page(history: list[dict], findings: list, skipped: list[tuple[str, str]], st
     from .. import plots
 
     rows = last_window(history)
-    drawn = [r for r in history if r.get("hist") is not None]  # attention heads are in the table, not the figures
-    hists = {(r["last_step"], r["layer"]): (r["hist_lo"], r["hist_hi"], r["hist"]) for r in drawn}
+    hists = {(r["last_step"], r["layer"]): (r["hist_lo"], r["hist_hi"], r["hist"])
+             for r in history if isinstance(r.get("hist"), list)}  # attention heads and gates: table only
     figures = []
-    if drawn:
-        for stem, fig in (("histograms", plots.probe_histograms(hists)), ("heat maps", plots.probe_heatmaps(hists)),
-                          ("timelines", plots.probe_timelines(drawn)), ("Glorot ratios", plots.glorot_ratios(drawn))):
-            buffer = io.BytesIO()
-            fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-            figures.append((stem, base64.b64encode(buffer.getvalue()).decode()))
+    for stem, fig in plots.probe_figures(history, hists):
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+        figures.append((stem.replace("_", " "), base64.b64encode(buffer.getvalue()).decode()))
     return _env().from_string(_PAGE).render(
         findings=findings, rows=rows, columns=COLUMNS, skipped=skipped, figures=figures, steps=steps,
         windows=len({r["last_step"] for r in history}), first=rows[0]["first_step"] if rows else 0,

@@ -45,7 +45,7 @@ from torch import Tensor, nn
 
 from ..activations import Activation, Maxout
 from ..layers import Layer, LayerFilter, walk
-from . import attention, stats
+from . import attention, recurrent, stats
 from .functional import Calls
 
 HIST_SAMPLE = 8192  # values per layer and step counted into the histogram (an evenly strided sample)
@@ -105,6 +105,24 @@ class _Attention:
 
 
 @dataclass
+class _Recurrent:
+    """An ``nn.LSTM``/``GRU``/``RNN`` and its sums over the window (``recurrent``): per (layer,
+    direction) row and gate [sum, sum of squares, count, saturated count] of the gate values;
+    per row the moments of its hidden states; per row and time step the sum of squared
+    ||dL_T/dh_t|| and, per time step, how many backward passes added to it."""
+
+    name: str
+    module: nn.Module
+    gates: Tensor | None = None
+    states: Tensor | None = None
+    time_sq: Tensor | None = None
+    time_n: Tensor | None = None
+    steps: int = 0
+    order: int = -1
+    unmodelled: str = ""
+
+
+@dataclass
 class _Call:
     """A row without weights of its own, h = f(z): a nonlinearity called as a function
     (``functional.Calls``; type "function") or a normalisation layer (its class name; z its input,
@@ -155,6 +173,8 @@ class Probe:
         self._call_rows: dict[str, _Call] = {}
         self._attention = [_Attention(name or type(m).__name__, m) for name, m in model.named_modules()
                            if isinstance(m, nn.MultiheadAttention)]
+        self._recurrent = [_Recurrent(name or type(m).__name__, m) for name, m in model.named_modules()
+                           if isinstance(m, nn.RNNBase) and m.mode in recurrent.GATES]
 
     # --- attach / detach ---
 
@@ -178,6 +198,8 @@ class Probe:
                 self._handles.append(module.register_forward_hook(self._on_norm(name or type(module).__name__)))
         for att in self._attention:
             self._handles.append(att.module.register_forward_hook(self._on_attention(att), with_kwargs=True))
+        for rec in self._recurrent:
+            self._handles.append(rec.module.register_forward_hook(self._on_recurrent(rec), with_kwargs=True))
         self._handles.append(self.model.register_forward_pre_hook(self._on_step))
         self._handles.append(self.model.register_forward_hook(self._on_step_end, always_call=True))
         return self
@@ -310,7 +332,7 @@ class Probe:
         def hook(module, args, kwargs, output):
             if not self._active:
                 return
-            with torch._C.DisableTorchFunction():  # the recomputation's softmax is not the model's own call
+            with self._calls.paused():  # the recomputation's softmax is not the model's own call
                 sums = attention.head_sums(module, args, kwargs)
             if sums is None:
                 return
@@ -318,6 +340,71 @@ class Probe:
                 att.order = self._seen
                 self._seen += 1
             att.acc = sums if att.acc is None else att.acc + sums
+        return hook
+
+    def _on_recurrent(self, rec: _Recurrent):
+        def hook(module, args, kwargs, output):
+            if not self._active:
+                return
+            with self._calls.paused(), torch.enable_grad():  # its tanh calls are not the model's
+                unrolled = recurrent.unroll(module, args, kwargs)
+            if unrolled is None:
+                rec.unmodelled = "PackedSequence input: gates and gradients through time are not probed for it"
+                return
+            if rec.order < 0:
+                rec.order = self._seen
+                self._seen += 1
+            with torch.no_grad(), self._calls.paused():
+                self._gate_sums(rec, unrolled)
+            outputs = recurrent.module_outputs(module, output)
+            needing = [k for k, o in enumerate(outputs) if o.requires_grad]
+            if needing:
+                unbatched = outputs[0].dim() == 2
+                torch.autograd.graph.register_multi_grad_hook(
+                    [outputs[k] for k in needing], self._on_recurrent_grads(rec, unrolled, needing, len(outputs), unbatched))
+        return hook
+
+    def _gate_sums(self, rec: _Recurrent, unrolled: "recurrent.Unrolled") -> None:
+        """Add one call's gate values and saturated counts, and its hidden states' moments."""
+        from ..activations import CATALOG
+
+        gates = recurrent.GATES[rec.module.mode]
+        H = rec.module.hidden_size
+        sums = []
+        for pre in unrolled.gates:
+            for g, (_, fn) in enumerate(gates):
+                z = pre[..., g * H:(g + 1) * H]
+                region = CATALOG[fn].saturated_region()
+                sat = stats.count_in_region(z, region) if region else z.new_zeros((), dtype=torch.int64)
+                sums.append(torch.cat([stats.moments(CATALOG[fn](z)), sat.double().reshape(1)]))
+        gate_sums = torch.stack(sums).reshape(len(unrolled.gates), len(gates), 4)
+        state_sums = torch.stack([stats.moments(torch.stack(seq).detach()) for seq in unrolled.states])
+        rec.gates = gate_sums if rec.gates is None else rec.gates + gate_sums
+        rec.states = state_sums if rec.states is None else rec.states + state_sums
+        rec.steps += 1
+
+    def _on_recurrent_grads(self, rec: _Recurrent, unrolled: "recurrent.Unrolled", needing: list[int], n: int,
+                            unbatched: bool):
+        def hook(grads):
+            full: list = [None] * n
+            for k, g in zip(needing, grads):
+                full[k] = g
+            full = recurrent.align(rec.module, full, unbatched)
+            if all(g is None for g in full):
+                return
+            with torch.enable_grad():
+                norms = unrolled.time_grads(full)
+            squares = norms.detach() ** 2
+            T = squares.shape[1]
+            if rec.time_sq is None:
+                rec.time_sq, rec.time_n = squares, squares.new_ones(T)
+                return
+            if rec.time_sq.shape[1] < T:  # a longer sequence than any before: widen the sums
+                grow = T - rec.time_sq.shape[1]
+                rec.time_sq = torch.nn.functional.pad(rec.time_sq, (0, grow))
+                rec.time_n = torch.nn.functional.pad(rec.time_n, (0, grow))
+            rec.time_sq[:, :T] += squares
+            rec.time_n[:T] += 1
         return hook
 
     def _on_norm(self, name: str):
@@ -423,6 +510,11 @@ class Probe:
                      for h in attention.rows(att.acc.tolist())]
             rows[at:at] = heads
             att.acc = None
+        for rec in sorted((r for r in self._recurrent if r.gates is not None), key=lambda r: r.order):
+            at = next((i for i, r in enumerate(rows) if r["_order"] > rec.order), len(rows))
+            rows[at:at] = [{**r, "_order": rec.order} for r in self._recurrent_rows(rec)]
+            rec.gates = rec.states = rec.time_sq = rec.time_n = None
+            rec.steps = 0
         for row in rows:
             del row["_order"]
         for layer in everything:
@@ -434,6 +526,34 @@ class Probe:
         self._rows.extend(rows)
         self._history.extend(rows)
         return rows
+
+    def _recurrent_rows(self, rec: _Recurrent) -> list[dict]:
+        """Per (layer, direction): a row for the hidden state (``time_grad``: RMS over the window's
+        backward passes of ||dL_T/dh_t|| for t = 1..T, ``time_grad_ratio`` its first over its
+        last) and a row per gate (its values' moments and saturated share)."""
+        module, kind = rec.module, recurrent.KINDS[rec.module.mode]
+        gates = recurrent.GATES[module.mode]
+        gate_sums, state_sums = rec.gates.tolist(), rec.states.tolist()
+        time = None
+        if rec.time_sq is not None:
+            time = (rec.time_sq / rec.time_n).sqrt().tolist()
+        common = {"first_step": self._window_start, "last_step": self.step, "sampled_steps": rec.steps}
+        out = []
+        for k, suffix in enumerate(recurrent.row_names(module)):
+            mean, var = stats.pooled_mean_var(state_sums[k])
+            grads = time[k] if time is not None else None
+            ratio = grads[0] / grads[-1] if grads and grads[-1] > 0 else math.nan
+            out.append({"layer": f"{rec.name}.{suffix}", "type": kind, "activation": None,
+                        "units": module.proj_size or module.hidden_size,
+                        **common, "act_mean": mean, "act_std": math.sqrt(var), "time_grad": grads,
+                        "time_grad_ratio": ratio, "act_grad_norm": grads[-1] if grads else math.nan})
+            for g, (gate, fn) in enumerate(gates):
+                s, s2, n, sat = gate_sums[k][g]
+                mean, var = stats.pooled_mean_var((s, s2, n))
+                out.append({"layer": f"{rec.name}.{suffix}:{gate}", "type": f"{kind} gate", "activation": fn,
+                            "units": module.hidden_size, **common, "act_mean": mean, "act_std": math.sqrt(var),
+                            "saturated": sat / n if n else math.nan})
+        return out
 
     def _row(self, layer: _Layer, acc: list[float], accs: dict[int, list[float]]) -> dict:
         def mv(values: list[float], slot: int) -> tuple[float, float]:
@@ -533,12 +653,14 @@ class Probe:
         """(module name, why) for every module of the model that no row of the probe covers."""
         covered = {id(l.module) for l in self.layers} | {id(l.activation) for l in self.layers if l.activation is not None}
         covered |= {id(m) for m in self.model.modules() if isinstance(m, (*NORMS, nn.MultiheadAttention))}
+        covered |= {id(r.module) for r in self._recurrent if not r.unmodelled}
         inside = {id(m) for l in self.layers if isinstance(l.module, Maxout) for m in l.module.modules()}
         out = []
         for name, module in self.model.named_modules():
             if id(module) in covered or id(module) in inside:
                 continue
-            why = _why_skipped(module)
+            why = next((f"{type(module).__name__}: {r.unmodelled}" for r in self._recurrent
+                        if r.module is module and r.unmodelled), None) or _why_skipped(module)
             if why is not None:
                 out.append((name or type(module).__name__, why))
         return out
@@ -551,7 +673,8 @@ class Probe:
 
     def _write(self, run, step: int) -> None:
         """The closed windows as long tables (pandas melt and explode): ``probes`` (step, layer, name,
-        value), ``histograms`` (step, layer, bin, lo, hi, count) and ``probe_layers`` (the text columns)."""
+        value), ``histograms`` (step, layer, bin, lo, hi, count), ``probe_layers`` (the text columns)
+        and, for recurrent layers, ``time_gradients`` (step, layer, t, norm)."""
         import pandas as pd
         import pyarrow as pa
 
@@ -568,7 +691,13 @@ class Probe:
         hist = hist.assign(lo=hist["hist_lo"] + hist["bin"] * width, hi=hist["hist_lo"] + (hist["bin"] + 1) * width,
                            count=hist["hist"].astype(float))[["step", "layer", "bin", "lo", "hi", "count"]]
         text = rows[["step", "layer", "type", "activation"]].fillna({"activation": ""})
-        for name, table in (("probes", long), ("histograms", hist), ("probe_layers", text)):
+        tables = [("probes", long), ("histograms", hist), ("probe_layers", text)]
+        if "time_grad" in rows:  # recurrent layers: ||dL_T/dh_t|| per time step
+            time = rows.loc[rows["time_grad"].map(lambda g: isinstance(g, list)), ["step", "layer", "time_grad"]]
+            time = time.explode("time_grad", ignore_index=True)
+            time["t"] = time.groupby(["step", "layer"], sort=False).cumcount() + 1
+            tables.append(("time_gradients", time.assign(norm=time["time_grad"].astype(float))[["step", "layer", "t", "norm"]]))
+        for name, table in tables:
             run.append_table(name, step, pa.Table.from_pandas(table, preserve_index=False))
         self._rows = []
 
@@ -590,8 +719,8 @@ def _why_skipped(module: nn.Module) -> str | None:
     from ..layers import activation_of
 
     kind = type(module).__name__
-    if isinstance(module, nn.RNNBase):
-        return f"{kind}: recurrent gates and gradients through time are not probed yet"
+    if isinstance(module, nn.RNNCellBase):
+        return f"{kind}: a cell stepped by the model's own loop; its gates are not probed (nn.{kind[:-4]} is)"
     if isinstance(module, nn.Embedding):
         return f"{kind}: a table lookup, not a layer with a nonlinearity"
     if activation_of(module) is not None:
