@@ -442,3 +442,51 @@ def test_attention_heads_match_the_modules_own_weights_and_a_planted_collapse_is
         assert s.loc[heads, "attn_collapsed"].tolist() == pytest.approx(collapsed.tolist())
         kinds = {f.kind for f in probe.findings()}
         assert ("attention_collapse" in kinds) == (scale > 1), (scale, collapsed.tolist())
+
+
+class _CausalBlock(nn.Module):
+    """A GPT-style block written as people write it: fused qkv, F.scaled_dot_product_attention, a GELU MLP."""
+
+    def __init__(self, d=16, heads=4):
+        super().__init__()
+        self.heads, self.qkv, self.proj = heads, nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.fc1, self.fc2 = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
+
+    def forward(self, x, mask=None):
+        N, L, d = x.shape
+        q, k, v = (t.reshape(N, L, self.heads, -1).transpose(1, 2) for t in self.qkv(x).chunk(3, -1))
+        kw = {"attn_mask": mask} if mask is not None else {"is_causal": True}
+        a = nn.functional.scaled_dot_product_attention(q, k, v, **kw).transpose(1, 2).reshape(N, L, d)
+        x = x + self.proj(a)
+        return x + self.fc2(nn.functional.gelu(self.fc1(x)))
+
+
+@pytest.mark.parametrize("masked", ["causal", "boolean"])
+def test_scaled_dot_product_attention_calls_get_head_rows_that_match_a_manual_softmax(masked):
+    torch.manual_seed(5)
+    block, x = _CausalBlock(), torch.randn(2, 7, 16)
+    keep = torch.ones(7, 7, dtype=torch.bool).tril() if masked == "causal" else torch.rand(7, 7) > 0.3
+    keep |= torch.eye(7, dtype=torch.bool)  # every query sees at least itself
+    mask = None if masked == "causal" else keep
+
+    def expected():
+        with torch.no_grad():
+            q, k, _ = (t.reshape(2, 7, 4, 4).transpose(1, 2) for t in block.qkv(x).chunk(3, -1))
+            logits = (q @ k.transpose(-1, -2) / 2.0).masked_fill(~keep, -math.inf)
+            w = logits.softmax(-1)
+        entropy = -(w * torch.log(w.clamp_min(1e-30))).sum(-1)
+        return entropy.mean((0, 2)).double(), (w.amax(-1) > 0.99).double().mean((0, 2))
+
+    for scale in (1.0, 40.0):
+        with torch.no_grad():
+            block.qkv.weight[:16].mul_(scale)
+        with watch(block) as probe:
+            block(x, mask).pow(2).mean().backward()
+            s = probe.summary().set_index("layer")
+            found = {f.kind for f in probe.findings()}
+        entropy, collapsed = expected()
+        heads = [f"model:attention:head{h}" for h in range(4)]
+        assert s.loc[heads, "attn_entropy"].tolist() == pytest.approx(entropy.tolist(), rel=1e-4, abs=1e-6)
+        assert s.loc[heads, "attn_collapsed"].tolist() == pytest.approx(collapsed.tolist())
+        assert s.loc["fc1:gelu", "activation"] == "gelu" and s.loc["fc1:gelu", "units"] == 64
+        assert ("attention_collapse" in found) == (scale > 1)

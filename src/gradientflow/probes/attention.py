@@ -1,4 +1,5 @@
-"""Attention weights of ``nn.MultiheadAttention``, per head, recomputed beside the module.
+"""Attention weights of ``nn.MultiheadAttention`` and of ``F.scaled_dot_product_attention`` calls,
+per head, recomputed beside them.
 
 On a sampled step the probe's forward hook takes the module's inputs (query, key, masks) and
 recomputes the attention logits and weights without gradients: the module itself runs exactly as
@@ -13,7 +14,9 @@ the training's numbers). Per head it adds up, over the window's queries:
   logit scale that drives the collapse).
 
 Masks are honoured: ``attn_mask`` (boolean, True = masked, or additive float; 2-D or per head),
-``key_padding_mask`` and ``is_causal``. Bias-k/v and add-zero-attention are not modelled.
+``key_padding_mask`` and ``is_causal``. Bias-k/v and add-zero-attention are not modelled. For
+``scaled_dot_product_attention`` a boolean mask follows that function's own convention (True =
+take part), so it is inverted before use.
 """
 
 from __future__ import annotations
@@ -70,12 +73,44 @@ def head_sums(module: nn.MultiheadAttention, args: tuple, kwargs: dict) -> Tenso
     padding = _additive(given.get("key_padding_mask"), logits.dtype)
     if padding is not None:
         logits = logits + padding.reshape(N, 1, 1, S).expand(N, H, 1, S).reshape(N * H, 1, S)
+    return logit_sums(logits.reshape(N, H, L, S))
+
+
+@torch.no_grad()
+def sdpa_sums(args: tuple, kwargs: dict) -> Tensor | None:
+    """Per head, the (``SLOTS``) sums of one ``F.scaled_dot_product_attention(q, k, v, attn_mask,
+    dropout_p, is_causal, scale)`` call: logits q k^T * scale (1/sqrt(E) by default) plus the mask,
+    as torch documents the function. q is (..., H, L, E); None for fewer than 2 dimensions."""
+    names = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale")
+    given = {**dict(zip(names, args)), **kwargs}
+    q, k = given["query"].detach(), given["key"].detach()
+    if q.dim() < 2:
+        return None
+    if q.dim() == 2:
+        q, k = q.unsqueeze(0), k.unsqueeze(0)
+    if k.shape[-3] != q.shape[-3]:  # grouped-query attention: each key head serves several query heads
+        k = k.repeat_interleave(q.shape[-3] // k.shape[-3], dim=-3)
+    L, S, E = q.shape[-2], k.shape[-2], q.shape[-1]
+    scale = given.get("scale") or 1 / math.sqrt(E)
+    logits = (q @ k.transpose(-2, -1)) * scale
+    mask = given.get("attn_mask")
+    mask = _additive(mask.logical_not() if mask is not None and mask.dtype == torch.bool else mask, logits.dtype)
+    if given.get("is_causal"):
+        mask = _additive(torch.ones(L, S, dtype=torch.bool, device=q.device).tril().logical_not(), logits.dtype)
+    if mask is not None:
+        logits = logits + mask
+    return logit_sums(logits.reshape(-1, *logits.shape[-3:]))
+
+
+def logit_sums(logits: Tensor) -> Tensor:
+    """(H, ``SLOTS``) sums over the batch and queries of (batch, H, L, S) masked logits."""
     weights = torch.softmax(logits, -1)
-    entropy = -(weights * torch.log(weights.clamp_min(1e-30))).sum(-1)  # (N*H, L)
+    entropy = -(weights * torch.log(weights.clamp_min(1e-30))).sum(-1)  # (N, H, L)
     collapsed = (weights.amax(-1) > COLLAPSED).double()
     finite = torch.isfinite(logits)
     shown = torch.where(finite, logits, torch.zeros_like(logits)).double()
-    per = lambda t: t.reshape(N, H, -1).transpose(0, 1).reshape(H, -1).sum(-1)  # noqa: E731 - sum per head
+    H = logits.shape[1]
+    per = lambda t: t.transpose(0, 1).reshape(H, -1).sum(-1)  # noqa: E731 - sum per head
     ones = torch.ones_like(entropy, dtype=torch.float64)
     return torch.stack([per(ones), per(entropy.double()), per(collapsed), per(shown), per(shown * shown),
                         per(finite.double())], 1)  # (H, SLOTS)

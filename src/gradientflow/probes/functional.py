@@ -8,6 +8,7 @@ A call is named after the module whose output it is applied to (``F.relu(self.fc
 module: ``"block.fc1:relu"``), else after the innermost module running (``"block:relu"``), with
 ``#2``, ``#3`` for further calls under the same name in one forward pass. Calls made by an
 activation *module* (``nn.ReLU`` calls ``F.relu``) are left to that module's own hook.
+``F.scaled_dot_product_attention`` calls are handed on as attention (``"block:attention"``).
 
 The first sampled step is a discovery pass; if the model makes no such call, nothing is
 installed again and the other steps cost nothing. Where it does, the mode and the hooks are
@@ -74,9 +75,10 @@ class Calls(TorchFunctionMode):
     """The mode: hands each activation call (its row name, module, record, input and output) to
     ``seen``; every other call passes straight through."""
 
-    def __init__(self, seen: Callable[[str, str, Activation | None, Tensor, Tensor], None]):
+    def __init__(self, seen: Callable[[str, str, Activation | None, Tensor, Tensor], None],
+                 attended: Callable[[str, tuple, dict], None] | None = None):
         super().__init__()
-        self.seen = seen
+        self.seen, self.attended = seen, attended
         self.stack: list[tuple[str, nn.Module]] = []
         self.counts: dict[tuple[str, str], int] = {}
         self.names: dict[int, str] = {}
@@ -127,6 +129,10 @@ class Calls(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
+        if func is F.scaled_dot_product_attention and self.attended is not None and not self.quiet \
+                and not (self.stack and isinstance(self.stack[-1][1], nn.MultiheadAttention)):  # that has its own hook
+            self.attended(self._name(self.stack[-1][0] if self.stack else "", "attention"), args, kwargs)
+            return out
         entry = FUNCTIONS.get(func)
         if entry is None or self.quiet or not isinstance(out, Tensor) or not args or not isinstance(args[0], Tensor):
             return out
@@ -135,9 +141,12 @@ class Calls(TorchFunctionMode):
         fn, record = entry
         made = self.produced.get(id(args[0]))
         where = made[1] if made is not None and made[0] is args[0] else self.stack[-1][0] if self.stack else ""
+        z = args[0] if out is not args[0] else None  # in place (relu_): the input is gone
+        self.seen(self._name(where, fn), fn, record(args, kwargs), z, out)
+        return out
+
+    def _name(self, where: str, fn: str) -> str:
+        """"where:fn", then "where:fn#2", ... for further calls under the same name in one forward."""
         k = self.counts.get((where, fn), 0) + 1
         self.counts[(where, fn)] = k
-        name = f"{where or 'model'}:{fn}" + (f"#{k}" if k > 1 else "")
-        z = args[0] if out is not args[0] else None  # in place (relu_): the input is gone
-        self.seen(name, fn, record(args, kwargs), z, out)
-        return out
+        return f"{where or 'model'}:{fn}" + (f"#{k}" if k > 1 else "")

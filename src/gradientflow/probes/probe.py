@@ -96,10 +96,12 @@ NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)  # batch, i
 
 @dataclass
 class _Attention:
-    """An ``nn.MultiheadAttention`` and its per-head sums (``attention.head_sums``), one row per head."""
+    """An ``nn.MultiheadAttention`` (or a ``scaled_dot_product_attention`` call, with no module)
+    and its per-head sums (``attention.head_sums``, ``attention.sdpa_sums``), one row per head."""
 
     name: str
-    module: nn.Module
+    module: nn.Module | None
+    head_dim: int
     acc: Tensor | None = None
     order: int = -1
 
@@ -168,11 +170,12 @@ class Probe:
         self._rows: list[dict] = []  # closed windows not yet written to a run store
         self._history: list[dict] = []
         self._handles: list = []
-        self._calls = Calls(self._on_call)
+        self._calls = Calls(self._on_call, self._on_sdpa)
         self._functional: bool | None = None  # None until the first sampled step has looked
         self._call_rows: dict[str, _Call] = {}
-        self._attention = [_Attention(name or type(m).__name__, m) for name, m in model.named_modules()
+        self._attention = [_Attention(name or type(m).__name__, m, m.head_dim) for name, m in model.named_modules()
                            if isinstance(m, nn.MultiheadAttention)]
+        self._sdpa: dict[str, _Attention] = {}  # scaled_dot_product_attention calls, by row name
         self._recurrent = [_Recurrent(name or type(m).__name__, m) for name, m in model.named_modules()
                            if isinstance(m, nn.RNNBase) and m.mode in recurrent.GATES]
 
@@ -246,7 +249,7 @@ class Probe:
         if self._calls.active:
             self._calls.stop()
             if self._functional is None:
-                self._functional = bool(self._call_rows)  # none found: never look again
+                self._functional = bool(self._call_rows or self._sdpa)  # none found: never look again
 
     @torch.no_grad()
     def _update_ratios(self) -> None:
@@ -334,13 +337,24 @@ class Probe:
                 return
             with self._calls.paused():  # the recomputation's softmax is not the model's own call
                 sums = attention.head_sums(module, args, kwargs)
-            if sums is None:
-                return
-            if att.order < 0:
-                att.order = self._seen
-                self._seen += 1
-            att.acc = sums if att.acc is None else att.acc + sums
+            self._attention_sums(att, sums)
         return hook
+
+    def _attention_sums(self, att: _Attention, sums: Tensor | None) -> None:
+        if sums is None:
+            return
+        if att.order < 0:
+            att.order = self._seen
+            self._seen += 1
+        att.acc = sums if att.acc is None else att.acc + sums
+
+    def _on_sdpa(self, name: str, args: tuple, kwargs: dict) -> None:
+        with self._calls.paused():
+            sums = attention.sdpa_sums(args, kwargs)
+        if sums is not None:
+            query = args[0] if args else kwargs["query"]
+            att = self._sdpa.setdefault(name, _Attention(name, None, query.shape[-1]))
+            self._attention_sums(att, sums)
 
     def _on_recurrent(self, rec: _Recurrent):
         def hook(module, args, kwargs, output):
@@ -502,10 +516,11 @@ class Probe:
         for i, row in enumerate(rows):  # the layer-to-layer gradient factor needs the next layer
             nxt = rows[i + 1]["act_grad_norm"] if i + 1 < len(rows) else math.nan
             row["grad_factor"] = row["act_grad_norm"] / nxt if nxt and math.isfinite(nxt) else math.nan
-        for att in sorted((a for a in self._attention if a.acc is not None), key=lambda a: a.order):
+        for att in sorted((a for a in [*self._attention, *self._sdpa.values()] if a.acc is not None),
+                          key=lambda a: a.order):
             at = next((i for i, r in enumerate(rows) if r["_order"] > att.order), len(rows))
             heads = [{"layer": f"{att.name}:head{h['head']}", "type": "attention head", "activation": None,
-                      "units": att.module.head_dim, "first_step": self._window_start, "last_step": self.step,
+                      "units": att.head_dim, "first_step": self._window_start, "last_step": self.step,
                       "sampled_steps": None, "_order": att.order, **{k: v for k, v in h.items() if k != "head"}}
                      for h in attention.rows(att.acc.tolist())]
             rows[at:at] = heads
