@@ -490,3 +490,37 @@ def test_scaled_dot_product_attention_calls_get_head_rows_that_match_a_manual_so
         assert s.loc[heads, "attn_collapsed"].tolist() == pytest.approx(collapsed.tolist())
         assert s.loc["fc1:gelu", "activation"] == "gelu" and s.loc["fc1:gelu", "units"] == 64
         assert ("attention_collapse" in found) == (scale > 1)
+
+
+def test_a_chosen_subset_of_statistics_does_only_that_and_user_statistics_are_columns():
+    from gradientflow.probes import Statistic
+
+    torch.manual_seed(6)
+    net = nn.Sequential(nn.Linear(6, 10), nn.ReLU(), nn.Linear(10, 3))
+    x = torch.randn(32, 6)
+    peak = Statistic("act_peak", "activation", lambda h: h.abs().amax())
+    grad_rms = Statistic("grad_rms", "activation_grad", lambda g: g.pow(2).mean().sqrt())
+    wmax = Statistic("wgrad_max", "weight_grad", lambda g: g.abs().amax())
+    with watch(net, stats=["dead", peak, grad_rms, wmax]) as probe:
+        hs, gs = [], []
+
+        def keep(module, inputs, h):  # what the probe should see: h and, in the backward pass, dL/dh
+            hs.append(h.detach())
+            if h.requires_grad:
+                h.register_hook(gs.append)
+        net[1].register_forward_hook(keep)
+        for _ in range(3):
+            _step(net, x)
+        s = probe.summary().set_index("layer")
+    assert "hist" not in probe.history() and "saturated" not in s and "act_grad_norm" not in s and "dead" in s
+    assert s.loc["0", "act_peak"] == pytest.approx(float(torch.stack([h.abs().amax() for h in hs]).mean()), rel=1e-6)
+    assert s.loc["0", "grad_rms"] == pytest.approx(float(torch.stack([g.pow(2).mean().sqrt() for g in gs]).mean()), rel=1e-6)
+    assert s.loc["2", "wgrad_max"] == pytest.approx(float(net[2].weight.grad.abs().amax()), rel=1e-6)  # x fixed: same each step
+    with torch.no_grad():  # the read-out feeds no activation: its h is its output z (no optimiser: the same each step)
+        assert s.loc["2", "act_peak"] == pytest.approx(float(net(x).abs().amax()), rel=1e-6)
+    with pytest.raises(ValueError, match="unknown statistic 'histogramm'"):
+        watch(net, stats=["histogramm"])
+    with pytest.raises(ValueError, match="must be one of input"):
+        Statistic("x", "output", abs)
+    with pytest.raises(ValueError, match="nothing to probe"):
+        watch(nn.Sequential(nn.Tanh()))

@@ -29,6 +29,8 @@ from typing import Callable, Literal
 import torch
 from torch import Tensor, nn
 
+from .layers import walk
+
 Mode = Literal["fan_in", "fan_out", "average"]
 
 
@@ -200,27 +202,23 @@ def meanfield_scales(init_name: str, fan_in: int, fan_out: int | None = None,
     return fan_in * get(init_name).variance(fan_in, fan_out, scale), scale.bias_std ** 2
 
 
-def _linear_layers(model: nn.Module) -> list[nn.Linear]:
-    return [m for m in model.modules() if isinstance(m, nn.Linear)]
-
-
 @torch.no_grad()
 def lsuv_(model: nn.Module, x: Tensor, *, tol: float = 0.02, max_iter: int = 10,
           generator: torch.Generator | None = None) -> nn.Module:
     """Layer-sequential unit-variance init (Mishkin & Matas 2016, Algorithm 1), in place.
 
-    Every Linear layer is first made orthogonal; then, in forward order, its
-    weight is divided by sqrt(Var(output)) measured on the batch ``x`` until
+    Every layer ``layers.walk`` finds (Linear, Conv, Maxout) is first made orthogonal; then, in
+    module order, its weight is divided by sqrt(Var(output)) measured on the batch ``x`` until
     |Var(output) - 1| < ``tol`` (at most ``max_iter`` passes). Biases are zeroed.
     """
-    layers = _linear_layers(model)
+    layers = walk(model)
     for layer in layers:
         nn.init.orthogonal_(layer.weight, generator=generator)
         if layer.bias is not None:
             layer.bias.zero_()
     for layer in layers:
         seen: list[Tensor] = []
-        handle = layer.register_forward_hook(lambda m, i, o: seen.append(o))
+        handle = layer.module.register_forward_hook(lambda m, i, o: seen.append(o))
         try:
             for _ in range(max_iter):
                 seen.clear()

@@ -28,7 +28,8 @@ def inspect_cmd(run, plot_dir, as_json) -> None:
     if plot_dir:
         from .. import plots
 
-        hists = findings.histograms(r.table("histograms").to_pylist())
+        stored = r.table("histograms")
+        hists = findings.histograms(stored.to_pylist()) if stored is not None else {}
         figures = [str(p) for p in plots.save_probe_figures(rows, hists, output_folder(plot_dir))]
     if as_json:
         last = max(x["last_step"] for x in rows)

@@ -3,5 +3,6 @@
 from . import findings, stats
 from ..layers import activation_of
 from .probe import Probe, watch
+from .stats import Statistic
 
-__all__ = ["Probe", "activation_of", "findings", "stats", "watch"]
+__all__ = ["Probe", "Statistic", "activation_of", "findings", "stats", "watch"]

@@ -185,7 +185,8 @@ def _recurrent(last: list[dict], rows: list[dict]) -> list[Finding]:
     forward direction only: there processing order is sequence order and the gradient enters at
     the last step, as in Pascanu et al. (2013); a reverse direction's curve is shown, not judged."""
     found = []
-    gates = [r for r in last if _recurrent_row(r) and r.get("type") not in RECURRENT_TYPES and not _nan(r.get("saturated")) and r["saturated"] >= SATURATED]
+    gates = [r for r in last if _recurrent_row(r) and r.get("type") not in RECURRENT_TYPES
+             and not _nan(r.get("saturated")) and r["saturated"] >= SATURATED]
     if gates:
         worst = max(gates, key=lambda r: r["saturated"])
         found.append(Finding("saturated_gates", [r["layer"] for r in gates],

@@ -46,6 +46,7 @@ from torch import Tensor, nn
 from ..activations import Activation, Maxout
 from ..layers import Layer, LayerFilter, walk
 from . import attention, recurrent, stats
+from . import stats as stats_
 from .functional import Calls
 
 HIST_SAMPLE = 8192  # values per layer and step counted into the histogram (an evenly strided sample)
@@ -150,17 +151,23 @@ class Probe:
     """Hooks on a model's layers and the on-device buffers they fill. Use ``watch()``."""
 
     def __init__(self, model: nn.Module, *, every: int = 1, layers: LayerFilter = None, bins: int = 50,
-                 update_every: int = 10, window: int | None = None):
+                 update_every: int = 10, window: int | None = None, stats=None):
         for name, v, lo in (("every", every, 1), ("bins", bins, 2), ("update_every", update_every, 1)):
             if not isinstance(v, int) or v < lo:
                 raise ValueError(f"{name}={v!r} must be an integer >= {lo}")
         if window is not None and (not isinstance(window, int) or window < 1):
             raise ValueError(f"window={window!r} must be None or an integer >= 1")
         self.model, self.every, self.bins, self.update_every, self.window = model, every, bins, update_every, window
+        self.groups, self.custom = stats_.choose(stats)
+        self._custom_of: dict[str, list[tuple[int, stats_.Statistic]]] = {}
+        for i, c in enumerate(self.custom):
+            self._custom_of.setdefault(c.of, []).append((_SLOTS + 2 * i, c))
+        self._slots = _SLOTS + 2 * len(self.custom)  # a user statistic adds [sum, count] to each row's buffer
+        want = self.groups.__contains__
+        self._grads = want("gradients") or want("glorot") or "activation_grad" in self._custom_of
+        self._weight_grads = want("gradients") or want("sign_coherence") or "weight_grad" in self._custom_of
         self.step = 0
         self.layers = [_Layer(layer) for layer in walk(model, layers)]
-        if not self.layers:
-            raise ValueError("no layers to probe: the model has no Linear/Conv/Maxout module matching the filter")
         self._active = False
         self._measure_update = False
         self._last_h: Tensor | None = None
@@ -178,13 +185,18 @@ class Probe:
         self._sdpa: dict[str, _Attention] = {}  # scaled_dot_product_attention calls, by row name
         self._recurrent = [_Recurrent(name or type(m).__name__, m) for name, m in model.named_modules()
                            if isinstance(m, nn.RNNBase) and m.mode in recurrent.GATES]
+        if layers is not None and not self.layers:
+            raise ValueError(f"no layers to probe: layers={layers!r} matches no Linear/Conv/Maxout module")
+        if not (self.layers or self._attention or self._recurrent or any(isinstance(m, NORMS) for m in model.modules())):
+            raise ValueError("nothing to probe: the model has no Linear/Conv/Maxout module matching the filter, no "
+                             "normalisation, attention or recurrent layer")
 
     # --- attach / detach ---
 
     def attach(self) -> "Probe":
         device = next(self.model.parameters()).device
         for layer in self.layers:
-            layer.acc = torch.zeros(_SLOTS, dtype=torch.float64, device=device)
+            layer.acc = torch.zeros(self._slots, dtype=torch.float64, device=device)
             layer.hist = torch.zeros(self.bins, dtype=torch.float32, device=device)
             act = layer.layer.activation
             if act is not None:
@@ -194,7 +206,7 @@ class Probe:
             self._handles.append(layer.module.register_forward_hook(self._on_layer(layer)))
             if layer.activation is not None:
                 self._handles.append(layer.activation.register_forward_hook(self._on_activation(layer)))
-            if layer.layer.weight.requires_grad:
+            if layer.layer.weight.requires_grad and self._weight_grads:
                 self._handles.append(layer.layer.weight.register_post_accumulate_grad_hook(self._on_weight_grad(layer)))
         for name, module in self.model.named_modules():
             if isinstance(module, NORMS):
@@ -234,7 +246,8 @@ class Probe:
             self._update_ratios()
         # copy the weights one step before every update_every-th sampled step
         nxt = self.step  # the next step, counted from 0 (self.step already counts this one from 1)
-        self._measure_update = nxt % self.every == 0 and (nxt // self.every) % self.update_every == self.update_every - 1
+        self._measure_update = "updates" in self.groups and nxt % self.every == 0 \
+            and (nxt // self.every) % self.update_every == self.update_every - 1
         if self._measure_update:
             for layer in self.layers:
                 w = layer.layer.weight.detach()
@@ -278,13 +291,19 @@ class Probe:
                         acc[_X:_X + 3] += self._last_h_layer.last_h_moments
                     else:
                         acc[_X:_X + 3] += stats.moments(x)
+                if x is not None and "input" in self._custom_of:
+                    self._add_custom(acc, "input", x)
+                if "pre_activation" in self._custom_of:
+                    self._add_custom(acc, "pre_activation", output)
                 if layer.activation is None:  # no activation: z is the layer's output h
                     self._activation_stats(layer, output, output)
                 else:
                     acc[_Z:_Z + 3] += stats.moments(output)
+            if not self._grads:
+                return
             if output.requires_grad:
-                output.register_hook(self._grad_moments(acc, _GZ))
-            if x is not None and x.requires_grad and x is not self._last_h:
+                output.register_hook(self._grad_moments(acc, _GZ, custom=layer.activation is None))
+            if x is not None and x.requires_grad and x is not self._last_h and "glorot" in self.groups:
                 x.register_hook(self._grad_moments(acc, _GX))
             elif x is not None and x is self._last_h:
                 layer.gx_from = self._last_h_layer  # dL/dx is the previous layer's dL/dh
@@ -296,8 +315,8 @@ class Probe:
                 return
             with torch.no_grad():
                 self._activation_stats(layer, inputs[0], output)
-            if output.requires_grad:
-                output.register_hook(self._grad_moments(layer.acc, _GH))
+            if output.requires_grad and self._grads:
+                output.register_hook(self._grad_moments(layer.acc, _GH, custom=True))
         return hook
 
     def _activation_stats(self, layer: _Layer, z: Tensor, h: Tensor) -> None:
@@ -308,6 +327,8 @@ class Probe:
             acc[_Z:_Z + 3] += m
         layer.last_h_moments = m
         self._last_h, self._last_h_layer = h, layer
+        if "activation" in self._custom_of:
+            self._add_custom(acc, "activation", h)
         self._shape_stats(layer, z, h, layer.layer.unit_dim)
 
     def _shape_stats(self, row: "_Layer | _Call", z: Tensor | None, h: Tensor, unit_dim: int) -> None:
@@ -315,17 +336,20 @@ class Probe:
         fixed at the first sampled step where f is unbounded), the exact zeros of h, and with z the
         count in the saturated region and the units seen outside the dead region."""
         acc = row.acc
-        if row.hist_range[0] is None or row.hist_range[1] is None:
-            lo, hi = row.hist_range
-            spread = 1.5 * float(h.detach().abs().max()) or 1.0  # fixed once, at the first sampled step
-            row.hist_range = (-spread if lo is None else lo, spread if hi is None else hi)
-        row.hist += stats.histogram(h, *row.hist_range, self.bins, HIST_SAMPLE)
-        acc[_ZERO] += h.numel() - torch.count_nonzero(h)
+        if "histogram" in self.groups:
+            if row.hist_range[0] is None or row.hist_range[1] is None:
+                lo, hi = row.hist_range
+                spread = 1.5 * float(h.detach().abs().max()) or 1.0  # fixed once, at the first sampled step
+                row.hist_range = (-spread if lo is None else lo, spread if hi is None else hi)
+            row.hist += stats.histogram(h, *row.hist_range, self.bins, HIST_SAMPLE)
+        saturation = "saturation" in self.groups
+        if saturation:
+            acc[_ZERO] += h.numel() - torch.count_nonzero(h)
         if z is None:
             return
-        if row.saturated_region:
+        if row.saturated_region and saturation:
             acc[_SAT] += stats.count_in_region(z, row.saturated_region)
-        if row.dead_region:
+        if row.dead_region and "dead" in self.groups:
             active = ~stats.in_region(stats.units_view(z, unit_dim), row.dead_region)
             if row.ever_active is None:
                 row.ever_active = torch.zeros(active.shape[1], dtype=torch.bool, device=z.device)
@@ -438,7 +462,7 @@ class Probe:
                 unit_dim = 0
             lo_hi = record.output_range() if record is not None else ((0.0, 1.0) if function == "softmax" else (None, None))
             call = _Call(name, function, record, h.shape[unit_dim] if h.dim() else 1, unit_dim,
-                         torch.zeros(_SLOTS, dtype=torch.float64, device=h.device),
+                         torch.zeros(self._slots, dtype=torch.float64, device=h.device),
                          torch.zeros(self.bins, dtype=torch.float32, device=h.device), lo_hi, self._seen,
                          norm=norm, saturated_region=record.saturated_region() if record is not None else (),
                          dead_region=record.dead_region() if record is not None else ())
@@ -451,11 +475,15 @@ class Probe:
             acc[_H:_H + 3] += m
             if z is not None:
                 acc[_Z:_Z + 3] += stats.moments(z)
+            if z is not None and "pre_activation" in self._custom_of:
+                self._add_custom(acc, "pre_activation", z)
+            if "activation" in self._custom_of:
+                self._add_custom(acc, "activation", h)
             if z is None and function == "relu":
                 z = h  # in place: relu's regions read the same on h (h = 0 exactly where z <= 0)
             self._shape_stats(call, z if h.dim() else None, h, call.unit_dim)
-        if h.requires_grad:
-            h.register_hook(self._grad_moments(acc, _GH))
+        if h.requires_grad and self._grads:
+            h.register_hook(self._grad_moments(acc, _GH, custom=True))
 
     def _call_row(self, call: _Call, acc: list[float]) -> dict:
         h_mean, h_var = stats.pooled_mean_var(acc[_H:_H + 3])
@@ -482,11 +510,22 @@ class Probe:
             "hist": call.hist.tolist(),
         }
 
-    def _grad_moments(self, acc: Tensor, slot: int):
+    def _grad_moments(self, acc: Tensor, slot: int, custom: bool = False):
+        """A tensor hook adding the moments of a gradient; ``custom``: it is dL/dh, which user
+        statistics ``of="activation_grad"`` also see."""
         def hook(grad: Tensor):
             with torch.no_grad():
                 acc[slot:slot + 3] += stats.moments(grad)
+                if custom and "activation_grad" in self._custom_of:
+                    self._add_custom(acc, "activation_grad", grad)
         return hook
+
+    def _add_custom(self, acc: Tensor, of: str, t: Tensor) -> None:
+        """Add each user statistic of this tensor into its [sum, count] slots."""
+        t = t.detach()
+        for slot, c in self._custom_of[of]:
+            acc[slot] += c.fn(t).to(acc.dtype).reshape(())
+            acc[slot + 1] += 1
 
     def _on_weight_grad(self, layer: _Layer):
         def hook(param: Tensor):
@@ -494,10 +533,14 @@ class Probe:
                 return
             with torch.no_grad():
                 g = param.grad
-                layer.acc[_WG] += torch.dot(g.reshape(-1), g.reshape(-1)).double()
-                layer.acc[_WG_N] += 1
-                layer.acc[_SIGN] += stats.sign_coherence(g, SIGN_UNITS)
-                layer.acc[_SIGN_N] += 1
+                if "gradients" in self.groups:
+                    layer.acc[_WG] += torch.dot(g.reshape(-1), g.reshape(-1)).double()
+                    layer.acc[_WG_N] += 1
+                if "sign_coherence" in self.groups:
+                    layer.acc[_SIGN] += stats.sign_coherence(g, SIGN_UNITS)
+                    layer.acc[_SIGN_N] += 1
+                if "weight_grad" in self._custom_of:
+                    self._add_custom(layer.acc, "weight_grad", g)
         return hook
 
     # --- reading ---
@@ -505,14 +548,17 @@ class Probe:
     def _close_window(self) -> list[dict]:
         """Read the buffers back (one synchronisation), reset them, and keep the rows."""
         everything = [*self.layers, *self._call_rows.values()]
-        read = torch.stack([x.acc for x in everything]).tolist()  # one transfer for every row
+        read = torch.stack([x.acc for x in everything]).tolist() if everything else []  # one transfer for every row
         accs = {id(x): values for x, values in zip(everything, read)}
         rows = []
         for x in sorted(everything, key=lambda l: (l.order < 0, l.order)):
             if accs[id(x)][_N] == 0:
                 continue
-            rows.append(self._row(x, accs[id(x)], accs) if isinstance(x, _Layer) else self._call_row(x, accs[id(x)]))
+            acc = accs[id(x)]
+            rows.append(self._row(x, acc, accs) if isinstance(x, _Layer) else self._call_row(x, acc))
             rows[-1]["_order"] = x.order
+            for slot, c in (pair for pairs in self._custom_of.values() for pair in pairs):
+                rows[-1][c.name] = acc[slot] / acc[slot + 1] if acc[slot + 1] else math.nan
         for i, row in enumerate(rows):  # the layer-to-layer gradient factor needs the next layer
             nxt = rows[i + 1]["act_grad_norm"] if i + 1 < len(rows) else math.nan
             row["grad_factor"] = row["act_grad_norm"] / nxt if nxt and math.isfinite(nxt) else math.nan
@@ -530,8 +576,11 @@ class Probe:
             rows[at:at] = [{**r, "_order": rec.order} for r in self._recurrent_rows(rec)]
             rec.gates = rec.states = rec.time_sq = rec.time_n = None
             rec.steps = 0
+        dropped = [col for group, cols in stats.GROUPS.items() if group not in self.groups for col in cols]
         for row in rows:
             del row["_order"]
+            for col in dropped:
+                row.pop(col, None)
         for layer in everything:
             layer.acc.zero_()
             layer.hist.zero_()
@@ -604,7 +653,8 @@ class Probe:
             "glorot_backward": ratio(gx_var, gz_var),
             "update_ratio": acc[_UPD] / acc[_UPD_N] if acc[_UPD_N] else math.nan,
             "sign_coherence": acc[_SIGN] / acc[_SIGN_N] if acc[_SIGN_N] else math.nan,
-            "distinct_units": stats.distinct_rows(walked.weight, walked.bias) if not isinstance(walked.module, Maxout)
+            "distinct_units": math.nan if "distinct_units" not in self.groups
+            else stats.distinct_rows(walked.weight, walked.bias) if not isinstance(walked.module, Maxout)
             else stats.distinct_rows(walked.weight),
             "hist_lo": layer.hist_range[0], "hist_hi": layer.hist_range[1], "hist": layer.hist.tolist(),
         }
@@ -699,14 +749,17 @@ class Probe:
         numbers = [c for c in rows if c not in ("step", "hist_lo", "hist_hi") and pd.api.types.is_numeric_dtype(rows[c])
                    and not pd.api.types.is_bool_dtype(rows[c])]
         long = rows.melt(id_vars=["step", "layer"], value_vars=numbers, var_name="name").astype({"value": float})
-        hist = rows.loc[rows["hist"].map(lambda h: isinstance(h, list)), ["step", "layer", "hist", "hist_lo", "hist_hi"]]
-        hist = hist.explode("hist", ignore_index=True)  # attention heads have no histogram
-        hist["bin"] = hist.groupby(["step", "layer"], sort=False).cumcount()
-        width = (hist["hist_hi"] - hist["hist_lo"]) / self.bins
-        hist = hist.assign(lo=hist["hist_lo"] + hist["bin"] * width, hi=hist["hist_lo"] + (hist["bin"] + 1) * width,
-                           count=hist["hist"].astype(float))[["step", "layer", "bin", "lo", "hi", "count"]]
+        tables = [("probes", long)]
+        if "hist" in rows:  # not when the histogram statistic is off
+            hist = rows.loc[rows["hist"].map(lambda h: isinstance(h, list)), ["step", "layer", "hist", "hist_lo", "hist_hi"]]
+            hist = hist.explode("hist", ignore_index=True)  # attention heads have no histogram
+            hist["bin"] = hist.groupby(["step", "layer"], sort=False).cumcount()
+            width = (hist["hist_hi"] - hist["hist_lo"]) / self.bins
+            hist = hist.assign(lo=hist["hist_lo"] + hist["bin"] * width, hi=hist["hist_lo"] + (hist["bin"] + 1) * width,
+                               count=hist["hist"].astype(float))[["step", "layer", "bin", "lo", "hi", "count"]]
+            tables.append(("histograms", hist))
         text = rows[["step", "layer", "type", "activation"]].fillna({"activation": ""})
-        tables = [("probes", long), ("histograms", hist), ("probe_layers", text)]
+        tables.append(("probe_layers", text))
         if "time_grad" in rows:  # recurrent layers: ||dL_T/dh_t|| per time step
             time = rows.loc[rows["time_grad"].map(lambda g: isinstance(g, list)), ["step", "layer", "time_grad"]]
             time = time.explode("time_grad", ignore_index=True)
@@ -748,13 +801,16 @@ def _why_skipped(module: nn.Module) -> str | None:
 
 
 def watch(model: nn.Module, every: int = 1, *, layers: LayerFilter = None, bins: int = 50, update_every: int = 10,
-          window: int | None = None) -> Probe:
+          window: int | None = None, stats=None) -> Probe:
     """Probe ``model``'s layers while the caller's own loop trains it; use as a context manager.
 
     ``every``: sample every k-th training step. ``layers``: a tuple of module types, a list of
     module names, or a predicate ``(name, module) -> bool`` choosing the probed modules (default:
     every Linear, Conv and Maxout). ``window``: close a window every that many steps (default:
-    only when ``summary``/``flush`` is called). Leaving the ``with`` block removes every hook.
+    only when ``summary``/``flush`` is called). ``stats``: which statistics to compute (default: all),
+    names from ``stats.GROUPS`` ("histogram", "saturation", "dead", "gradients", "glorot", "updates",
+    "sign_coherence", "distinct_units") and ``stats.Statistic`` objects of the user's own; a probe
+    asked for less does less work per step. Leaving the ``with`` block removes every hook.
 
         >>> import torch, gradientflow as gf
         >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
@@ -763,4 +819,5 @@ def watch(model: nn.Module, every: int = 1, *, layers: LayerFilter = None, bins:
         >>> list(probe.summary()["layer"])
         ['0', '2']
     """
-    return Probe(model, every=every, layers=layers, bins=bins, update_every=update_every, window=window).attach()
+    return Probe(model, every=every, layers=layers, bins=bins, update_every=update_every, window=window,
+                 stats=stats).attach()

@@ -6,6 +6,9 @@ between flushes without a host synchronisation.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
@@ -96,3 +99,66 @@ def distinct_rows(weight: Tensor, bias: Tensor | None = None) -> int:
     if bias is not None:
         rows = torch.cat([rows, bias.detach().reshape(-1, 1)], 1)
     return int(torch.unique(rows, dim=0).shape[0])
+
+
+# --- which statistics a probe computes ---
+
+GROUPS: dict[str, tuple[str, ...]] = {
+    "histogram": ("hist", "hist_lo", "hist_hi"),
+    "saturation": ("saturated", "zero"),
+    "dead": ("dead",),
+    "gradients": ("act_grad_norm", "grad_factor", "weight_grad_norm"),
+    "glorot": ("glorot_forward", "glorot_backward"),
+    "updates": ("update_ratio",),
+    "sign_coherence": ("sign_coherence",),
+    "distinct_units": ("distinct_units",),
+}
+"""The built-in statistics a probe can be asked for (``watch(model, stats=[...])``), each with the
+columns it fills. The moments (``act_mean``, ``act_std``, ``in_mean``, ``in_std``,
+``input_mean_over_std``) are always computed: every other statistic is read beside them."""
+
+TENSORS = ("input", "pre_activation", "activation", "activation_grad", "weight_grad")
+
+
+@dataclass(frozen=True)
+class Statistic:
+    """A statistic of the user's own, computed by the probe on every sampled step of every layer row
+    and reported as a column without touching the probe: ``fn`` maps one of the layer's tensors
+    (``of``: its ``input`` x, ``pre_activation`` z, ``activation`` h, ``activation_grad`` dL/dh or
+    ``weight_grad`` dL/dW) to a scalar tensor, and the column ``name`` is its mean over the window's
+    sampled steps. ``fn`` runs without gradients and should stay on the device (no ``.item()``), so
+    the probe adds it into a buffer and reads it back once per window.
+
+        >>> kurtosis = Statistic("act_kurtosis", "activation",
+        ...                      lambda h: ((h - h.mean()) ** 4).mean() / h.var() ** 2)
+    """
+
+    name: str
+    of: str
+    fn: Callable[[Tensor], Tensor]
+
+    def __post_init__(self):
+        if self.of not in TENSORS:
+            raise ValueError(f"Statistic {self.name!r}: of={self.of!r} must be one of {', '.join(TENSORS)}")
+        if not self.name.isidentifier():
+            raise ValueError(f"Statistic name {self.name!r} must be an identifier (it becomes a column)")
+
+
+def choose(chosen) -> tuple[frozenset[str], tuple[Statistic, ...]]:
+    """``stats=`` of ``watch`` -> (the built-in groups, the user's statistics). None: every built-in."""
+    if chosen is None:
+        return frozenset(GROUPS), ()
+    if isinstance(chosen, (str, Statistic)):
+        chosen = [chosen]
+    groups, custom = set(), []
+    for c in chosen:
+        if isinstance(c, Statistic):
+            custom.append(c)
+        elif c in GROUPS:
+            groups.add(c)
+        else:
+            raise ValueError(f"unknown statistic {c!r}: built-in ones are {', '.join(GROUPS)}, or pass a Statistic")
+    names = [c.name for c in custom]
+    if len(set(names)) != len(names) or set(names) & {col for cols in GROUPS.values() for col in cols}:
+        raise ValueError(f"statistic names {names} must be distinct and not a built-in column")
+    return frozenset(groups), tuple(custom)
