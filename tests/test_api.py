@@ -29,7 +29,8 @@ ALLOWED = {
     "activations": {"gaussian"},
     "properties": {"activations", "gaussian"},
     "theory": {"activations", "gaussian"},
-    "init": {"activations", "theory"},
+    # beyond DESIGN.md: lsuv_ finds a net's layers through the one shared walk (issue 13, item 9)
+    "init": {"activations", "theory", "layers"},
     "layers": {"activations"},
     "model": {"activations", "init", "layers"},
     "propagate": {"layers", "init", "theory", "probes/stats", "model"},
