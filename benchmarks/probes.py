@@ -12,7 +12,9 @@ pooling and a Linear read-out, on 64 images of 28 x 28. ``--model transformer``:
 on 32 sequences of 32 tokens, mean-pooled into a Linear read-out. For these two only ``watch`` is
 compared with the bare step.
 
-Run: .venv/bin/python benchmarks/probes.py [--json] [--rounds 5] [--steps 20] [--device cpu] [--model mlp|cnn|transformer]
+``--groups``: also each built-in statistic alone (``watch(stats=[G])``) and the moments alone.
+
+Run: .venv/bin/python benchmarks/probes.py [--json] [--rounds 5] [--steps 20] [--device cpu] [--model mlp|cnn|transformer] [--groups]
 """
 
 from __future__ import annotations
@@ -112,6 +114,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--model", choices=("mlp", "cnn", "transformer"), default="mlp")
+    parser.add_argument("--groups", action="store_true",
+                        help="also time watch(every=1, stats=[G]) for each built-in statistic G, and stats=[] "
+                             "(the moments alone): what each statistic costs")
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -124,6 +129,12 @@ def main() -> None:
         "watch_every_1": lambda: watch(net, every=1),
         "watch_every_10": lambda: watch(net, every=10),
     }
+    if args.groups:
+        from gradientflow.probes.stats import GROUPS
+
+        variants["moments_only"] = lambda: watch(net, every=1, stats=[])
+        for group in GROUPS:
+            variants[f"only_{group}"] = lambda group=group: watch(net, every=1, stats=[group])
     if args.model == "mlp":
         variants["naive_item_hooks"] = lambda: naive_item_hooks(net)
         try:

@@ -36,25 +36,55 @@ def test_planted_dead_units_are_counted_exactly():
     assert row["dead"] == 0.4 and row["zero"] == pytest.approx(0.4)
 
 
-def test_moments_histogram_and_zero_match_direct_computation():
+@pytest.mark.parametrize("exact", [True, False])
+def test_moments_histogram_and_zero_match_direct_computation(exact):
+    """Exact: the histogram of the documented strided sample and the saturated share of the whole
+    batch. Default: both counted on the documented strided rows, the share within Hoeffding's bound
+    of the whole batch's; the moments are the whole batch's either way."""
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(8, 64), nn.Tanh(), nn.Linear(64, 3))
     x = torch.randn(200, 8)
-    with watch(net, bins=20) as probe:
+    with watch(net, bins=20, exact=exact) as probe:
         _step(net, x)
     h = torch.tanh(net[0](x)).detach()
+    z = net[0](x).detach()
     s = probe.summary()
     row = _row(s, "0")
     assert row["act_mean"] == pytest.approx(h.mean().item(), abs=1e-6)
     assert row["act_std"] == pytest.approx(h.std(correction=0).item(), rel=1e-5)
     assert (row["hist_lo"], row["hist_hi"]) == (-1.0, 1.0)
     counts = torch.tensor(probe.history()["hist"][0])
-    sample = h.reshape(-1)[:: -(-h.numel() // 8192)]  # the documented strided sample
+    rows = slice(None) if exact else slice(None, None, -(-200 // gf.probes.probe.SHARE_ROWS))  # every 7th sample
+    sample = h[rows].reshape(-1)[:: -(-h[rows].numel() // 8192)]  # the documented strided sample
     assert torch.equal(counts, torch.histc(sample, 20, -1, 1))
-    z = net[0](x).detach()
     band = gf.properties.saturated_region(gf.activations.get("tanh"))[1][0]
-    assert row["saturated"] == pytest.approx((z.abs() >= band).float().mean().item())
+    assert row["saturated"] == pytest.approx((z[rows].abs() >= band).float().mean().item())
+    bound = math.sqrt(math.log(2 / 0.05) / (2 * len(z[rows])))
+    assert abs(row["saturated"] - (z.abs() >= band).double().mean().item()) <= (1e-12 if exact else bound)
     assert list(s["layer"]) == ["0", "2"] and s["activation"].isna().tolist() == [False, True]
+
+
+def test_row_sampled_shares_stay_within_hoeffdings_bound_over_a_window():
+    """A relu layer whose units' activity is strongly correlated within a sample (the worst case
+    for a bound over samples): over 40 sampled steps of 512-sample batches, the sampled zero share
+    is within sqrt(ln(2/delta)/(2 R k)) of the exact one, for 20 seeds at delta = 0.05 (1 miss allowed)."""
+    misses = 0
+    for seed in range(20):
+        torch.manual_seed(seed)
+        net = nn.Sequential(nn.Linear(1, 50), nn.ReLU(), nn.Linear(50, 1))
+        with torch.no_grad():
+            net[0].weight.fill_(1.0)  # every unit is on exactly when the sample's x is above -bias
+            net[0].bias.uniform_(-0.1, 0.1)
+        shares = []
+        for exact in (True, False):
+            torch.manual_seed(100 + seed)
+            with watch(net, exact=exact) as probe:
+                for _ in range(40):
+                    _step(net, torch.randn(512, 1))
+                shares.append(_row(probe.summary(), "0")["zero"])
+        bound = math.sqrt(math.log(2 / 0.05) / (2 * gf.probes.probe.SHARE_ROWS * 40))
+        misses += abs(shares[0] - shares[1]) > bound
+    assert misses <= 1
 
 
 def test_sign_coherence_is_one_after_sigmoid_at_batch_one_and_lower_after_tanh():

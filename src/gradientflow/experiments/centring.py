@@ -106,7 +106,7 @@ def _coherence(act: str, batch: int, size: Size, seed: int) -> float:
     net, d = job.prepare(cfg)
     opt = optim.make("sgd", net.parameters(), lr=cfg.lr)
     g = torch.Generator().manual_seed(seed)
-    with watch(net) as probe:
+    with watch(net, exact=True) as probe:  # the claims read whole batches, every step
         for _ in range(size.probe_steps):
             idx = torch.randint(0, len(d.y_train), (batch,), generator=g)
             loss = nn.functional.cross_entropy(net(d.x_train[idx]), d.y_train[idx])

@@ -18,7 +18,7 @@ from ..train import Summary, fit
 def probe_once(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[dict]:
     """One forward and backward pass of ``net`` on (x, y) under ``watch``: the probe's rows, one per layer."""
     net.train()
-    with watch(net) as probe:
+    with watch(net, exact=True) as probe:  # the claims read whole batches, every step
         net.zero_grad(set_to_none=True)
         F.cross_entropy(net(x), y).backward()
         rows = probe.summary().to_dict("records")

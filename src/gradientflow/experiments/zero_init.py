@@ -38,7 +38,7 @@ def run(size: Size, seed: int, folder) -> dict:
     for init_name in ("zeros", "xavier"):
         cfg = size.train.replace(init=init_name, seed=seed, data_seed=seed)
         net, d = job.prepare(cfg)
-        with watch(net) as probe:
+        with watch(net, exact=True) as probe:  # the claims read whole batches, every step
             summary = job.train(cfg, net, d, run=Run.create(folder / init_name, cfg.model_dump()))
             rows = hidden(probe.summary().to_dict("records"))
         out[init_name] = {"distinct_units": [int(r["distinct_units"]) for r in rows],

@@ -51,11 +51,12 @@ from .functional import Calls
 
 HIST_SAMPLE = 8192  # values per layer and step counted into the histogram (an evenly strided sample)
 SIGN_UNITS = 64  # units per layer and step whose sign coherence is averaged
+SHARE_ROWS = 32  # samples of the batch per step on which the shares (saturated, zero) are counted
 
 # slots of a layer's accumulator row
 _N, _H, _X, _Z, _GZ, _GX, _GH = 0, 1, 4, 7, 10, 13, 16  # moments take 3 slots each
-_SAT, _ZERO, _WG, _WG_N, _SIGN, _SIGN_N, _UPD, _UPD_N = 19, 20, 21, 22, 23, 24, 25, 26
-_SLOTS = 27
+_SAT, _ZERO, _WG, _WG_N, _SIGN, _SIGN_N, _UPD, _UPD_N, _SAT_N, _ZERO_N = 19, 20, 21, 22, 23, 24, 25, 26, 27, 28
+_SLOTS = 29
 
 
 @dataclass
@@ -151,7 +152,7 @@ class Probe:
     """Hooks on a model's layers and the on-device buffers they fill. Use ``watch()``."""
 
     def __init__(self, model: nn.Module, *, every: int = 1, layers: LayerFilter = None, bins: int = 50,
-                 update_every: int = 10, window: int | None = None, stats=None):
+                 update_every: int = 10, window: int | None = None, stats=None, exact: bool = False):
         for name, v, lo in (("every", every, 1), ("bins", bins, 2), ("update_every", update_every, 1)):
             if not isinstance(v, int) or v < lo:
                 raise ValueError(f"{name}={v!r} must be an integer >= {lo}")
@@ -159,6 +160,10 @@ class Probe:
             raise ValueError(f"window={window!r} must be None or an integer >= 1")
         self.model, self.every, self.bins, self.update_every, self.window = model, every, bins, update_every, window
         self.groups, self.custom = stats_.choose(stats)
+        self.exact = exact
+        self._sampled = 0  # sampled steps so far
+        self._heavy = False  # this step also counts the histogram and the sign coherence
+        self._window_heavy = False  # the open window has had such a step
         self._custom_of: dict[str, list[tuple[int, stats_.Statistic]]] = {}
         for i, c in enumerate(self.custom):
             self._custom_of.setdefault(c.of, []).append((_SLOTS + 2 * i, c))
@@ -242,6 +247,10 @@ class Probe:
             self._close_window()
         self.step += 1
         self._active = (self.step - 1) % self.every == 0
+        if self._active:
+            self._heavy = self.exact or not self._window_heavy or self._sampled % self.update_every == 0
+            self._window_heavy |= self._heavy
+            self._sampled += 1
         if self._measure_update:
             self._update_ratios()
         # copy the weights one step before every update_every-th sampled step
@@ -336,24 +345,29 @@ class Probe:
         fixed at the first sampled step where f is unbounded), the exact zeros of h, and with z the
         count in the saturated region and the units seen outside the dead region."""
         acc = row.acc
-        if "histogram" in self.groups:
+        rows = None if self.exact else SHARE_ROWS
+        if "histogram" in self.groups and self._heavy:
             if row.hist_range[0] is None or row.hist_range[1] is None:
                 lo, hi = row.hist_range
                 spread = 1.5 * float(h.detach().abs().max()) or 1.0  # fixed once, at the first sampled step
                 row.hist_range = (-spread if lo is None else lo, spread if hi is None else hi)
-            row.hist += stats.histogram(h, *row.hist_range, self.bins, HIST_SAMPLE)
+            row.hist += stats.histogram(stats.sample_rows(h, rows), *row.hist_range, self.bins, HIST_SAMPLE)
         saturation = "saturation" in self.groups
         if saturation:
-            acc[_ZERO] += h.numel() - torch.count_nonzero(h)
+            some = stats.sample_rows(h, rows)
+            acc[_ZERO] += some.numel() - torch.count_nonzero(some)
+            acc[_ZERO_N] += some.numel()
         if z is None:
             return
         if row.saturated_region and saturation:
-            acc[_SAT] += stats.count_in_region(z, row.saturated_region)
-        if row.dead_region and "dead" in self.groups:
-            active = ~stats.in_region(stats.units_view(z, unit_dim), row.dead_region)
+            some = stats.sample_rows(z, rows)
+            acc[_SAT] += stats.count_in_region(some, row.saturated_region)
+            acc[_SAT_N] += some.numel()
+        if row.dead_region and "dead" in self.groups:  # every sample: one active sample keeps a unit alive
+            active = stats.units_active(z, unit_dim, row.dead_region)
             if row.ever_active is None:
-                row.ever_active = torch.zeros(active.shape[1], dtype=torch.bool, device=z.device)
-            row.ever_active |= active.any(0)
+                row.ever_active = torch.zeros(active.shape[0], dtype=torch.bool, device=z.device)
+            row.ever_active |= active
 
     def _on_attention(self, att: _Attention):
         def hook(module, args, kwargs, output):
@@ -488,7 +502,7 @@ class Probe:
     def _call_row(self, call: _Call, acc: list[float]) -> dict:
         h_mean, h_var = stats.pooled_mean_var(acc[_H:_H + 3])
         z_mean, z_var = stats.pooled_mean_var(acc[_Z:_Z + 3])
-        n_h, record = acc[_H + 2], call.record
+        record = call.record
         dead = math.nan
         if record is not None:
             dead = 1.0 - call.ever_active.double().mean().item() if call.ever_active is not None else 0.0
@@ -498,9 +512,9 @@ class Probe:
             "activation": None if call.norm else record.name if record is not None else call.function,
             "units": call.units, "first_step": self._window_start, "last_step": self.step,
             "sampled_steps": int(acc[_N]), "act_mean": h_mean, "act_std": math.sqrt(h_var) if h_var == h_var else nan,
-            "saturated": acc[_SAT] / n_h if call.saturated_region and n_h
+            "saturated": acc[_SAT] / acc[_SAT_N] if call.saturated_region and acc[_SAT_N]
             else (0.0 if record is not None else nan),
-            "zero": acc[_ZERO] / n_h if n_h else nan, "dead": dead,
+            "zero": acc[_ZERO] / acc[_ZERO_N] if acc[_ZERO_N] else nan, "dead": dead,
             "input_mean_over_std": abs(z_mean) / math.sqrt(z_var) if z_var > 0 else nan,
             "in_mean": z_mean, "in_std": math.sqrt(z_var) if z_var == z_var else nan,
             "weight_grad_norm": nan,
@@ -536,7 +550,7 @@ class Probe:
                 if "gradients" in self.groups:
                     layer.acc[_WG] += torch.dot(g.reshape(-1), g.reshape(-1)).double()
                     layer.acc[_WG_N] += 1
-                if "sign_coherence" in self.groups:
+                if "sign_coherence" in self.groups and self._heavy:
                     layer.acc[_SIGN] += stats.sign_coherence(g, SIGN_UNITS)
                     layer.acc[_SIGN_N] += 1
                 if "weight_grad" in self._custom_of:
@@ -587,6 +601,7 @@ class Probe:
             if layer.ever_active is not None:
                 layer.ever_active.zero_()
         self._window_start = self.step + 1
+        self._window_heavy = False
         self._rows.extend(rows)
         self._history.extend(rows)
         return rows
@@ -629,7 +644,6 @@ class Probe:
         gz_var = mv(acc, _GZ)[1]
         src = layer.gx_from
         gx_var = mv(acc, _GX)[1] if src is None else mv(accs[id(src)], src.h_grad_slot)[1]
-        n_h = acc[_H + 2]
         steps = acc[_N]
         walked = layer.layer
         dead = math.nan
@@ -643,8 +657,9 @@ class Probe:
             "activation": walked.nonlinearity, "units": walked.units,
             "first_step": self._window_start, "last_step": self.step, "sampled_steps": int(steps),
             "act_mean": h_mean, "act_std": math.sqrt(h_var) if h_var == h_var else math.nan,
-            "saturated": acc[_SAT] / n_h if layer.saturated_region and n_h else (0.0 if walked.nonlinearity else math.nan),
-            "zero": acc[_ZERO] / n_h if n_h else math.nan, "dead": dead,
+            "saturated": acc[_SAT] / acc[_SAT_N] if layer.saturated_region and acc[_SAT_N]
+            else (0.0 if walked.nonlinearity else math.nan),
+            "zero": acc[_ZERO] / acc[_ZERO_N] if acc[_ZERO_N] else math.nan, "dead": dead,
             "input_mean_over_std": abs(x_mean) / math.sqrt(x_var) if x_var > 0 else math.nan,
             "in_mean": x_mean, "in_std": math.sqrt(x_var) if x_var == x_var else math.nan,
             "weight_grad_norm": math.sqrt(acc[_WG] / acc[_WG_N]) if acc[_WG_N] else math.nan,
@@ -801,7 +816,7 @@ def _why_skipped(module: nn.Module) -> str | None:
 
 
 def watch(model: nn.Module, every: int = 1, *, layers: LayerFilter = None, bins: int = 50, update_every: int = 10,
-          window: int | None = None, stats=None) -> Probe:
+          window: int | None = None, stats=None, exact: bool = False) -> Probe:
     """Probe ``model``'s layers while the caller's own loop trains it; use as a context manager.
 
     ``every``: sample every k-th training step. ``layers``: a tuple of module types, a list of
@@ -810,7 +825,11 @@ def watch(model: nn.Module, every: int = 1, *, layers: LayerFilter = None, bins:
     only when ``summary``/``flush`` is called). ``stats``: which statistics to compute (default: all),
     names from ``stats.GROUPS`` ("histogram", "saturation", "dead", "gradients", "glorot", "updates",
     "sign_coherence", "distinct_units") and ``stats.Statistic`` objects of the user's own; a probe
-    asked for less does less work per step. Leaving the ``with`` block removes every hook.
+    asked for less does less work per step. ``exact``: count the shares (saturated, zero) on the
+    whole batch and the histogram and sign coherence on every sampled step; by default the shares
+    are counted on ``SHARE_ROWS`` evenly strided samples of each batch (``stats.sample_rows`` gives
+    the error bound), and the histogram and sign coherence on the first sampled step of each window
+    and every ``update_every``-th one. Leaving the ``with`` block removes every hook.
 
         >>> import torch, gradientflow as gf
         >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
@@ -820,4 +839,4 @@ def watch(model: nn.Module, every: int = 1, *, layers: LayerFilter = None, bins:
         ['0', '2']
     """
     return Probe(model, every=every, layers=layers, bins=bins, update_every=update_every, window=window,
-                 stats=stats).attach()
+                 stats=stats, exact=exact).attach()
