@@ -46,6 +46,7 @@ from torch import Tensor, nn
 from ..activations import Activation, Maxout
 from ..layers import Layer, LayerFilter, walk
 from . import attention, recurrent, stats
+from .sums import Sums
 from . import stats as stats_
 from .functional import Calls
 
@@ -55,7 +56,7 @@ SHARE_ROWS = 32  # samples of the batch per step on which the shares (saturated,
 
 # slots of a layer's accumulator row
 _N, _H, _X, _Z, _GZ, _GX, _GH = 0, 1, 4, 7, 10, 13, 16  # moments take 3 slots each
-_SAT, _ZERO, _WG, _WG_N, _SIGN, _SIGN_N, _UPD, _UPD_N, _SAT_N, _ZERO_N = 19, 20, 21, 22, 23, 24, 25, 26, 27, 28
+_SAT, _NONZERO, _WG, _WG_N, _SIGN, _SIGN_N, _UPD, _UPD_N, _SAT_N, _NONZERO_N = 19, 20, 21, 22, 23, 24, 25, 26, 27, 28
 _SLOTS = 29
 
 
@@ -64,7 +65,7 @@ class _Layer:
     """A walked ``Layer`` and the on-device buffers its hooks fill."""
 
     layer: Layer
-    acc: Tensor = None
+    at: int = -1  # where its sums start in the probe's ``Sums``
     hist: Tensor = None
     ever_active: Tensor | None = None
     saturated_region: tuple = ()
@@ -72,7 +73,7 @@ class _Layer:
     hist_range: tuple[float | None, float | None] = (None, None)
     order: int = -1  # position in the forward pass, set when first seen
     snapshot: Tensor | None = None
-    last_h_moments: Tensor | None = None
+    last_h_moments: tuple | None = None
     gx_from: "_Layer | None" = None  # when this layer's input is that layer's output
 
     @property
@@ -138,7 +139,7 @@ class _Call:
     record: Activation | None  # the catalog record for its arguments, None where there is none (softmax)
     units: int
     unit_dim: int
-    acc: Tensor
+    at: int
     hist: Tensor
     hist_range: tuple[float | None, float | None]
     order: int
@@ -181,7 +182,8 @@ class Probe:
         self._window_start = 1
         self._rows: list[dict] = []  # closed windows not yet written to a run store
         self._history: list[dict] = []
-        self._handles: list = []
+        self._handles: list = []  # the step hooks, for as long as the probe is attached
+        self._step_handles: list = []  # the measuring hooks, while steps are sampled
         self._calls = Calls(self._on_call, self._on_sdpa)
         self._functional: bool | None = None  # None until the first sampled step has looked
         self._call_rows: dict[str, _Call] = {}
@@ -200,32 +202,46 @@ class Probe:
 
     def attach(self) -> "Probe":
         device = next(self.model.parameters()).device
+        self._sums = Sums(device)
         for layer in self.layers:
-            layer.acc = torch.zeros(self._slots, dtype=torch.float64, device=device)
+            layer.at = self._sums.new_row(self._slots)
             layer.hist = torch.zeros(self.bins, dtype=torch.float32, device=device)
             act = layer.layer.activation
             if act is not None:
                 layer.saturated_region = act.saturated_region()
                 layer.dead_region = act.dead_region()
                 layer.hist_range = act.output_range()
-            self._handles.append(layer.module.register_forward_hook(self._on_layer(layer)))
-            if layer.activation is not None:
-                self._handles.append(layer.activation.register_forward_hook(self._on_activation(layer)))
-            if layer.layer.weight.requires_grad and self._weight_grads:
-                self._handles.append(layer.layer.weight.register_post_accumulate_grad_hook(self._on_weight_grad(layer)))
-        for name, module in self.model.named_modules():
-            if isinstance(module, NORMS):
-                self._handles.append(module.register_forward_hook(self._on_norm(name or type(module).__name__)))
-        for att in self._attention:
-            self._handles.append(att.module.register_forward_hook(self._on_attention(att), with_kwargs=True))
-        for rec in self._recurrent:
-            self._handles.append(rec.module.register_forward_hook(self._on_recurrent(rec), with_kwargs=True))
         self._handles.append(self.model.register_forward_pre_hook(self._on_step))
         self._handles.append(self.model.register_forward_hook(self._on_step_end, always_call=True))
         return self
 
+    def _install(self) -> None:
+        """The hooks that measure, for a sampled step. They stay while the steps are sampled and go
+        at the first step that is not: a step the probe does not sample runs only the model's two
+        step hooks (its layers' hooks would each cost Python calls in the forward and backward)."""
+        add = self._step_handles.append
+        for layer in self.layers:
+            add(layer.module.register_forward_hook(self._on_layer(layer)))
+            if layer.activation is not None:
+                add(layer.activation.register_forward_hook(self._on_activation(layer)))
+            if layer.layer.weight.requires_grad and self._weight_grads:
+                add(layer.layer.weight.register_post_accumulate_grad_hook(self._on_weight_grad(layer)))
+        for name, module in self.model.named_modules():
+            if isinstance(module, NORMS):
+                add(module.register_forward_hook(self._on_norm(name or type(module).__name__)))
+        for att in self._attention:
+            add(att.module.register_forward_hook(self._on_attention(att), with_kwargs=True))
+        for rec in self._recurrent:
+            add(rec.module.register_forward_hook(self._on_recurrent(rec), with_kwargs=True))
+
+    def _uninstall(self) -> None:
+        for h in self._step_handles:
+            h.remove()
+        self._step_handles.clear()
+
     def detach(self) -> None:
         self._calls.stop()
+        self._uninstall()
         for h in self._handles:
             h.remove()
         self._handles.clear()
@@ -247,6 +263,11 @@ class Probe:
             self._close_window()
         self.step += 1
         self._active = (self.step - 1) % self.every == 0
+        if self._active and not self._step_handles:
+            self._install()
+        elif not self._active and self._step_handles:
+            self._uninstall()
+        self._sums.settle()  # the last step's values, in one go
         if self._active:
             self._heavy = self.exact or not self._window_heavy or self._sampled % self.update_every == 0
             self._window_heavy |= self._heavy
@@ -280,8 +301,8 @@ class Probe:
                 continue
             w = layer.layer.weight.detach()
             ratio = (w - layer.snapshot).norm() / layer.snapshot.norm().clamp(min=1e-30)
-            layer.acc[_UPD] += ratio
-            layer.acc[_UPD_N] += 1
+            self._sums.add(layer.at + _UPD, ratio)
+            self._sums.add(layer.at + _UPD_N, 1)
         self._measure_update = False
 
     def _on_layer(self, layer: _Layer):
@@ -291,29 +312,29 @@ class Probe:
             if layer.order < 0:
                 layer.order = self._seen
                 self._seen += 1
-            acc = layer.acc
+            at = layer.at
             x = inputs[0] if inputs and isinstance(inputs[0], Tensor) else None
             with torch.no_grad():
-                acc[_N] += 1
+                self._sums.add(at + _N, 1)
                 if x is not None:
                     if x is self._last_h:  # the previous layer's output: its moments are already counted
-                        acc[_X:_X + 3] += self._last_h_layer.last_h_moments
+                        self._add_moments(at + _X, self._last_h_layer.last_h_moments)
                     else:
-                        acc[_X:_X + 3] += stats.moments(x)
+                        self._add_moments(at + _X, stats.moment_sums(x))
                 if x is not None and "input" in self._custom_of:
-                    self._add_custom(acc, "input", x)
+                    self._add_custom(at, "input", x)
                 if "pre_activation" in self._custom_of:
-                    self._add_custom(acc, "pre_activation", output)
+                    self._add_custom(at, "pre_activation", output)
                 if layer.activation is None:  # no activation: z is the layer's output h
                     self._activation_stats(layer, output, output)
                 else:
-                    acc[_Z:_Z + 3] += stats.moments(output)
+                    self._add_moments(at + _Z, stats.moment_sums(output))
             if not self._grads:
                 return
             if output.requires_grad:
-                output.register_hook(self._grad_moments(acc, _GZ, custom=layer.activation is None))
+                output.register_hook(self._grad_moments(at, _GZ, custom=layer.activation is None))
             if x is not None and x.requires_grad and x is not self._last_h and "glorot" in self.groups:
-                x.register_hook(self._grad_moments(acc, _GX))
+                x.register_hook(self._grad_moments(at, _GX))
             elif x is not None and x is self._last_h:
                 layer.gx_from = self._last_h_layer  # dL/dx is the previous layer's dL/dh
         return hook
@@ -325,26 +346,25 @@ class Probe:
             with torch.no_grad():
                 self._activation_stats(layer, inputs[0], output)
             if output.requires_grad and self._grads:
-                output.register_hook(self._grad_moments(layer.acc, _GH, custom=True))
+                output.register_hook(self._grad_moments(layer.at, _GH, custom=True))
         return hook
 
     def _activation_stats(self, layer: _Layer, z: Tensor, h: Tensor) -> None:
-        acc = layer.acc
-        m = stats.moments(h)
-        acc[_H:_H + 3] += m
+        m = stats.moment_sums(h)
+        self._add_moments(layer.at + _H, m)
         if layer.activation is None:
-            acc[_Z:_Z + 3] += m
+            self._add_moments(layer.at + _Z, m)
         layer.last_h_moments = m
         self._last_h, self._last_h_layer = h, layer
         if "activation" in self._custom_of:
-            self._add_custom(acc, "activation", h)
+            self._add_custom(layer.at, "activation", h)
         self._shape_stats(layer, z, h, layer.layer.unit_dim)
 
     def _shape_stats(self, row: "_Layer | _Call", z: Tensor | None, h: Tensor, unit_dim: int) -> None:
         """What a row's activation h = f(z) adds besides its moments: the histogram of h (its range
         fixed at the first sampled step where f is unbounded), the exact zeros of h, and with z the
         count in the saturated region and the units seen outside the dead region."""
-        acc = row.acc
+        at, add = row.at, self._sums.add
         rows = None if self.exact else SHARE_ROWS
         if "histogram" in self.groups and self._heavy:
             if row.hist_range[0] is None or row.hist_range[1] is None:
@@ -355,14 +375,14 @@ class Probe:
         saturation = "saturation" in self.groups
         if saturation:
             some = stats.sample_rows(h, rows)
-            acc[_ZERO] += some.numel() - torch.count_nonzero(some)
-            acc[_ZERO_N] += some.numel()
+            add(at + _NONZERO, torch.count_nonzero(some))  # counts the non-zeros: zero = 1 - this / n
+            add(at + _NONZERO_N, some.numel())
         if z is None:
             return
         if row.saturated_region and saturation:
             some = stats.sample_rows(z, rows)
-            acc[_SAT] += stats.count_in_region(some, row.saturated_region)
-            acc[_SAT_N] += some.numel()
+            add(at + _SAT, stats.count_in_region(some, row.saturated_region))
+            add(at + _SAT_N, some.numel())
         if row.dead_region and "dead" in self.groups:  # every sample: one active sample keeps a unit alive
             active = stats.units_active(z, unit_dim, row.dead_region)
             if row.ever_active is None:
@@ -476,28 +496,27 @@ class Probe:
                 unit_dim = 0
             lo_hi = record.output_range() if record is not None else ((0.0, 1.0) if function == "softmax" else (None, None))
             call = _Call(name, function, record, h.shape[unit_dim] if h.dim() else 1, unit_dim,
-                         torch.zeros(self._slots, dtype=torch.float64, device=h.device),
+                         self._sums.new_row(self._slots),
                          torch.zeros(self.bins, dtype=torch.float32, device=h.device), lo_hi, self._seen,
                          norm=norm, saturated_region=record.saturated_region() if record is not None else (),
                          dead_region=record.dead_region() if record is not None else ())
             self._seen += 1
             self._call_rows[name] = call
-        acc = call.acc
+        at = call.at
         with torch.no_grad():
-            acc[_N] += 1
-            m = stats.moments(h)
-            acc[_H:_H + 3] += m
+            self._sums.add(at + _N, 1)
+            self._add_moments(at + _H, stats.moment_sums(h))
             if z is not None:
-                acc[_Z:_Z + 3] += stats.moments(z)
+                self._add_moments(at + _Z, stats.moment_sums(z))
             if z is not None and "pre_activation" in self._custom_of:
-                self._add_custom(acc, "pre_activation", z)
+                self._add_custom(at, "pre_activation", z)
             if "activation" in self._custom_of:
-                self._add_custom(acc, "activation", h)
+                self._add_custom(at, "activation", h)
             if z is None and function == "relu":
                 z = h  # in place: relu's regions read the same on h (h = 0 exactly where z <= 0)
             self._shape_stats(call, z if h.dim() else None, h, call.unit_dim)
         if h.requires_grad and self._grads:
-            h.register_hook(self._grad_moments(acc, _GH, custom=True))
+            h.register_hook(self._grad_moments(at, _GH, custom=True))
 
     def _call_row(self, call: _Call, acc: list[float]) -> dict:
         h_mean, h_var = stats.pooled_mean_var(acc[_H:_H + 3])
@@ -514,7 +533,7 @@ class Probe:
             "sampled_steps": int(acc[_N]), "act_mean": h_mean, "act_std": math.sqrt(h_var) if h_var == h_var else nan,
             "saturated": acc[_SAT] / acc[_SAT_N] if call.saturated_region and acc[_SAT_N]
             else (0.0 if record is not None else nan),
-            "zero": acc[_ZERO] / acc[_ZERO_N] if acc[_ZERO_N] else nan, "dead": dead,
+            "zero": 1 - acc[_NONZERO] / acc[_NONZERO_N] if acc[_NONZERO_N] else nan, "dead": dead,
             "input_mean_over_std": abs(z_mean) / math.sqrt(z_var) if z_var > 0 else nan,
             "in_mean": z_mean, "in_std": math.sqrt(z_var) if z_var == z_var else nan,
             "weight_grad_norm": nan,
@@ -524,22 +543,28 @@ class Probe:
             "hist": call.hist.tolist(),
         }
 
-    def _grad_moments(self, acc: Tensor, slot: int, custom: bool = False):
+    def _grad_moments(self, at: int, slot: int, custom: bool = False):
         """A tensor hook adding the moments of a gradient; ``custom``: it is dL/dh, which user
         statistics ``of="activation_grad"`` also see."""
         def hook(grad: Tensor):
             with torch.no_grad():
-                acc[slot:slot + 3] += stats.moments(grad)
+                self._add_moments(at + slot, stats.moment_sums(grad))
                 if custom and "activation_grad" in self._custom_of:
-                    self._add_custom(acc, "activation_grad", grad)
+                    self._add_custom(at, "activation_grad", grad)
         return hook
 
-    def _add_custom(self, acc: Tensor, of: str, t: Tensor) -> None:
+    def _add_moments(self, at: int, m: tuple) -> None:
+        s, s2, n = m
+        self._sums.add(at, s)
+        self._sums.add(at + 1, s2)
+        self._sums.add(at + 2, n)
+
+    def _add_custom(self, at: int, of: str, t: Tensor) -> None:
         """Add each user statistic of this tensor into its [sum, count] slots."""
         t = t.detach()
         for slot, c in self._custom_of[of]:
-            acc[slot] += c.fn(t).to(acc.dtype).reshape(())
-            acc[slot + 1] += 1
+            self._sums.add(at + slot, c.fn(t).reshape(()))
+            self._sums.add(at + slot + 1, 1)
 
     def _on_weight_grad(self, layer: _Layer):
         def hook(param: Tensor):
@@ -548,13 +573,13 @@ class Probe:
             with torch.no_grad():
                 g = param.grad
                 if "gradients" in self.groups:
-                    layer.acc[_WG] += torch.dot(g.reshape(-1), g.reshape(-1)).double()
-                    layer.acc[_WG_N] += 1
+                    self._sums.add(layer.at + _WG, torch.dot(g.reshape(-1), g.reshape(-1)))
+                    self._sums.add(layer.at + _WG_N, 1)
                 if "sign_coherence" in self.groups and self._heavy:
-                    layer.acc[_SIGN] += stats.sign_coherence(g, SIGN_UNITS)
-                    layer.acc[_SIGN_N] += 1
+                    self._sums.add(layer.at + _SIGN, stats.sign_coherence(g, SIGN_UNITS))
+                    self._sums.add(layer.at + _SIGN_N, 1)
                 if "weight_grad" in self._custom_of:
-                    self._add_custom(layer.acc, "weight_grad", g)
+                    self._add_custom(layer.at, "weight_grad", g)
         return hook
 
     # --- reading ---
@@ -562,8 +587,8 @@ class Probe:
     def _close_window(self) -> list[dict]:
         """Read the buffers back (one synchronisation), reset them, and keep the rows."""
         everything = [*self.layers, *self._call_rows.values()]
-        read = torch.stack([x.acc for x in everything]).tolist() if everything else []  # one transfer for every row
-        accs = {id(x): values for x, values in zip(everything, read)}
+        read = self._sums.read()  # one transfer for every row
+        accs = {id(x): read[x.at:x.at + self._slots] for x in everything}
         rows = []
         for x in sorted(everything, key=lambda l: (l.order < 0, l.order)):
             if accs[id(x)][_N] == 0:
@@ -595,8 +620,8 @@ class Probe:
             del row["_order"]
             for col in dropped:
                 row.pop(col, None)
+        self._sums.zero()
         for layer in everything:
-            layer.acc.zero_()
             layer.hist.zero_()
             if layer.ever_active is not None:
                 layer.ever_active.zero_()
@@ -659,7 +684,7 @@ class Probe:
             "act_mean": h_mean, "act_std": math.sqrt(h_var) if h_var == h_var else math.nan,
             "saturated": acc[_SAT] / acc[_SAT_N] if layer.saturated_region and acc[_SAT_N]
             else (0.0 if walked.nonlinearity else math.nan),
-            "zero": acc[_ZERO] / acc[_ZERO_N] if acc[_ZERO_N] else math.nan, "dead": dead,
+            "zero": 1 - acc[_NONZERO] / acc[_NONZERO_N] if acc[_NONZERO_N] else math.nan, "dead": dead,
             "input_mean_over_std": abs(x_mean) / math.sqrt(x_var) if x_var > 0 else math.nan,
             "in_mean": x_mean, "in_std": math.sqrt(x_var) if x_var == x_var else math.nan,
             "weight_grad_norm": math.sqrt(acc[_WG] / acc[_WG_N]) if acc[_WG_N] else math.nan,

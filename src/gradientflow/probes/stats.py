@@ -25,6 +25,13 @@ def moments(t: Tensor) -> Tensor:
     return torch.stack([flat.sum(), torch.dot(flat, flat), n]).double()
 
 
+def moment_sums(t: Tensor) -> tuple[Tensor, Tensor, int]:
+    """(sum t, sum t^2, n): ``moments`` as two 0-d tensors in the tensor's own precision and the
+    count, known on the host; the probe pools them in float64 (``sums.Sums``)."""
+    flat = t.detach().reshape(-1)
+    return flat.sum(), torch.dot(flat, flat), flat.numel()
+
+
 def pooled_mean_var(m) -> tuple[float, float]:
     """(mean, variance) from summed ``moments`` (a tensor or 3 numbers): E t and E t^2 - (E t)^2."""
     s, s2, n = m.tolist() if isinstance(m, Tensor) else m
