@@ -30,6 +30,7 @@ def _kinds(found):
     return {f.kind for f in found}
 
 
+@pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN")
 @pytest.mark.parametrize("make", [
     lambda: nn.LSTM(3, 5), lambda: nn.GRU(3, 5), lambda: nn.RNN(3, 5), lambda: nn.RNN(3, 5, nonlinearity="relu"),
     lambda: nn.LSTM(3, 5, num_layers=2, bidirectional=True, batch_first=True),
