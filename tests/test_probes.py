@@ -554,3 +554,30 @@ def test_a_chosen_subset_of_statistics_does_only_that_and_user_statistics_are_co
         Statistic("x", "output", abs)
     with pytest.raises(ValueError, match="nothing to probe"):
         watch(nn.Sequential(nn.Tanh()))
+
+
+def test_dead_channels_of_a_cnn_with_batchnorm_and_symmetric_maxout_units_are_found_exactly():
+    """Two of four channels planted dead through BatchNorm's shift (ReLU reads BatchNorm's output):
+    dead share exactly 0.5 for the convolution's row. A maxout MLP initialised to zeros: every
+    unit a copy of one, found as symmetry (C14) with one distinct unit."""
+    torch.manual_seed(7)
+    cnn = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(144, 3))
+    x = torch.randn(16, 1, 8, 8)
+    with watch(cnn) as probe:
+        _step(cnn, x)
+        assert _row(probe.summary(), "0")["dead"] == 0.0
+    with torch.no_grad():
+        cnn[1].bias[:2] = -100.0
+    with watch(cnn) as probe:
+        _step(cnn, x)
+        row = _row(probe.summary(), "0")
+        found = {f.kind: f for f in probe.findings()}
+    assert row["dead"] == 0.5 and found["dead"].layers == ["0"]
+
+    net = gf.mlp(5, 6, 2, 3, activation="maxout", init_name="zeros")
+    with watch(net) as probe:
+        _step(net, torch.randn(8, 5))
+        s = probe.summary().set_index("layer")
+    hidden = [name for name in s.index if s.loc[name, "activation"] == "maxout"]
+    assert hidden and all(s.loc[name, "distinct_units"] == 1 for name in hidden)
+    assert set(hidden) <= {name for f in probe.findings() if f.kind == "symmetry" for name in f.layers}

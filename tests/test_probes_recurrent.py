@@ -154,6 +154,7 @@ def test_vanishing_and_exploding_gradients_through_time_are_found_and_a_carried_
         carried.bias_hh_l0[16:32] = 12.0  # the update gate near 1: h_t is carried unchanged
     found, row = findings_of(carried)
     assert not {"vanishing_through_time", "exploding_through_time"} & set(found)
+    assert found["saturated_gates"].numbers == {"rnn.l0:update": 1.0}  # planted through the gate's bias
     assert 0.5 < row["time_grad_ratio"] <= 1.0 + 1e-6
 
 
