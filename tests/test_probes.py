@@ -581,3 +581,39 @@ def test_dead_channels_of_a_cnn_with_batchnorm_and_symmetric_maxout_units_are_fo
     hidden = [name for name in s.index if s.loc[name, "activation"] == "maxout"]
     assert hidden and all(s.loc[name, "distinct_units"] == 1 for name in hidden)
     assert set(hidden) <= {name for f in probe.findings() if f.kind == "symmetry" for name in f.layers}
+
+
+def test_layers_chooses_every_kind_of_row_by_name_glob_type_or_predicate():
+    enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 2, 32, batch_first=True, dropout=0.0), 2,
+                                enable_nested_tensor=False)
+    x = torch.randn(3, 5, 16)
+
+    def rows(layers):
+        with watch(enc, layers=layers) as probe:
+            enc(x).pow(2).mean().backward()
+            return list(probe.summary()["layer"]), dict(probe.skipped)
+
+    chosen, skipped = rows(["layers.1.*"])
+    assert chosen and all(name.startswith("layers.1.") for name in chosen)
+    assert {"layers.1.self_attn:head0", "layers.1.norm1", "layers.1.linear1", "layers.1.linear1:relu"} <= set(chosen)
+    assert "not chosen by layers=" in skipped["layers.0.linear1"] and "not chosen" in skipped["layers.0.norm2"]
+    chosen, _ = rows((nn.LayerNorm,))
+    assert set(chosen) == {f"layers.{i}.norm{j}" for i in (0, 1) for j in (1, 2)}
+    chosen, _ = rows(lambda name, module: name.endswith("linear1"))
+    assert set(chosen) == {"layers.0.linear1", "layers.0.linear1:relu", "layers.1.linear1", "layers.1.linear1:relu"}
+    with pytest.raises(ValueError, match="matches no layer"):
+        watch(enc, layers=["decoder.*"])
+
+
+def test_history_past_keep_windows_is_thinned_not_dropped_and_says_so():
+    net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    x = torch.randn(8, 3)
+    with watch(net, window=1, keep_windows=8) as probe:
+        with pytest.warns(UserWarning, match="thinning the older half"):
+            for _ in range(40):
+                _step(net, x)
+            probe.flush()
+    ends = sorted(set(probe.history()["last_step"]))
+    assert len(ends) <= 8 and ends[0] == 1 and ends[-1] == 40  # the whole span, at a coarser grain
+    assert probe.thinned == 40 - len(ends)
+    assert probe.history().groupby("last_step").size().eq(2).all()  # a kept window keeps all its rows

@@ -13,6 +13,7 @@ experiments all see a network through ``walk``, so they agree on what its layers
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 from dataclasses import dataclass
 from typing import Callable
@@ -25,7 +26,7 @@ from .activations import Activation, Maxout
 PARAMETRIC = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, Maxout)
 
 LayerFilter = tuple[type, ...] | list[str] | Callable[[str, nn.Module], bool] | None
-"""Which modules are layers: module types, module names, or a predicate ``(name, module) -> bool``."""
+"""Which modules are layers: module types, module names or globs, or a predicate ``(name, module) -> bool``."""
 
 
 @dataclass(frozen=True)
@@ -95,13 +96,16 @@ def _catalog_by_type() -> dict[type, Activation]:
     return by_type
 
 
-def _matches(wanted: LayerFilter, name: str, module: nn.Module) -> bool:
+def selects(wanted: LayerFilter, name: str, module: nn.Module) -> bool:
+    """Whether the filter chooses this module: any module for None; by type for a tuple; for a list,
+    when the module's name matches one of its names or globs (``fnmatch``: ``"encoder.*.linear1"``,
+    ``"lstm"``); else the predicate's answer."""
     if wanted is None:
-        return isinstance(module, PARAMETRIC)
+        return True
     if isinstance(wanted, tuple):
         return isinstance(module, wanted)
     if isinstance(wanted, list):
-        return name in wanted
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in wanted)
     return bool(wanted(name, module))
 
 
@@ -115,7 +119,7 @@ def walk(model: nn.Module, wanted: LayerFilter = None) -> list[Layer]:
     inside_maxout = {id(m) for _, mo in named if isinstance(mo, Maxout) for m in mo.modules() if m is not mo}
     found = []
     for i, (name, module) in enumerate(named):
-        if id(module) in inside_maxout or not _matches(wanted, name, module):
+        if id(module) in inside_maxout or not isinstance(module, PARAMETRIC) or not selects(wanted, name, module):
             continue
         act_module, act = None, None
         if not isinstance(module, Maxout):

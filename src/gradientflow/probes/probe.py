@@ -38,13 +38,14 @@ steps; x is the layer's input, z = W x + b its output (the pre-activation), h = 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from ..activations import Activation, Maxout
-from ..layers import Layer, LayerFilter, walk
+from ..layers import PARAMETRIC, Layer, LayerFilter, selects, walk
 from . import attention, recurrent, stats
 from .sums import Sums
 from . import stats as stats_
@@ -153,10 +154,14 @@ class Probe:
     """Hooks on a model's layers and the on-device buffers they fill. Use ``watch()``."""
 
     def __init__(self, model: nn.Module, *, every: int = 1, layers: LayerFilter = None, bins: int = 50,
-                 update_every: int = 10, window: int | None = None, stats=None, exact: bool = False):
+                 update_every: int = 10, window: int | None = None, stats=None, exact: bool = False,
+                 keep_windows: int = 1000):
         for name, v, lo in (("every", every, 1), ("bins", bins, 2), ("update_every", update_every, 1)):
             if not isinstance(v, int) or v < lo:
                 raise ValueError(f"{name}={v!r} must be an integer >= {lo}")
+        if not isinstance(keep_windows, int) or keep_windows < 2:
+            raise ValueError(f"keep_windows={keep_windows!r} must be an integer >= 2")
+        self.keep_windows, self.thinned = keep_windows, 0
         if window is not None and (not isinstance(window, int) or window < 1):
             raise ValueError(f"window={window!r} must be None or an integer >= 1")
         self.model, self.every, self.bins, self.update_every, self.window = model, every, bins, update_every, window
@@ -173,6 +178,7 @@ class Probe:
         self._grads = want("gradients") or want("glorot") or "activation_grad" in self._custom_of
         self._weight_grads = want("gradients") or want("sign_coherence") or "weight_grad" in self._custom_of
         self.step = 0
+        self._filter = layers
         self.layers = [_Layer(layer) for layer in walk(model, layers)]
         self._active = False
         self._measure_update = False
@@ -188,13 +194,17 @@ class Probe:
         self._functional: bool | None = None  # None until the first sampled step has looked
         self._call_rows: dict[str, _Call] = {}
         self._attention = [_Attention(name or type(m).__name__, m, m.head_dim) for name, m in model.named_modules()
-                           if isinstance(m, nn.MultiheadAttention)]
+                           if isinstance(m, nn.MultiheadAttention) and selects(layers, name, m)]
         self._sdpa: dict[str, _Attention] = {}  # scaled_dot_product_attention calls, by row name
         self._recurrent = [_Recurrent(name or type(m).__name__, m) for name, m in model.named_modules()
-                           if isinstance(m, nn.RNNBase) and m.mode in recurrent.GATES]
-        if layers is not None and not self.layers:
-            raise ValueError(f"no layers to probe: layers={layers!r} matches no Linear/Conv/Maxout module")
-        if not (self.layers or self._attention or self._recurrent or any(isinstance(m, NORMS) for m in model.modules())):
+                           if isinstance(m, nn.RNNBase) and m.mode in recurrent.GATES and selects(layers, name, m)]
+        self._norms = [(name or type(m).__name__, m) for name, m in model.named_modules()
+                       if isinstance(m, NORMS) and selects(layers, name, m)]
+        self._modules = dict(model.named_modules())  # a function row is kept when its module is chosen
+        if not (self.layers or self._attention or self._recurrent or self._norms):
+            if layers is not None:
+                raise ValueError(f"no layers to probe: layers={layers!r} matches no layer, normalisation, "
+                                 "attention or recurrent module")
             raise ValueError("nothing to probe: the model has no Linear/Conv/Maxout module matching the filter, no "
                              "normalisation, attention or recurrent layer")
 
@@ -226,9 +236,8 @@ class Probe:
                 add(layer.activation.register_forward_hook(self._on_activation(layer)))
             if layer.layer.weight.requires_grad and self._weight_grads:
                 add(layer.layer.weight.register_post_accumulate_grad_hook(self._on_weight_grad(layer)))
-        for name, module in self.model.named_modules():
-            if isinstance(module, NORMS):
-                add(module.register_forward_hook(self._on_norm(name or type(module).__name__)))
+        for name, module in self._norms:
+            add(module.register_forward_hook(self._on_norm(name)))
         for att in self._attention:
             add(att.module.register_forward_hook(self._on_attention(att), with_kwargs=True))
         for rec in self._recurrent:
@@ -406,7 +415,17 @@ class Probe:
             self._seen += 1
         att.acc = sums if att.acc is None else att.acc + sums
 
+    def _chosen(self, row: str) -> bool:
+        """Whether ``layers=`` chooses the module a function row is named after ("block.fc:relu")."""
+        if self._filter is None:
+            return True
+        where = row.split(":")[0]
+        module = self._modules.get(where, self.model if where == "model" else None)
+        return module is not None and selects(self._filter, where if module is not self.model else "", module)
+
     def _on_sdpa(self, name: str, args: tuple, kwargs: dict) -> None:
+        if name not in self._sdpa and not self._chosen(name):
+            return
         with self._calls.paused():
             sums = attention.sdpa_sums(args, kwargs)
         if sums is not None:
@@ -490,6 +509,8 @@ class Probe:
                  unit_dim: int | None = None, norm: bool = False) -> None:
         call = self._call_rows.get(name)
         if call is None:
+            if not norm and not self._chosen(name):
+                return
             if unit_dim is None:
                 unit_dim = 1 if h.dim() == 4 else -1  # (N, C, H, W): channels; else the last dimension
             if h.dim() < 2:
@@ -629,7 +650,23 @@ class Probe:
         self._window_heavy = False
         self._rows.extend(rows)
         self._history.extend(rows)
+        self._thin()
         return rows
+
+    def _thin(self) -> None:
+        """Keep at most ``keep_windows`` windows in memory: past the cap, every second window of the
+        older half goes (the newest half stays whole), so a long run keeps its whole span at a
+        coarser grain. ``thinned`` counts the windows gone, and a warning says so the first time."""
+        ends = sorted({r["last_step"] for r in self._history})
+        if len(ends) <= self.keep_windows:
+            return
+        older = ends[:len(ends) // 2]
+        gone = set(older[1::2])
+        self._history = [r for r in self._history if r["last_step"] not in gone]
+        if not self.thinned:
+            warnings.warn(f"probe history over keep_windows={self.keep_windows} windows: thinning the older "
+                          "half (probe.thinned counts the windows gone; stored runs keep every window)", stacklevel=2)
+        self.thinned += len(gone)
 
     def _recurrent_rows(self, rec: _Recurrent) -> list[dict]:
         """Per (layer, direction): a row for the hidden state (``time_grad``: RMS over the window's
@@ -719,7 +756,8 @@ class Probe:
         return pd.DataFrame(rows).drop(columns=["hist"], errors="ignore") if rows else pd.DataFrame()
 
     def history(self):
-        """Every closed window since ``watch`` began, as one DataFrame (columns as ``summary``)."""
+        """Every closed window since ``watch`` began, as one DataFrame (columns as ``summary``);
+        past ``keep_windows`` windows, the older ones thinned (``thinned`` counts them)."""
         import pandas as pd
 
         return pd.DataFrame(self._history)
@@ -757,7 +795,7 @@ class Probe:
     def skipped(self) -> list[tuple[str, str]]:
         """(module name, why) for every module of the model that no row of the probe covers."""
         covered = {id(l.module) for l in self.layers} | {id(l.activation) for l in self.layers if l.activation is not None}
-        covered |= {id(m) for m in self.model.modules() if isinstance(m, (*NORMS, nn.MultiheadAttention))}
+        covered |= {id(m) for _, m in self._norms} | {id(a.module) for a in self._attention}
         covered |= {id(r.module) for r in self._recurrent if not r.unmodelled}
         inside = {id(m) for l in self.layers if isinstance(l.module, Maxout) for m in l.module.modules()}
         out = []
@@ -765,7 +803,11 @@ class Probe:
             if id(module) in covered or id(module) in inside:
                 continue
             why = next((f"{type(module).__name__}: {r.unmodelled}" for r in self._recurrent
-                        if r.module is module and r.unmodelled), None) or _why_skipped(module)
+                        if r.module is module and r.unmodelled), None)
+            if why is None and self._filter is not None and isinstance(module, (*PARAMETRIC, *NORMS, nn.MultiheadAttention,
+                                                                                 nn.RNNBase)):
+                why = f"{type(module).__name__}: not chosen by layers={self._filter!r}"
+            why = why or _why_skipped(module)
             if why is not None:
                 out.append((name or type(module).__name__, why))
         return out
@@ -841,7 +883,7 @@ def _why_skipped(module: nn.Module) -> str | None:
 
 
 def watch(model: nn.Module, every: int = 1, *, layers: LayerFilter = None, bins: int = 50, update_every: int = 10,
-          window: int | None = None, stats=None, exact: bool = False) -> Probe:
+          window: int | None = None, stats=None, exact: bool = False, keep_windows: int = 1000) -> Probe:
     """Probe ``model``'s layers while the caller's own loop trains it; use as a context manager.
 
     ``every``: sample every k-th training step. ``layers``: a tuple of module types, a list of
@@ -854,7 +896,9 @@ def watch(model: nn.Module, every: int = 1, *, layers: LayerFilter = None, bins:
     whole batch and the histogram and sign coherence on every sampled step; by default the shares
     are counted on ``SHARE_ROWS`` evenly strided samples of each batch (``stats.sample_rows`` gives
     the error bound), and the histogram and sign coherence on the first sampled step of each window
-    and every ``update_every``-th one. Leaving the ``with`` block removes every hook.
+    and every ``update_every``-th one. ``keep_windows``: the most windows ``history()`` keeps in
+    memory before the older half is thinned (``probe.thinned`` counts what went; a run store written
+    by ``flush(run)`` keeps every window). Leaving the ``with`` block removes every hook.
 
         >>> import torch, gradientflow as gf
         >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
@@ -864,4 +908,4 @@ def watch(model: nn.Module, every: int = 1, *, layers: LayerFilter = None, bins:
         ['0', '2']
     """
     return Probe(model, every=every, layers=layers, bins=bins, update_every=update_every, window=window,
-                 stats=stats, exact=exact).attach()
+                 stats=stats, exact=exact, keep_windows=keep_windows).attach()
