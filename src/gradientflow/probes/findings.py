@@ -92,16 +92,9 @@ def analyse(rows: list[dict]) -> list[Finding]:
             found.append(Finding("dead", [r["layer"]], f"layer {r['layer']}: {dead:.0%} dead units since step {since}",
                                  "dead ReLUs (C7): lower the learning rate, use He init, or Leaky ReLU / PReLU / "
                                  "Maxout (C8, C9)", {"dead": dead, "since_step": since}))
-    sat = [r for r in hidden if not _nan(r.get("saturated")) and r["saturated"] >= SATURATED
-           and r.get("activation") not in ONE_SIDED]
-    if sat:
-        worst = max(sat, key=lambda r: r["saturated"])
-        found.append(Finding("saturated", [r["layer"] for r in sat],
-                             f"layers {_span([r['layer'] for r in sat])}: up to {worst['saturated']:.0%} of "
-                             f"pre-activations saturated (layer {worst['layer']})",
-                             "saturated units pass almost no gradient (C1, C15): use a smaller initial scale "
-                             "(Xavier/LeCun), or a non-saturating activation (ReLU family)",
-                             {r["layer"]: r["saturated"] for r in sat}))
+    found += _saturated("saturated", "layer", [r for r in hidden if r.get("activation") not in ONE_SIDED],
+                        "saturated units pass almost no gradient (C1, C15): use a smaller initial scale "
+                        "(Xavier/LeCun), or a non-saturating activation (ReLU family)")
     grads = [(r["layer"], r.get("act_grad_norm", math.nan)) for r in hidden]
     grads = [(n, g) for n, g in grads if not _nan(g)]
     if len(grads) >= 2:
@@ -175,6 +168,17 @@ def analyse(rows: list[dict]) -> list[Finding]:
     return found
 
 
+def _saturated(kind: str, noun: str, rows: list[dict], advice: str, detail=lambda r: "") -> list[Finding]:
+    """One finding naming the rows with at least ``SATURATED`` of their pre-activations saturated."""
+    sat = [r for r in rows if not _nan(r.get("saturated")) and r["saturated"] >= SATURATED]
+    if not sat:
+        return []
+    worst = max(sat, key=lambda r: r["saturated"])
+    names = [r["layer"] for r in sat]
+    return [Finding(kind, names, f"{noun}s {_span(names)}: up to {worst['saturated']:.0%} of pre-activations "
+                    f"saturated ({noun} {worst['layer']}{detail(worst)})", advice, {r["layer"]: r["saturated"] for r in sat})]
+
+
 def _recurrent_row(r: dict) -> bool:
     return r.get("type") in RECURRENT_TYPES or r.get("type") in [f"{k} gate" for k in RECURRENT_TYPES]
 
@@ -185,16 +189,11 @@ def _recurrent(last: list[dict], rows: list[dict]) -> list[Finding]:
     forward direction only: there processing order is sequence order and the gradient enters at
     the last step, as in Pascanu et al. (2013); a reverse direction's curve is shown, not judged."""
     found = []
-    gates = [r for r in last if _recurrent_row(r) and r.get("type") not in RECURRENT_TYPES
-             and not _nan(r.get("saturated")) and r["saturated"] >= SATURATED]
-    if gates:
-        worst = max(gates, key=lambda r: r["saturated"])
-        found.append(Finding("saturated_gates", [r["layer"] for r in gates],
-                             f"gates {_span([r['layer'] for r in gates])}: up to {worst['saturated']:.0%} of "
-                             f"pre-activations saturated (gate {worst['layer']}, mean value {worst['act_mean']:.3g})",
-                             "a saturated gate passes almost no gradient (C1, inside the cell): look at the gate "
-                             "biases and the input scale; lower the learning rate; clip gradients (C3)",
-                             {r["layer"]: r["saturated"] for r in gates}))
+    found += _saturated("saturated_gates", "gate", [r for r in last if _recurrent_row(r) and r.get("type") not in
+                                                    RECURRENT_TYPES],
+                        "a saturated gate passes almost no gradient (C1, inside the cell): look at the gate biases "
+                        "and the input scale; lower the learning rate; clip gradients (C3)",
+                        lambda r: f", mean value {r['act_mean']:.3g}")
     for r in last:
         ratio = r.get("time_grad_ratio", math.nan)
         if r.get("type") not in RECURRENT_TYPES or _nan(ratio) or r["layer"].endswith("_reverse"):
