@@ -47,8 +47,8 @@ from torch import Tensor, nn
 from ..activations import Activation, Maxout
 from ..layers import PARAMETRIC, Layer, LayerFilter, selects, walk
 from . import attention, recurrent, stats
+from .stats import Statistic, choose as choose_stats  # (the parameter ``stats`` shadows the module)
 from .sums import Sums
-from . import stats as stats_
 from .functional import Calls
 
 HIST_SAMPLE = 8192  # values per layer and step counted into the histogram (an evenly strided sample)
@@ -165,12 +165,12 @@ class Probe:
         if window is not None and (not isinstance(window, int) or window < 1):
             raise ValueError(f"window={window!r} must be None or an integer >= 1")
         self.model, self.every, self.bins, self.update_every, self.window = model, every, bins, update_every, window
-        self.groups, self.custom = stats_.choose(stats)
+        self.groups, self.custom = choose_stats(stats)
         self.exact = exact
         self._sampled = 0  # sampled steps so far
         self._heavy = False  # this step also counts the histogram and the sign coherence
         self._window_heavy = False  # the open window has had such a step
-        self._custom_of: dict[str, list[tuple[int, stats_.Statistic]]] = {}
+        self._custom_of: dict[str, list[tuple[int, Statistic]]] = {}
         for i, c in enumerate(self.custom):
             self._custom_of.setdefault(c.of, []).append((_SLOTS + 2 * i, c))
         self._slots = _SLOTS + 2 * len(self.custom)  # a user statistic adds [sum, count] to each row's buffer
