@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..activations import Activation, Maxout
+from ..activations import CATALOG, Activation, Maxout
 from ..layers import PARAMETRIC, Layer, LayerFilter, selects, walk
 from . import attention, recurrent, stats
 from .stats import Statistic, choose as choose_stats  # (the parameter ``stats`` shadows the module)
@@ -457,8 +457,6 @@ class Probe:
 
     def _gate_sums(self, rec: _Recurrent, unrolled: "recurrent.Unrolled") -> None:
         """Add one call's gate values and saturated counts, and its hidden states' moments."""
-        from ..activations import CATALOG
-
         gates = recurrent.GATES[rec.module.mode]
         H = rec.module.hidden_size
         sums = []
