@@ -89,3 +89,15 @@ def test_an_existing_file_is_not_overwritten_by_out(tmp_path):
 def test_click_parse_errors_are_one_line_too(args):
     res = invoke(*args)
     assert res.exit_code == 2 and res.output.startswith("error: ") and res.output.count("\n") == 1
+
+
+def test_propagate_and_train_take_the_meanfield_coordinates(tmp_path):
+    import json
+
+    r = invoke("propagate", "--activation", "tanh", "--init", "meanfield", "--sigma-w2", "1.76", "--sigma-b2", "0.05",
+               "--depth", "6", "--width", "300", "--batch", "400", "--json")
+    assert r.exit_code == 0, r.output
+    layers = json.loads(r.output)["layers"]
+    assert all(abs(x["std"] - x["predicted_std"]) < 0.05 * x["predicted_std"] for x in layers)  # theory beside it
+    r = invoke("train", "--data", "xor", "--init", "he", "--sigma-w2", "2", "--out", str(tmp_path / "r"))
+    assert r.exit_code == 2 and "read only by init='meanfield'" in r.output and not (tmp_path / "r").exists()

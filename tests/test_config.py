@@ -64,3 +64,12 @@ def test_regressions_found_by_fuzzing(tmp_path):
     (tmp_path / "c.toml").write_text('lr = "\\ud800"\n')
     with pytest.raises(ValueError, match=r"config file '.*c.toml' does not parse: Escaped character"):
         load_file(str(tmp_path / "c.toml"))
+
+
+def test_sigma_w2_and_sigma_b2_belong_to_the_meanfield_init_only():
+    with pytest.raises(ValidationError, match="sigma_w2 is read only by init='meanfield', not init='he'"):
+        TrainConfig(sigma_w2=2.0)
+    with pytest.raises(ValidationError, match="sigma_w2 and sigma_b2 are read only"):
+        PropagateConfig(init="xavier", sigma_w2=2.0, sigma_b2=0.1)
+    with pytest.raises(ValidationError):
+        TrainConfig(init="meanfield", sigma_w2=0.0)

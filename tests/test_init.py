@@ -115,3 +115,21 @@ def test_meanfield_draws_the_asked_variances_and_meanfield_scales_reads_them_bac
     w = torch.empty(2000, 400)
     init.get("xavier").fill_(w, scale, torch.Generator().manual_seed(0))
     assert float(w.var()) * 400 == pytest.approx(1.7, rel=0.01)
+
+
+def test_the_meanfield_initialiser_draws_sigma_w2_over_fan_in_and_sigma_b2_from_a_config():
+    """init='meanfield' (Poole et al. 2016): W ~ N(0, sigma_w2 / fan_in), b ~ N(0, sigma_b2), per layer,
+    checked on the drawn weights of an mlp built from a TrainConfig; meanfield_scales reads them back."""
+    from gradientflow import model
+    from gradientflow.config import TrainConfig
+
+    cfg = TrainConfig(init="meanfield", sigma_w2=1.76, sigma_b2=0.05, activation="tanh", depth=3, width=400)
+    net = model.mlp(300, cfg.width, cfg.depth, 10, activation=cfg.activation, init_name=cfg.init, scale=cfg.scale(),
+                    generator=torch.Generator().manual_seed(0))
+    linears = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
+    for layer in linears:
+        fan_in = layer.weight.shape[1]
+        assert float(layer.weight.detach().var()) * fan_in == pytest.approx(1.76, rel=0.03)
+        assert float(layer.bias.detach().var()) == pytest.approx(0.05, rel=0.25)  # 10 to 400 draws
+    assert init.meanfield_scales(cfg.init, 400, 400, cfg.scale()) == pytest.approx((1.76, 0.05))
+    assert TrainConfig(init="meanfield").scale() == init.meanfield(1.0, 0.0)

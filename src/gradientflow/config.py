@@ -84,14 +84,27 @@ class InitSpec(_Part):
     init: str = "he"
     std: float | None = Field(None, ge=0)  # normal/uniform: weight std (C15 uses 0.01 and 1)
     gain: float | None = Field(None, ge=0)  # xavier/lecun/orthogonal: multiplies the std
+    sigma_w2: float | None = Field(None, gt=0, le=1e4)  # meanfield: W ~ N(0, sigma_w2 / fan_in) (1)
+    sigma_b2: float | None = Field(None, ge=0, le=1e4)  # meanfield: b ~ N(0, sigma_b2) (0)
 
     @field_validator("activation", "init")
     @classmethod
     def _known(cls, v: str, info: ValidationInfo) -> str:
         return _one_of(v, info.field_name)
 
+    @model_validator(mode="after")
+    def _meanfield_only(self) -> "InitSpec":
+        given = [k for k in ("sigma_w2", "sigma_b2") if getattr(self, k) is not None]
+        if given and self.init != "meanfield":
+            raise ValueError(f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} read only by "
+                             f"init='meanfield', not init={self.init!r}")
+        return self
+
     def scale(self) -> init.Scale:
         """The initialiser's scale parameters (defaults where not given)."""
+        if self.init == "meanfield":
+            return init.meanfield(1.0 if self.sigma_w2 is None else self.sigma_w2,
+                                  0.0 if self.sigma_b2 is None else self.sigma_b2)
         base = init.Scale()
         return init.Scale(gain=base.gain if self.gain is None else self.gain,
                           std=base.std if self.std is None else self.std)

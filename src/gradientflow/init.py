@@ -167,6 +167,10 @@ INITIALIZERS: dict[str, Initializer] = {
         Initializer("lecun", lambda t, s, g: lecun_normal_(t, s.gain, generator=g), lambda i, o, s: s.gain**2 / i),
         Initializer("orthogonal", lambda t, s, g: orthogonal_(t, s.gain, generator=g),
                     lambda i, o, s: s.gain**2 / max(i, o)),
+        # mean-field theory's own coordinates (Poole et al. 2016): W ~ N(0, sigma_w2 / fan_in), with
+        # gain = sqrt(sigma_w2); b ~ N(0, sigma_b2) through bias_std. ``meanfield(w, b)`` is its Scale.
+        Initializer("meanfield", lambda t, s, g: xavier_normal_(t, s.gain, "fan_in", generator=g),
+                    lambda i, o, s: s.gain**2 / i),
     ]
 }
 """Every tensor initialiser by name; ``lsuv`` is data-driven and lives in ``lsuv_``."""

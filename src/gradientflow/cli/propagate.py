@@ -14,6 +14,8 @@ from .render import echo_json, table
 @click.option("--std", type=float, default=None, help="normal/uniform: std of the weights.")
 @click.option("--gain", type=float, default=None, help="xavier/lecun/orthogonal: gain on the std.")
 @click.option("--value", type=float, default=None, help="constant: value of every weight.")
+@click.option("--sigma-w2", type=float, default=None, help="meanfield: W ~ N(0, sigma_w2 / fan_in) (1).")
+@click.option("--sigma-b2", type=float, default=None, help="meanfield: b ~ N(0, sigma_b2) (0).")
 @click.option("--depth", type=int, default=10, show_default=True, help="Hidden layers.")
 @click.option("--width", type=int, default=500, show_default=True)
 @click.option("--batch", type=int, default=1000, show_default=True)
@@ -22,14 +24,15 @@ from .render import echo_json, table
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--plot", "plot_dir", default=None, help="Folder for the per-layer histogram figure.")
-def propagate_cmd(activation, init_name, std, gain, value, depth, width, batch, pieces, no_bias, seed, as_json,
-                  plot_dir) -> None:
+def propagate_cmd(activation, init_name, std, gain, value, sigma_w2, sigma_b2, depth, width, batch, pieces, no_bias,
+                  seed, as_json, plot_dir) -> None:
     """Push unit-Gaussian data through a fresh network; per-layer mean, std, saturated and zero shares."""
     from ..config import PropagateConfig
     from ..propagate import study
 
     with bad_input():
-        cfg = PropagateConfig(activation=activation, init=init_name, std=std, gain=gain, value=value, depth=depth,
+        cfg = PropagateConfig(activation=activation, init=init_name, std=std, gain=gain, value=value, sigma_w2=sigma_w2,
+                              sigma_b2=sigma_b2, depth=depth,
                               width=width, batch=batch, pieces=pieces, bias=not no_bias, seed=seed)
     folder = output_folder(plot_dir) if plot_dir else None
     result = study(cfg.activation, cfg.init, depth=cfg.depth, width=cfg.width, batch=cfg.batch, scale=cfg.scale(),

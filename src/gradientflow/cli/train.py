@@ -23,6 +23,8 @@ from .render import echo_json, fmt
 @click.option("--init", help="Initialiser (he).")
 @click.option("--std", type=float, help="normal/uniform: weight std.")
 @click.option("--gain", type=float, help="xavier/lecun/orthogonal: gain on the std.")
+@click.option("--sigma-w2", type=float, help="meanfield: W ~ N(0, sigma_w2 / fan_in) (1).")
+@click.option("--sigma-b2", type=float, help="meanfield: b ~ N(0, sigma_b2) (0).")
 @click.option("--optimizer", help="sgd, momentum, nesterov, adagrad, rmsprop, adam (default), adamw.")
 @click.option("--lr", type=float, help="Learning rate alpha (1e-3).")
 @click.option("--momentum", type=float, help="mu: momentum, or Adam's beta1 (0.9).")
