@@ -552,6 +552,9 @@ def test_a_chosen_subset_of_statistics_does_only_that_and_user_statistics_are_co
         watch(net, stats=["histogramm"])
     with pytest.raises(ValueError, match="must be one of input"):
         Statistic("x", "output", abs)
+    with pytest.raises(ValueError, match="'rowwise' must return a one-element tensor on the device, got shape"):
+        with watch(net, stats=[Statistic("rowwise", "activation", lambda h: h.mean(0))]):
+            _step(net, x)
     with pytest.raises(ValueError, match="nothing to probe"):
         watch(nn.Sequential(nn.Tanh()))
 

@@ -582,7 +582,11 @@ class Probe:
         """Add each user statistic of this tensor into its [sum, count] slots."""
         t = t.detach()
         for slot, c in self._custom_of[of]:
-            self._sums.add(at + slot, c.fn(t).reshape(()))
+            value = c.fn(t)
+            if not isinstance(value, Tensor) or value.numel() != 1:
+                got = f"shape {tuple(value.shape)}" if isinstance(value, Tensor) else type(value).__name__
+                raise ValueError(f"Statistic {c.name!r} must return a one-element tensor on the device, got {got}")
+            self._sums.add(at + slot, value.reshape(()))
             self._sums.add(at + slot + 1, 1)
 
     def _on_weight_grad(self, layer: _Layer):
