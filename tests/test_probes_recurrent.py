@@ -202,3 +202,41 @@ def test_packed_sequences_are_listed_as_not_probed():
         assert "lstm" not in dict(probe.skipped)
         model(nn.utils.rnn.pack_padded_sequence(torch.randn(5, 2, 3), [5, 3])).backward()
         assert dict(probe.skipped)["lstm"].startswith("LSTM: PackedSequence")
+
+
+class _Decoder(nn.Module):
+    """A cell stepped by the model's own loop, as seq2seq decoders are written."""
+
+    def __init__(self, cell):
+        super().__init__()
+        self.cell, self.head = cell, nn.Linear(cell.hidden_size, 1)
+
+    def forward(self, x):
+        state = None
+        for t in range(x.shape[0]):
+            state = self.cell(x[t], state)
+        return self.head(state[0] if isinstance(state, tuple) else state).sum()
+
+
+@pytest.mark.parametrize("cell, layer", [(nn.LSTMCell, nn.LSTM), (nn.GRUCell, nn.GRU), (nn.RNNCell, nn.RNN)])
+def test_cells_stepped_by_the_models_loop_get_the_same_gate_rows_as_the_layer(cell, layer):
+    """The same weights as a cell in a Python loop and as the fused layer: the same gate statistics."""
+    torch.manual_seed(8)
+    looped, fused = _Decoder(cell(3, 6)), _Reader(layer(3, 6))
+    with torch.no_grad():
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(fused.rnn, name + "_l0").copy_(getattr(looped.cell, name))
+        if cell is nn.LSTMCell:
+            looped.cell.bias_ih[6:12] += 8.0  # a forget gate planted saturated in both
+            fused.rnn.bias_ih_l0[6:12] += 8.0
+    x = torch.randn(7, 4, 3)
+    rows = []
+    for model in (looped, fused):
+        with watch(model) as probe:
+            model(x).backward()
+            rows.append({r["layer"].replace("rnn.l0", "cell"): r for r in probe.flush()})
+            found = {f.kind for f in probe.findings()}
+        assert ("saturated_gates" in found) == (cell is nn.LSTMCell)
+    gates = [name for name in rows[1] if name.startswith("cell:")]
+    assert gates and all(rows[0][g]["saturated"] == pytest.approx(rows[1][g]["saturated"]) for g in gates)
+    assert all(rows[0][g]["act_mean"] == pytest.approx(rows[1][g]["act_mean"], rel=1e-5) for g in gates)

@@ -197,7 +197,8 @@ class Probe:
                            if isinstance(m, nn.MultiheadAttention) and selects(layers, name, m)]
         self._sdpa: dict[str, _Attention] = {}  # scaled_dot_product_attention calls, by row name
         self._recurrent = [_Recurrent(name or type(m).__name__, m) for name, m in model.named_modules()
-                           if isinstance(m, nn.RNNBase) and m.mode in recurrent.GATES and selects(layers, name, m)]
+                           if (isinstance(m, recurrent.CELLS) or isinstance(m, nn.RNNBase) and m.mode in recurrent.GATES)
+                           and selects(layers, name, m)]
         self._norms = [(name or type(m).__name__, m) for name, m in model.named_modules()
                        if isinstance(m, NORMS) and selects(layers, name, m)]
         self._modules = dict(model.named_modules())  # a function row is kept when its module is chosen
@@ -241,7 +242,8 @@ class Probe:
         for att in self._attention:
             add(att.module.register_forward_hook(self._on_attention(att), with_kwargs=True))
         for rec in self._recurrent:
-            add(rec.module.register_forward_hook(self._on_recurrent(rec), with_kwargs=True))
+            hook = self._on_cell if isinstance(rec.module, recurrent.CELLS) else self._on_recurrent
+            add(rec.module.register_forward_hook(hook(rec), with_kwargs=True))
 
     def _uninstall(self) -> None:
         for h in self._step_handles:
@@ -446,7 +448,7 @@ class Probe:
                 rec.order = self._seen
                 self._seen += 1
             with torch.no_grad(), self._calls.paused():
-                self._gate_sums(rec, unrolled)
+                self._gate_sums(rec, unrolled.gates, unrolled.states)
             outputs = recurrent.module_outputs(module, output)
             needing = [k for k, o in enumerate(outputs) if o.requires_grad]
             if needing:
@@ -455,19 +457,35 @@ class Probe:
                     [outputs[k] for k in needing], self._on_recurrent_grads(rec, unrolled, needing, len(outputs), unbatched))
         return hook
 
-    def _gate_sums(self, rec: _Recurrent, unrolled: "recurrent.Unrolled") -> None:
-        """Add one call's gate values and saturated counts, and its hidden states' moments."""
-        gates = recurrent.GATES[rec.module.mode]
+    def _on_cell(self, rec: _Recurrent):
+        def hook(module, args, kwargs, output):
+            if not self._active:
+                return
+            with torch.no_grad(), self._calls.paused():
+                pre = recurrent.cell_gates(module, args, kwargs)
+                if pre is None:
+                    return
+                if rec.order < 0:
+                    rec.order = self._seen
+                    self._seen += 1
+                h = output[0] if isinstance(output, tuple) else output
+                self._gate_sums(rec, [pre.unsqueeze(0)], [[h.detach()]])
+        return hook
+
+    def _gate_sums(self, rec: _Recurrent, gate_pre: list[Tensor], states: list[list[Tensor]]) -> None:
+        """Add one call's gate values and saturated counts (``gate_pre``: per row, the gates'
+        pre-activations (T, N, gates*H)), and its hidden states' moments."""
+        gates = recurrent.GATES[recurrent.mode_of(rec.module)]
         H = rec.module.hidden_size
         sums = []
-        for pre in unrolled.gates:
+        for pre in gate_pre:
             for g, (_, fn) in enumerate(gates):
                 z = pre[..., g * H:(g + 1) * H]
                 region = CATALOG[fn].saturated_region()
                 sat = stats.count_in_region(z, region) if region else z.new_zeros((), dtype=torch.int64)
                 sums.append(torch.cat([stats.moments(CATALOG[fn](z)), sat.double().reshape(1)]))
-        gate_sums = torch.stack(sums).reshape(len(unrolled.gates), len(gates), 4)
-        state_sums = torch.stack([stats.moments(torch.stack(seq).detach()) for seq in unrolled.states])
+        gate_sums = torch.stack(sums).reshape(len(gate_pre), len(gates), 4)
+        state_sums = torch.stack([stats.moments(torch.stack(seq).detach()) for seq in states])
         rec.gates = gate_sums if rec.gates is None else rec.gates + gate_sums
         rec.states = state_sums if rec.states is None else rec.states + state_sums
         rec.steps += 1
@@ -674,8 +692,8 @@ class Probe:
         """Per (layer, direction): a row for the hidden state (``time_grad``: RMS over the window's
         backward passes of ||dL_T/dh_t|| for t = 1..T, ``time_grad_ratio`` its first over its
         last) and a row per gate (its values' moments and saturated share)."""
-        module, kind = rec.module, recurrent.KINDS[rec.module.mode]
-        gates = recurrent.GATES[module.mode]
+        module, mode = rec.module, recurrent.mode_of(rec.module)
+        kind, gates = recurrent.KINDS[mode], recurrent.GATES[mode]
         gate_sums, state_sums = rec.gates.tolist(), rec.states.tolist()
         time = None
         if rec.time_sq is not None:
@@ -686,14 +704,15 @@ class Probe:
             mean, var = stats.pooled_mean_var(state_sums[k])
             grads = time[k] if time is not None else None
             ratio = grads[0] / grads[-1] if grads and grads[-1] > 0 else math.nan
-            out.append({"layer": f"{rec.name}.{suffix}", "type": kind, "activation": None,
-                        "units": module.proj_size or module.hidden_size,
+            row = rec.name if suffix is None else f"{rec.name}.{suffix}"
+            out.append({"layer": row, "type": kind, "activation": None,
+                        "units": getattr(module, "proj_size", 0) or module.hidden_size,
                         **common, "act_mean": mean, "act_std": math.sqrt(var), "time_grad": grads,
                         "time_grad_ratio": ratio, "act_grad_norm": grads[-1] if grads else math.nan})
             for g, (gate, fn) in enumerate(gates):
                 s, s2, n, sat = gate_sums[k][g]
                 mean, var = stats.pooled_mean_var((s, s2, n))
-                out.append({"layer": f"{rec.name}.{suffix}:{gate}", "type": f"{kind} gate", "activation": fn,
+                out.append({"layer": f"{row}:{gate}", "type": f"{kind} gate", "activation": fn,
                             "units": module.hidden_size, **common, "act_mean": mean, "act_std": math.sqrt(var),
                             "saturated": sat / n if n else math.nan})
         return out
@@ -871,8 +890,6 @@ def _why_skipped(module: nn.Module) -> str | None:
     from ..layers import activation_of
 
     kind = type(module).__name__
-    if isinstance(module, nn.RNNCellBase):
-        return f"{kind}: a cell stepped by the model's own loop; its gates are not probed (nn.{kind[:-4]} is)"
     if isinstance(module, nn.Embedding):
         return f"{kind}: a table lookup, not a layer with a nonlinearity"
     if activation_of(module) is not None:

@@ -19,7 +19,10 @@ copy gives, per layer and direction:
   them through the unrolled copy (``torch.autograd.grad``), so it is exact for what the model was
   given, not an estimate.
 
-Not modelled (the module is then listed in ``probe.skipped`` with why): ``PackedSequence`` inputs.
+Cells (``nn.LSTMCell``, ``GRUCell``, ``RNNCell``), stepped by the model's own loop, get their gate
+rows from each call (``cell_gates``); their gradients through time are the model's loop's business
+and are not measured. Not modelled (the module is then listed in ``probe.skipped`` with why):
+``PackedSequence`` inputs.
 With ``dropout`` between layers the unrolled copy runs without it (its random masks are the
 module's own), so the statistics are those of the network without the dropout.
 """
@@ -36,10 +39,45 @@ GATES = {"LSTM": (("input", "sigmoid"), ("forget", "sigmoid"), ("cell", "tanh"),
 KINDS = {"LSTM": "LSTM", "GRU": "GRU", "RNN_TANH": "RNN", "RNN_RELU": "RNN"}
 
 
-def row_names(module: nn.RNNBase) -> list[str]:
-    """The suffixes of a module's (layer, direction) rows, in torch's order: l0, l0_reverse, l1, ..."""
+CELLS = (nn.LSTMCell, nn.GRUCell, nn.RNNCell)
+
+
+def mode_of(module: nn.Module) -> str:
+    """"LSTM", "GRU", "RNN_TANH" or "RNN_RELU" for a recurrent layer or cell."""
+    if isinstance(module, nn.RNNBase):
+        return module.mode
+    if isinstance(module, nn.RNNCell):
+        return "RNN_TANH" if module.nonlinearity == "tanh" else "RNN_RELU"
+    return "LSTM" if isinstance(module, nn.LSTMCell) else "GRU"
+
+
+def row_names(module: nn.Module) -> list[str | None]:
+    """The suffixes of a module's (layer, direction) rows, in torch's order: l0, l0_reverse, l1, ...;
+    a cell has one row, named after the cell itself (None)."""
+    if isinstance(module, CELLS):
+        return [None]
     dirs = ("", "_reverse") if module.bidirectional else ("",)
     return [f"l{layer}{d}" for layer in range(module.num_layers) for d in dirs]
+
+
+@torch.no_grad()
+def cell_gates(cell: nn.Module, args: tuple, kwargs: dict) -> Tensor | None:
+    """One step of an ``nn.LSTMCell``/``GRUCell``/``RNNCell``, stepped by the model's own loop: its
+    gate pre-activations (N, gates*H), with the same formulas as ``unroll``; None without a tensor input."""
+    x = args[0] if args else kwargs.get("input")
+    hx = args[1] if len(args) > 1 else kwargs.get("hx")
+    if not isinstance(x, Tensor):
+        return None
+    h = hx[0] if isinstance(hx, tuple) else hx
+    if h is None:
+        h = x.new_zeros(*x.shape[:-1], cell.hidden_size)
+    xi = torch.nn.functional.linear(x.detach(), cell.weight_ih, cell.bias_ih)
+    hh = torch.nn.functional.linear(h.detach(), cell.weight_hh, cell.bias_hh)
+    if isinstance(cell, nn.GRUCell):
+        ir, iz, i_n = xi.chunk(3, -1)
+        hr, hz, hn = hh.chunk(3, -1)
+        return torch.cat([ir + hr, iz + hz, i_n + torch.sigmoid(ir + hr) * hn], -1)
+    return xi + hh
 
 
 class Unrolled:
