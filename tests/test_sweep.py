@@ -1,0 +1,109 @@
+"""Sweeps: specs validated whole before anything is written, the pool giving the numbers a single
+process gives, failures recorded, and a killed sweep continued to the uninterrupted sweep's numbers."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from gradientflow.cli import main
+from gradientflow.sweep import SweepSpec
+
+BASE = {"data": "xor", "n_train": 256, "n_test": 128, "epochs": 2, "batch_size": 64, "activation": "tanh",
+        "init": "meanfield", "sigma_b2": 0.05, "optimizer": "sgd", "lr": 0.1}
+
+
+def _spec(tmp_path, spec, name="spec.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(spec))
+    return str(path)
+
+
+def _invoke(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+def _numbers(folder):
+    rows = pq.read_table(folder / "results.parquet").to_pylist()
+    return {r["cell"]: (r["status"], r["steps"], r["train_loss"], r["test_loss"], r["test_accuracy"]) for r in rows}
+
+
+@pytest.mark.parametrize("spec, line", [
+    ({"base": BASE, "gird": {"lr": [0.1]}}, "unknown spec key 'gird'; allowed: base, grid, random"),
+    ({"base": BASE, "grid": {"lrr": [0.1]}}, "unknown field 'lrr' in grid"),
+    ({"base": BASE, "grid": {"lr": []}}, "grid field 'lr' has no values"),
+    ({"base": BASE, "grid": {"lr": 0.1}}, "grid field 'lr' must be a list of values"),
+    ({"base": BASE, "grid": {}}, "the sweep has nothing to vary"),
+    ({"base": BASE, "grid": {"lr": [0.1, "fast"]}}, "cell lr='fast': invalid lr='fast'"),
+    ({"base": BASE, "grid": {"sigma_w2": [1.0, -1.0]}}, "cell sigma_w2=-1.0: invalid sigma_w2=-1.0"),
+    ({"base": BASE, "random": {"n": 2, "fields": {"lr": {"loguniform": [0, 1]}}}}, "loguniform needs lo > 0"),
+    ({"base": BASE, "random": {"n": 0, "fields": {"lr": {"uniform": [0.1, 1]}}}}, "random n=0 must be an integer"),
+    ({"base": {**BASE, "init": "he"}, "grid": {"sigma_w2": [1.0]}}, "read only by init='meanfield'"),
+])
+def test_a_bad_spec_is_one_line_exit_2_and_writes_nothing(tmp_path, spec, line):
+    r = _invoke("sweep", "run", _spec(tmp_path, spec), "--out", str(tmp_path / "out"))
+    assert r.exit_code == 2 and r.output.count("\n") == 1 and line in r.output, r.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_random_draws_are_seeded_and_crossed_with_the_grid():
+    spec = SweepSpec.parse({"base": BASE, "grid": {"depth": [1, 2]},
+                            "random": {"n": 3, "seed": 7, "fields": {"lr": {"loguniform": [1e-3, 1e-1]},
+                                                                      "width": {"choice": [8, 16]}}}})
+    cells = spec.cells()
+    assert len(cells) == 6 and [c.name for c in cells] == [c.name for c in spec.cells()]
+    assert all(1e-3 <= c.config.lr <= 1e-1 and c.config.width in (8, 16) for c in cells)
+
+
+def test_the_pool_gives_the_numbers_of_one_process_and_a_failing_cell_is_recorded(tmp_path):
+    spec = {"base": BASE, "grid": {"sigma_w2": [1.0, 4.0], "depth": [2, 4]}}
+    results = {}
+    for workers in (1, 2):
+        r = _invoke("sweep", "run", _spec(tmp_path, spec), "--out", str(tmp_path / f"w{workers}"),
+                    "--workers", str(workers), "--json")
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.output) == {"cells": 4, "finished": 4, "diverged": 0, "failed": 0,
+                                        "results": str(tmp_path / f"w{workers}" / "results.parquet")}
+        results[workers] = _numbers(tmp_path / f"w{workers}")
+    assert results[1] == results[2]
+    r = _invoke("runs", "list", str(tmp_path / "w2" / "runs"), "--json")
+    assert r.exit_code == 0 and len(json.loads(r.output)) == 4
+
+    failing = {"base": BASE, "grid": {"data": ["xor", f"npz:{tmp_path / 'missing.npz'}"]}}
+    r = _invoke("sweep", "run", _spec(tmp_path, failing, "failing.yaml"), "--out", str(tmp_path / "f"), "--json")
+    assert r.exit_code == 0 and json.loads(r.output)["failed"] == 1 and json.loads(r.output)["finished"] == 1
+    rows = pq.read_table(tmp_path / "f" / "results.parquet").to_pylist()
+    assert "missing.npz" in next(x["message"] for x in rows if x["status"] == "failed")
+    shown = _invoke("sweep", "show", str(tmp_path / "f"))
+    assert shown.exit_code == 0 and "failed" in shown.output and "finished" in shown.output
+
+
+def test_a_killed_sweep_continues_to_the_uninterrupted_sweeps_numbers(tmp_path):
+    spec = _spec(tmp_path, {"base": {**BASE, "epochs": 6, "n_train": 1024, "checkpoint_every": 8},
+                            "grid": {"depth": [2, 3, 4], "seed": [0, 1]}})
+    cmd = [sys.executable, "-m", "gradientflow.cli", "sweep", "run", spec, "--quiet", "--json"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([*cmd, "--out", str(tmp_path / "whole")], env=env, check=True, capture_output=True)
+    proc = subprocess.Popen([*cmd, "--out", str(tmp_path / "killed")], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    results = tmp_path / "killed" / "results.parquet"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # kill once some cells have ended and others have not
+        if results.exists() and 1 <= [r["status"] for r in pq.read_table(results).to_pylist()].count("finished") < 6:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    left = [r["status"] for r in pq.read_table(results).to_pylist()]
+    assert left.count("finished") < 6, "the sweep ended before the kill: nothing was tested"
+    done = subprocess.run([*cmd, "--out", str(tmp_path / "killed")], env=env, check=True, capture_output=True, text=True)
+    assert json.loads(done.stdout)["finished"] == 6
+    whole, killed = _numbers(tmp_path / "whole"), _numbers(tmp_path / "killed")
+    assert killed == whole  # every cell's status, steps, losses and accuracy, bit for bit
