@@ -30,7 +30,8 @@ def run_cell(config: dict, folder: str) -> dict:
     from .. import job
     from ..config import TrainConfig
 
-    torch.set_num_threads(1)  # one thread per worker: the same numbers whatever the pool's size
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one thread per cell: the same numbers whatever the pool's size
     start = time.perf_counter()
     try:
         path = Path(folder)
@@ -38,6 +39,8 @@ def run_cell(config: dict, folder: str) -> dict:
         row = {k: v for k, v in summary.to_dict().items() if k in RESULT_FIELDS}
     except Exception as err:  # noqa: BLE001 - a cell's failure is data, the sweep goes on
         row = {"status": "failed", "message": f"{type(err).__name__}: {err}"}
+    finally:
+        torch.set_num_threads(threads)  # in the caller's process (workers=1), leave it as it was
     row.setdefault("seconds", time.perf_counter() - start)
     return row
 
