@@ -8,13 +8,12 @@ import subprocess
 import sys
 import time
 
-import pyarrow.parquet as pq
 import pytest
 import yaml
 from click.testing import CliRunner
 
 from gradientflow.cli import main
-from gradientflow.sweep import SweepSpec
+from gradientflow.sweep import SweepSpec, read_results
 
 BASE = {"data": "xor", "n_train": 256, "n_test": 128, "epochs": 2, "batch_size": 64, "activation": "tanh",
         "init": "meanfield", "sigma_b2": 0.05, "optimizer": "sgd", "lr": 0.1}
@@ -31,7 +30,7 @@ def _invoke(*args):
 
 
 def _numbers(folder):
-    rows = pq.read_table(folder / "results.parquet").to_pylist()
+    rows = read_results(folder)
     return {r["cell"]: (r["status"], r["steps"], r["train_loss"], r["test_loss"], r["test_accuracy"]) for r in rows}
 
 
@@ -79,7 +78,7 @@ def test_the_pool_gives_the_numbers_of_one_process_and_a_failing_cell_is_recorde
     failing = {"base": BASE, "grid": {"data": ["xor", f"npz:{tmp_path / 'missing.npz'}"]}}
     r = _invoke("sweep", "run", _spec(tmp_path, failing, "failing.yaml"), "--out", str(tmp_path / "f"), "--json")
     assert r.exit_code == 0 and json.loads(r.output)["failed"] == 1 and json.loads(r.output)["finished"] == 1
-    rows = pq.read_table(tmp_path / "f" / "results.parquet").to_pylist()
+    rows = read_results(tmp_path / "f")
     assert "missing.npz" in next(x["message"] for x in rows if x["status"] == "failed")
     shown = _invoke("sweep", "show", str(tmp_path / "f"))
     assert shown.exit_code == 0 and "failed" in shown.output and "finished" in shown.output
@@ -96,12 +95,12 @@ def test_a_killed_sweep_continues_to_the_uninterrupted_sweeps_numbers(tmp_path):
     results = tmp_path / "killed" / "results.parquet"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # kill once some cells have ended and others have not
-        if results.exists() and 1 <= [r["status"] for r in pq.read_table(results).to_pylist()].count("finished") < 6:
+        if results.exists() and 1 <= [r["status"] for r in read_results(results.parent)].count("finished") < 6:
             break
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    left = [r["status"] for r in pq.read_table(results).to_pylist()]
+    left = [r["status"] for r in read_results(results.parent)]
     assert left.count("finished") < 6, "the sweep ended before the kill: nothing was tested"
     done = subprocess.run([*cmd, "--out", str(tmp_path / "killed")], env=env, check=True, capture_output=True, text=True)
     assert json.loads(done.stdout)["finished"] == 6

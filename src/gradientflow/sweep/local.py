@@ -118,9 +118,12 @@ def _write(out: Path, cells: list[Cell], rows: dict[str, dict]) -> None:
 
 def read_results(out: str | Path) -> list[dict]:
     """The rows of ``out/results.parquet``; ValueError when there is none."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     path = Path(out) / "results.parquet"
     if not path.is_file():
         raise ValueError(f"{str(out)!r} has no results.parquet: not a sweep folder (gradientflow sweep run SPEC --out DIR)")
-    return pq.read_table(path).to_pylist()
+    # read in one go: a running sweep replaces the file as cells end, and a reader that opens it
+    # twice (footer, then data) could see two versions
+    return pq.read_table(pa.BufferReader(path.read_bytes())).to_pylist()
