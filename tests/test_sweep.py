@@ -106,3 +106,26 @@ def test_a_killed_sweep_continues_to_the_uninterrupted_sweeps_numbers(tmp_path):
     assert json.loads(done.stdout)["finished"] == 6
     whole, killed = _numbers(tmp_path / "whole"), _numbers(tmp_path / "killed")
     assert killed == whole  # every cell's status, steps, losses and accuracy, bit for bit
+
+
+def test_plot_averages_the_seeds_per_cell_and_draws_the_theorys_trainable_depth(tmp_path):
+    from gradientflow import theory
+
+    spec = {"base": {**BASE, "epochs": 1}, "grid": {"sigma_w2": [1.0, 2.0], "depth": [1, 3], "seed": [0, 1]}}
+    assert _invoke("sweep", "run", _spec(tmp_path, spec), "--out", str(tmp_path / "s"), "--quiet").exit_code == 0
+    r = _invoke("sweep", "plot", str(tmp_path / "s"), "--x", "sigma_w2", "--y", "depth", "--plot",
+                str(tmp_path / "fig"), "--json")
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.output)
+    rows = read_results(tmp_path / "s")
+    for i, depth in enumerate(got["y"]):
+        for j, w in enumerate(got["x"]):
+            values = [x["test_accuracy"] for x in rows if x["depth"] == depth and x["sigma_w2"] == w]
+            assert got["value"][i][j] == pytest.approx(sum(values) / len(values)) and got["cells"][i][j] == 2
+    w, depth = got["theory"]["sigma_w2"], got["theory"]["depth"]
+    for k in (0, 77, 199):
+        assert depth[k] == pytest.approx(theory.analyse("tanh", w[k], 0.05).max_trainable_depth)
+    assert all((tmp_path / "fig" / f"sweep_test_accuracy_sigma_w2_depth.{ext}").exists() for ext in ("png", "svg"))
+    bad = _invoke("sweep", "plot", str(tmp_path / "s"), "--x", "width", "--y", "depth", "--plot", str(tmp_path / "f2"))
+    assert bad.exit_code == 2 and "--x 'width' is not a field this sweep varies; it varies: depth, seed, sigma_w2" in bad.output  # the spec file lists keys sorted
+    assert _invoke("sweep", "show", str(tmp_path / "nothing")).exit_code == 2

@@ -335,3 +335,32 @@ def probe_figures(rows: list[dict], hists: dict) -> list[tuple[str, Figure]]:
 def save_probe_figures(rows: list[dict], hists: dict, folder: Path) -> list[Path]:
     """The probe figures of a run (``probe_figures``), one PNG each."""
     return [save(fig, folder, stem)[0] for stem, fig in probe_figures(rows, hists)]
+
+
+def sweep_heatmap(grid: dict, x: str, y: str, value: str, overlay: tuple[np.ndarray, np.ndarray] | None = None,
+                  overlay_label: str = "") -> Figure:
+    """A sweep's mean ``value`` per (x, y) cell (``sweep.heat``), each cell annotated, grey where no
+    run finished; ``overlay`` (x values, y values) is drawn over it with each axis mapped onto the
+    cells piecewise-linearly (the cells are evenly spaced whatever the values' spacing)."""
+    xs, ys, values = grid["x"], grid["y"], np.asarray(grid["value"], dtype=float)
+    fig, ax = subplots(figsize=(max(5.0, 0.9 * len(xs) + 2.5), max(3.6, 0.5 * len(ys) + 1.8)))
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#cccccc")  # no run finished: grey
+    mesh = ax.imshow(np.ma.masked_invalid(values), origin="lower", aspect="auto", cmap=cmap)
+    fig.colorbar(mesh, ax=ax, label=f"{value} (mean over the cells' seeds)")
+    for i in range(len(ys)):
+        for j in range(len(xs)):
+            if np.isfinite(values[i, j]):
+                ax.text(j, i, f"{values[i, j]:.2g}", ha="center", va="center", fontsize=7, color="white")
+    ax.set(xticks=range(len(xs)), xticklabels=[f"{v:g}" if isinstance(v, (int, float)) else str(v) for v in xs],
+           yticks=range(len(ys)), yticklabels=[f"{v:g}" if isinstance(v, (int, float)) else str(v) for v in ys],
+           xlabel=x, ylabel=y)
+    if overlay is not None and len(xs) > 1 and len(ys) > 1:
+        ox, oy = overlay
+        keep = np.isfinite(oy)
+        ax.plot(np.interp(ox[keep], xs, range(len(xs))), np.interp(oy[keep], ys, range(len(ys)), left=-0.5,
+                right=len(ys) - 0.5), color="red", lw=2, label=overlay_label)
+        ax.set_ylim(-0.5, len(ys) - 0.5)
+        ax.legend(fontsize=8, loc="upper right")
+    ax.set_title(f"{value} over {x} x {y}", fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -62,3 +62,47 @@ def show_cmd(out, as_json) -> None:
     click.echo("  ".join(k.ljust(width[k]) for k in shown))
     for r in rows:
         click.echo("  ".join(cell(r[k]).ljust(width[k]) for k in shown))
+
+
+@sweep_group.command("plot")
+@click.argument("out")
+@click.option("--x", "x", required=True, help="A varied field for the columns (e.g. sigma_w2).")
+@click.option("--y", "y", required=True, help="A varied field for the rows (e.g. depth).")
+@click.option("--value", default="test_accuracy", show_default=True, help="The result to colour the cells by.")
+@click.option("--plot", "plot_dir", required=True, help="Folder for the figure (PNG and SVG).")
+@click.option("--json", "as_json", is_flag=True)
+def plot_cmd(out, x, y, value, plot_dir, as_json) -> None:
+    """A heat map of VALUE over two varied fields; with x = sigma_w2 and y = depth (init meanfield),
+    mean-field theory's trainable depth 6 xi_c drawn over it (Schoenholz et al. 2017)."""
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    from .. import plots
+    from ..config import TrainConfig
+    from ..sweep import heat, read_results
+
+    from .app import output_folder
+
+    with bad_input():
+        rows = read_results(out)
+        grid = heat.heat(rows, x, y, value)
+    overlay, label = None, ""
+    if (x, y) == ("sigma_w2", "depth"):
+        spec = json.loads((Path(out) / "spec.json").read_text())
+        base = TrainConfig(**{**spec["base"], **{k: v[0] for k, v in spec["grid"].items()}})
+        if base.init == "meanfield" and "activation" not in spec["grid"] and "sigma_b2" not in spec["grid"]:
+            w = np.linspace(min(grid["x"]), max(grid["x"]), 200)
+            sigma_b2 = base.sigma_b2 or 0.0
+            overlay = (w, heat.trainable_depth(base.activation, w, sigma_b2))
+            label = f"6 xi_c ({base.activation}, sigma_b2 = {sigma_b2:g})"
+    fig = plots.sweep_heatmap(grid, x, y, value, overlay, label)
+    paths = plots.save(fig, output_folder(plot_dir), f"sweep_{value}_{x}_{y}")
+    if as_json:
+        echo_json({"x": grid["x"], "y": grid["y"], "value": grid["value"].tolist(), "cells": grid["cells"].tolist(),
+                   "theory": None if overlay is None else {"sigma_w2": overlay[0].tolist(), "depth": overlay[1].tolist()},
+                   "figures": [str(p) for p in paths]})
+        return
+    for path in paths:
+        click.echo(f"figure: {path}")

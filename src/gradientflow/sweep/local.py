@@ -1,5 +1,5 @@
 """Run a sweep's cells on a pool of worker processes (one torch thread each) into one folder:
-``DIR/runs/<cell>`` (stored runs, readable by ``gradientflow runs``) and ``DIR/results.parquet``
+``DIR/runs/<cell>`` (stored runs, readable by ``gradientflow runs``), ``DIR/spec.json`` and ``DIR/results.parquet``
 (one row per cell, rewritten atomically each time a cell ends, so a killed sweep keeps every row
 it had). Running the same sweep again skips the cells whose run ended (finished or diverged) and
 resumes the others from their last checkpoint; a cell that raises is recorded as failed with its
@@ -14,7 +14,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from ..store import Run, write_atomic
+from ..store import Run, write_atomic, write_json
 from .spec import Cell, SweepSpec
 
 RESULT_FIELDS = ("cell", "status", "steps", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "seconds",
@@ -62,6 +62,7 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, workers: int = 1, progress: b
         raise ValueError(f"workers={workers!r} must be an integer from 1 to 256")
     out = Path(out)
     (out / "runs").mkdir(parents=True, exist_ok=True)
+    write_json(out / "spec.json", {"base": spec.base, "grid": spec.grid, "random": spec.random})
     rows: dict[str, dict] = {}
     todo: list[Cell] = []
     for cell in cells:
