@@ -35,7 +35,9 @@ def _verdicts(tmp_path, label, seed, env):
 
 
 def test_edge_of_stability_verdicts_are_the_same_on_every_variant(tmp_path):
-    with ThreadPoolExecutor(max_workers=2) as pool:  # two processes at a time: one per core here
+    # every variant at once: each process runs one torch thread, and three sharing two cores end
+    # sooner than two rounds (the second of which would leave a core idle)
+    with ThreadPoolExecutor(max_workers=len(VARIANTS)) as pool:
         futures = {label: pool.submit(_verdicts, tmp_path, label, seed, env) for label, (seed, env) in VARIANTS.items()}
         results = {label: f.result() for label, f in futures.items()}
     reference = results["seed 0"]
