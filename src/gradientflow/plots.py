@@ -351,9 +351,9 @@ def sweep_heatmap(grid: dict, x: str, y: str, value: str, overlay: tuple[np.ndar
         for j in range(len(xs)):
             if np.isfinite(values[i, j]):
                 ax.text(j, i, f"{values[i, j]:.2g}", ha="center", va="center", fontsize=7, color="white")
-    ax.set(xticks=range(len(xs)), xticklabels=[f"{v:g}" if isinstance(v, (int, float)) else str(v) for v in xs],
-           yticks=range(len(ys)), yticklabels=[f"{v:g}" if isinstance(v, (int, float)) else str(v) for v in ys],
-           xlabel=x, ylabel=y)
+    tick = lambda v: f"{v:g}" if isinstance(v, (int, float)) else literal(v)  # noqa: E731
+    ax.set(xticks=range(len(xs)), xticklabels=[tick(v) for v in xs], yticks=range(len(ys)),
+           yticklabels=[tick(v) for v in ys], xlabel=x, ylabel=y)
     if overlay is not None and len(xs) > 1 and len(ys) > 1:
         ox, oy = overlay
         keep = np.isfinite(oy)

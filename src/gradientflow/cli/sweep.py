@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 import sys
 
 import click
 
 from .app import bad_input, main
-from .render import echo_json
+from .render import echo_json, table
 
 
 @main.group("sweep")
@@ -29,11 +28,9 @@ def run_cmd(spec_file, out, workers, quiet, as_json) -> None:
     from ..config import load_file
     from ..sweep import SweepSpec, run_sweep
 
-    with bad_input():
-        spec = SweepSpec.parse(load_file(spec_file))
-        spec.cells()  # every config validated before anything is written
-    with bad_input():
-        counts = run_sweep(spec, out, workers=workers, progress=not quiet and sys.stderr.isatty())
+    with bad_input():  # run_sweep validates every cell before it writes anything
+        counts = run_sweep(SweepSpec.parse(load_file(spec_file)), out, workers=workers,
+                           progress=not quiet and sys.stderr.isatty())
     if as_json:
         echo_json(counts)
         return
@@ -56,12 +53,7 @@ def show_cmd(out, as_json) -> None:
     if not rows:
         click.echo("no cells")
         return
-    shown = [k for k in rows[0] if k not in ("message", "cell")]
-    cell = lambda v: f"{v:.4g}" if isinstance(v, float) and not math.isnan(v) else ("" if v is None or v != v else str(v))  # noqa: E731
-    width = {k: max(len(k), *(len(cell(r[k])) for r in rows)) for k in shown}
-    click.echo("  ".join(k.ljust(width[k]) for k in shown))
-    for r in rows:
-        click.echo("  ".join(cell(r[k]).ljust(width[k]) for k in shown))
+    table(rows, [k for k in rows[0] if k not in ("message", "cell")])
 
 
 @sweep_group.command("plot")
@@ -74,29 +66,15 @@ def show_cmd(out, as_json) -> None:
 def plot_cmd(out, x, y, value, plot_dir, as_json) -> None:
     """A heat map of VALUE over two varied fields; with x = sigma_w2 and y = depth (init meanfield),
     mean-field theory's trainable depth 6 xi_c drawn over it (Schoenholz et al. 2017)."""
-    import json
-    from pathlib import Path
-
-    import numpy as np
-
     from .. import plots
-    from ..config import TrainConfig
     from ..sweep import heat, read_results
-
     from .app import output_folder
 
     with bad_input():
         rows = read_results(out)
         grid = heat.heat(rows, x, y, value)
-    overlay, label = None, ""
-    if (x, y) == ("sigma_w2", "depth"):
-        spec = json.loads((Path(out) / "spec.json").read_text())
-        base = TrainConfig(**{**spec["base"], **{k: v[0] for k, v in spec["grid"].items()}})
-        if base.init == "meanfield" and "activation" not in spec["grid"] and "sigma_b2" not in spec["grid"]:
-            w = np.linspace(min(grid["x"]), max(grid["x"]), 200)
-            sigma_b2 = base.sigma_b2 or 0.0
-            overlay = (w, heat.trainable_depth(base.activation, w, sigma_b2))
-            label = f"6 xi_c ({base.activation}, sigma_b2 = {sigma_b2:g})"
+        theory = heat.theory_overlay(out, grid, x, y)
+    overlay, label = (theory[:2], theory[2]) if theory is not None else (None, "")
     fig = plots.sweep_heatmap(grid, x, y, value, overlay, label)
     paths = plots.save(fig, output_folder(plot_dir), f"sweep_{value}_{x}_{y}")
     if as_json:

@@ -23,7 +23,8 @@ ATTENTION_COLLAPSED = 0.5  # share of a head's queries with one key over 99% of 
 HIDDEN_SCALE = (1e-2, 1e2)  # a normalisation layer's input std over its output std outside this range
 NORM_TYPES = ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d",
               "LayerNorm", "GroupNorm")
-RECURRENT_TYPES = ("LSTM", "GRU", "RNN")  # rows of recurrent layers and their gates ("LSTM gate")
+RECURRENT_TYPES = ("LSTM", "GRU", "RNN")  # rows of recurrent layers
+RECURRENT_GATES = tuple(f"{k} gate" for k in RECURRENT_TYPES)  # and of their gates
 KEEP_STATE = {"RNN": "gated cells (LSTM or GRU)", "LSTM": "a forget-gate bias of 1 or more",
               "GRU": "an update-gate bias that carries more of the state"}  # what lets a gradient through time
 NOT_HIDDEN = ("softmax",)  # a distribution over classes or keys (functional rows), not a hidden layer
@@ -180,7 +181,7 @@ def _saturated(kind: str, noun: str, rows: list[dict], advice: str, detail=lambd
 
 
 def _recurrent_row(r: dict) -> bool:
-    return r.get("type") in RECURRENT_TYPES or r.get("type") in [f"{k} gate" for k in RECURRENT_TYPES]
+    return r.get("type") in (*RECURRENT_TYPES, *RECURRENT_GATES)
 
 
 def _recurrent(last: list[dict], rows: list[dict]) -> list[Finding]:
@@ -188,12 +189,10 @@ def _recurrent(last: list[dict], rows: list[dict]) -> list[Finding]:
     and C3 along the time axis) from the recurrent rows of the last window. The time rule reads the
     forward direction only: there processing order is sequence order and the gradient enters at
     the last step, as in Pascanu et al. (2013); a reverse direction's curve is shown, not judged."""
-    found = []
-    found += _saturated("saturated_gates", "gate", [r for r in last if _recurrent_row(r) and r.get("type") not in
-                                                    RECURRENT_TYPES],
-                        "a saturated gate passes almost no gradient (C1, inside the cell): look at the gate biases "
-                        "and the input scale; lower the learning rate; clip gradients (C3)",
-                        lambda r: f", mean value {r['act_mean']:.3g}")
+    found = _saturated("saturated_gates", "gate", [r for r in last if r.get("type") in RECURRENT_GATES],
+                       "a saturated gate passes almost no gradient (C1, inside the cell): look at the gate biases "
+                       "and the input scale; lower the learning rate; clip gradients (C3)",
+                       lambda r: f", mean value {r['act_mean']:.3g}")
     for r in last:
         ratio = r.get("time_grad_ratio", math.nan)
         if r.get("type") not in RECURRENT_TYPES or _nan(ratio) or r["layer"].endswith("_reverse"):

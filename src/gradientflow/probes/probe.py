@@ -18,7 +18,9 @@ steps; x is the layer's input, z = W x + b its output (the pre-activation), h = 
   from an evenly strided sample of at most ``HIST_SAMPLE`` values per layer and step (a full
   histogram of a 256 x 500 layer costs torch's CPU kernels more than the layer's matmul);
 - ``saturated``: share of z in the activation's saturated region (|f'| < 5% of its max; C1, C15);
-- ``zero``: share of h exactly 0; ``dead``: share of units whose z stayed in the activation's
+- ``zero``: share of h exactly 0 (both shares, and the histogram, from ``SHARE_ROWS`` strided samples
+  of the batch unless ``exact``; the histogram and ``sign_coherence`` on the first sampled step of
+  each window and every ``update_every``-th); ``dead``: share of units whose z stayed in the activation's
   zero-slope region for every sample of the window (C7; 0 for activations whose slope is never
   exactly 0, NaN without an activation);
 - ``input_mean_over_std``: |mean x| / std x, how far the inputs are from zero-centred (C4, C19);
@@ -47,9 +49,9 @@ from torch import Tensor, nn
 from ..activations import CATALOG, Activation, Maxout
 from ..layers import PARAMETRIC, Layer, LayerFilter, selects, walk
 from . import attention, recurrent, stats
+from .functional import Calls
 from .stats import Statistic, choose as choose_stats  # (the parameter ``stats`` shadows the module)
 from .sums import Sums
-from .functional import Calls
 
 HIST_SAMPLE = 8192  # values per layer and step counted into the histogram (an evenly strided sample)
 SIGN_UNITS = 64  # units per layer and step whose sign coherence is averaged
@@ -316,13 +318,17 @@ class Probe:
             self._sums.add(layer.at + _UPD_N, 1)
         self._measure_update = False
 
+    def _place(self, row) -> None:
+        """Give a row its position in the forward pass the first time it is seen."""
+        if row.order < 0:
+            row.order = self._seen
+            self._seen += 1
+
     def _on_layer(self, layer: _Layer):
         def hook(module, inputs, output):
             if not self._active or not isinstance(output, Tensor):
                 return
-            if layer.order < 0:
-                layer.order = self._seen
-                self._seen += 1
+            self._place(layer)
             at = layer.at
             x = inputs[0] if inputs and isinstance(inputs[0], Tensor) else None
             with torch.no_grad():
@@ -377,17 +383,17 @@ class Probe:
         count in the saturated region and the units seen outside the dead region."""
         at, add = row.at, self._sums.add
         rows = None if self.exact else SHARE_ROWS
+        h_rows = stats.sample_rows(h, rows)
         if "histogram" in self.groups and self._heavy:
             if row.hist_range[0] is None or row.hist_range[1] is None:
                 lo, hi = row.hist_range
                 spread = 1.5 * float(h.detach().abs().max()) or 1.0  # fixed once, at the first sampled step
                 row.hist_range = (-spread if lo is None else lo, spread if hi is None else hi)
-            row.hist += stats.histogram(stats.sample_rows(h, rows), *row.hist_range, self.bins, HIST_SAMPLE)
+            row.hist += stats.histogram(h_rows, *row.hist_range, self.bins, HIST_SAMPLE)
         saturation = "saturation" in self.groups
         if saturation:
-            some = stats.sample_rows(h, rows)
-            add(at + _NONZERO, torch.count_nonzero(some))  # counts the non-zeros: zero = 1 - this / n
-            add(at + _NONZERO_N, some.numel())
+            add(at + _NONZERO, torch.count_nonzero(h_rows))  # counts the non-zeros: zero = 1 - this / n
+            add(at + _NONZERO_N, h_rows.numel())
         if z is None:
             return
         if row.saturated_region and saturation:
@@ -412,9 +418,7 @@ class Probe:
     def _attention_sums(self, att: _Attention, sums: Tensor | None) -> None:
         if sums is None:
             return
-        if att.order < 0:
-            att.order = self._seen
-            self._seen += 1
+        self._place(att)
         att.acc = sums if att.acc is None else att.acc + sums
 
     def _chosen(self, row: str) -> bool:
@@ -444,9 +448,7 @@ class Probe:
             if unrolled is None:
                 rec.unmodelled = "PackedSequence input: gates and gradients through time are not probed for it"
                 return
-            if rec.order < 0:
-                rec.order = self._seen
-                self._seen += 1
+            self._place(rec)
             with torch.no_grad(), self._calls.paused():
                 self._gate_sums(rec, unrolled.gates, unrolled.states)
             outputs = recurrent.module_outputs(module, output)
@@ -465,9 +467,7 @@ class Probe:
                 pre = recurrent.cell_gates(module, args, kwargs)
                 if pre is None:
                     return
-                if rec.order < 0:
-                    rec.order = self._seen
-                    self._seen += 1
+                self._place(rec)
                 h = output[0] if isinstance(output, tuple) else output
                 self._gate_sums(rec, [pre.unsqueeze(0)], [[h.detach()]])
         return hook
@@ -481,8 +481,7 @@ class Probe:
         for pre in gate_pre:
             for g, (_, fn) in enumerate(gates):
                 z = pre[..., g * H:(g + 1) * H]
-                region = CATALOG[fn].saturated_region()
-                sat = stats.count_in_region(z, region) if region else z.new_zeros((), dtype=torch.int64)
+                sat = stats.count_in_region(z, CATALOG[fn].saturated_region())
                 sums.append(torch.cat([stats.moments(CATALOG[fn](z)), sat.double().reshape(1)]))
         gate_sums = torch.stack(sums).reshape(len(gate_pre), len(gates), 4)
         state_sums = torch.stack([stats.moments(torch.stack(seq).detach()) for seq in states])
@@ -626,7 +625,8 @@ class Probe:
     # --- reading ---
 
     def _close_window(self) -> list[dict]:
-        """Read the buffers back (one synchronisation), reset them, and keep the rows."""
+        """Read the buffers back (one transfer for the layer and function rows, one per attention or
+        recurrent module), reset them, and keep the rows."""
         everything = [*self.layers, *self._call_rows.values()]
         read = self._sums.read()  # one transfer for every row
         accs = {id(x): read[x.at:x.at + self._slots] for x in everything}
@@ -642,20 +642,12 @@ class Probe:
         for i, row in enumerate(rows):  # the layer-to-layer gradient factor needs the next layer
             nxt = rows[i + 1]["act_grad_norm"] if i + 1 < len(rows) else math.nan
             row["grad_factor"] = row["act_grad_norm"] / nxt if nxt and math.isfinite(nxt) else math.nan
-        for att in sorted((a for a in [*self._attention, *self._sdpa.values()] if a.acc is not None),
-                          key=lambda a: a.order):
-            at = next((i for i, r in enumerate(rows) if r["_order"] > att.order), len(rows))
-            heads = [{"layer": f"{att.name}:head{h['head']}", "type": "attention head", "activation": None,
-                      "units": att.head_dim, "first_step": self._window_start, "last_step": self.step,
-                      "sampled_steps": None, "_order": att.order, **{k: v for k, v in h.items() if k != "head"}}
-                     for h in attention.rows(att.acc.tolist())]
-            rows[at:at] = heads
-            att.acc = None
-        for rec in sorted((r for r in self._recurrent if r.gates is not None), key=lambda r: r.order):
-            at = next((i for i, r in enumerate(rows) if r["_order"] > rec.order), len(rows))
-            rows[at:at] = [{**r, "_order": rec.order} for r in self._recurrent_rows(rec)]
-            rec.gates = rec.states = rec.time_sq = rec.time_n = None
-            rec.steps = 0
+        placed = [(att.order, self._head_rows(att)) for att in [*self._attention, *self._sdpa.values()]
+                  if att.acc is not None]
+        placed += [(rec.order, self._recurrent_rows(rec)) for rec in self._recurrent if rec.gates is not None]
+        for order, new in sorted(placed, key=lambda p: p[0]):  # each module's rows where it ran in the forward pass
+            at = next((i for i, r in enumerate(rows) if r["_order"] > order), len(rows))
+            rows[at:at] = [{**r, "_order": order} for r in new]
         dropped = [col for group, cols in stats.GROUPS.items() if group not in self.groups for col in cols]
         for row in rows:
             del row["_order"]
@@ -688,10 +680,19 @@ class Probe:
                           "half (probe.thinned counts the windows gone; stored runs keep every window)", stacklevel=2)
         self.thinned += len(gone)
 
+    def _head_rows(self, att: _Attention) -> list[dict]:
+        """A row per head from the window's attention sums (one transfer), which start again empty."""
+        heads = [{"layer": f"{att.name}:head{h['head']}", "type": "attention head", "activation": None,
+                  "units": att.head_dim, "first_step": self._window_start, "last_step": self.step,
+                  "sampled_steps": None, **{k: v for k, v in h.items() if k != "head"}}
+                 for h in attention.rows(att.acc.tolist())]
+        att.acc = None
+        return heads
+
     def _recurrent_rows(self, rec: _Recurrent) -> list[dict]:
         """Per (layer, direction): a row for the hidden state (``time_grad``: RMS over the window's
         backward passes of ||dL_T/dh_t|| for t = 1..T, ``time_grad_ratio`` its first over its
-        last) and a row per gate (its values' moments and saturated share)."""
+        last) and a row per gate (its values' moments and saturated share); the sums start again empty."""
         module, mode = rec.module, recurrent.mode_of(rec.module)
         kind, gates = recurrent.KINDS[mode], recurrent.GATES[mode]
         gate_sums, state_sums = rec.gates.tolist(), rec.states.tolist()
@@ -715,6 +716,8 @@ class Probe:
                 out.append({"layer": f"{row}:{gate}", "type": f"{kind} gate", "activation": fn,
                             "units": module.hidden_size, **common, "act_mean": mean, "act_std": math.sqrt(var),
                             "saturated": sat / n if n else math.nan})
+        rec.gates = rec.states = rec.time_sq = rec.time_n = None
+        rec.steps = 0
         return out
 
     def _row(self, layer: _Layer, acc: list[float], accs: dict[int, list[float]]) -> dict:

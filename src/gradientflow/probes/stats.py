@@ -20,9 +20,8 @@ def moments(t: Tensor) -> Tensor:
     The two sums run in the tensor's own precision (torch's blocked reductions: float32 keeps
     about 7 digits of a step's sum) and are pooled across steps in float64; summing in float64
     would first copy the whole tensor to float64, which cost more than the layer's matmul."""
-    flat = t.detach().reshape(-1)
-    n = flat.new_full((), flat.numel())
-    return torch.stack([flat.sum(), torch.dot(flat, flat), n]).double()
+    s, s2, n = moment_sums(t)
+    return torch.stack([s, s2, s.new_full((), n)]).double()
 
 
 def moment_sums(t: Tensor) -> tuple[Tensor, Tensor, int]:

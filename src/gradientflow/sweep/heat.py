@@ -50,3 +50,25 @@ def trainable_depth(activation: str, sigma_w2: np.ndarray, sigma_b2: float) -> n
         point = analyse(activation, float(w), sigma_b2)
         out.append(point.max_trainable_depth if point.max_trainable_depth is not None else np.nan)
     return np.asarray(out, dtype=float)
+
+
+def theory_overlay(out, grid: dict, x: str, y: str) -> tuple[np.ndarray, np.ndarray, str] | None:
+    """(sigma_w2, 6 xi_c, label) across the grid's sigma_w2 range when the sweep in ``out`` is drawn as
+    sigma_w2 x depth under the meanfield init with one activation and one sigma_b2; None otherwise
+    (other axes, another init, those fields varied, or no ``spec.json``)."""
+    import json
+    from pathlib import Path
+
+    from ..config import TrainConfig
+
+    path = Path(out) / "spec.json"
+    if (x, y) != ("sigma_w2", "depth") or not path.is_file():
+        return None
+    spec = json.loads(path.read_text())
+    varied = {*spec["grid"], *(spec["random"].get("fields") or {})}
+    base = TrainConfig(**{**spec["base"], "sigma_w2": min(grid["x"]), "depth": min(grid["y"])})
+    if base.init != "meanfield" or {"activation", "sigma_b2"} & varied:
+        return None
+    w = np.linspace(min(grid["x"]), max(grid["x"]), 200)
+    sigma_b2 = base.sigma_b2 or 0.0
+    return w, trainable_depth(base.activation, w, sigma_b2), f"6 xi_c ({base.activation}, sigma_b2 = {sigma_b2:g})"

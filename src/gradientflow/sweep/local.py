@@ -77,20 +77,23 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, workers: int = 1, progress: b
         from tqdm import tqdm
 
         bar = tqdm(total=len(cells), initial=len(cells) - len(todo), unit="cell", desc="sweep")
+
+    def ended(cell: Cell, row: dict) -> None:
+        rows[cell.name] = row
+        _write(out, cells, rows)
+        if bar is not None:
+            bar.update()
+
     try:
         if workers == 1 or len(todo) <= 1:
             for cell in todo:
-                rows[cell.name] = run_cell(cell.config.model_dump(), str(out / "runs" / cell.name))
-                _write(out, cells, rows)
-                bar and bar.update()
+                ended(cell, run_cell(cell.config.model_dump(), str(out / "runs" / cell.name)))
         else:
             context = multiprocessing.get_context("spawn")  # no forked torch state in the workers
             with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context) as pool:
                 futures = {pool.submit(run_cell, c.config.model_dump(), str(out / "runs" / c.name)): c for c in todo}
                 for future in as_completed(futures):
-                    rows[futures[future].name] = future.result()
-                    _write(out, cells, rows)
-                    bar and bar.update()
+                    ended(futures[future], future.result())
     finally:
         if bar is not None:
             bar.close()
@@ -111,7 +114,7 @@ def _write(out: Path, cells: list[Cell], rows: dict[str, dict]) -> None:
         record = {**{k: c.varied.get(k) for k in varied}, "cell": c.name}
         for k in RESULT_FIELDS[1:]:
             v = got.get(k)
-            record[k] = (math.nan if v is None else v) if k not in ("status", "message", "steps") else v
+            record[k] = math.nan if v is None and k not in ("status", "message", "steps") else v  # float columns
         records.append(record)
     table = pa.Table.from_pylist(records)
     write_atomic(out / "results.parquet", lambda f: pq.write_table(table, f))
