@@ -129,3 +129,45 @@ def test_plot_averages_the_seeds_per_cell_and_draws_the_theorys_trainable_depth(
     bad = _invoke("sweep", "plot", str(tmp_path / "s"), "--x", "width", "--y", "depth", "--plot", str(tmp_path / "f2"))
     assert bad.exit_code == 2 and "--x 'width' is not a field this sweep varies; it varies: depth, seed, sigma_w2" in bad.output  # the spec file lists keys sorted
     assert _invoke("sweep", "show", str(tmp_path / "nothing")).exit_code == 2
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ray_gives_the_local_pools_numbers_started_here_and_on_a_running_cluster(tmp_path):
+    """A real Ray: one that the sweep starts (two CPUs) and one started beforehand by ``ray start``."""
+    spec = _spec(tmp_path, {"base": BASE, "grid": {"sigma_w2": [1.0, 4.0], "depth": [2, 4]}})
+    cli = [sys.executable, "-m", "gradientflow.cli", "sweep", "run", spec, "--quiet", "--json"]
+    ray = str(os.path.join(os.path.dirname(sys.executable), "ray"))
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
+    subprocess.run([*cli, "--out", str(tmp_path / "local"), "--workers", "2"], env=env, check=True, capture_output=True)
+    subprocess.run([*cli, "--out", str(tmp_path / "started"), "--engine", "ray", "--workers", "2"], env=env,
+                   check=True, capture_output=True)
+    port = _free_port()
+    subprocess.run([ray, "start", "--head", "--num-cpus", "2", "--port", str(port), "--include-dashboard", "false"],
+                   env=env, check=True, capture_output=True)
+    try:
+        joined = subprocess.run([*cli, "--out", str(tmp_path / "joined"), "--engine", "ray", "--address",
+                                 f"127.0.0.1:{port}"], env=env, capture_output=True, text=True)
+    finally:
+        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True)
+    assert joined.returncode == 0, joined.stderr[-2000:]
+    assert json.loads(joined.stdout)["finished"] == 4
+    local = _numbers(tmp_path / "local")
+    assert _numbers(tmp_path / "started") == local and _numbers(tmp_path / "joined") == local  # bit for bit
+
+
+def test_a_ray_address_that_does_not_answer_is_one_line_and_writes_nothing(tmp_path):
+    spec = _spec(tmp_path, {"base": BASE, "grid": {"depth": [1, 2]}})
+    out = tmp_path / "out"
+    for args, line in ((["--engine", "ray", "--address", f"127.0.0.1:{_free_port()}"], "does not answer"),
+                       (["--engine", "ray", "--address", "nowhere"], "expected HOST:PORT, ray://HOST:PORT or auto"),
+                       (["--address", "127.0.0.1:6379"], "is read only by --engine ray")):
+        r = _invoke("sweep", "run", spec, "--out", str(out), *args)
+        assert r.exit_code == 2 and r.output.count("\n") == 1 and line in r.output, r.output
+        assert not out.exists()

@@ -1,4 +1,5 @@
-"""``sweep run`` and ``sweep show``: a grid of training runs on a pool of worker processes."""
+"""``sweep run``, ``sweep show`` and ``sweep plot``: a grid of training runs on a local process pool
+or a Ray cluster, its results table and its heat maps."""
 
 from __future__ import annotations
 
@@ -19,18 +20,22 @@ def sweep_group() -> None:
 @click.argument("spec_file")
 @click.option("--out", required=True, help="The sweep's folder: runs/ and results.parquet (new, or the same "
               "sweep's, to continue it).")
-@click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
-              help="Worker processes, one torch thread each.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: worker processes on this machine; ray: a Ray cluster (started here, or --address).")
+@click.option("--workers", type=click.IntRange(1, 256), default=None,
+              help="Cells trained at once, one torch thread each [local: 1; ray: every CPU of the cluster].")
+@click.option("--address", default=None, help="ray: a running cluster's head (HOST:PORT, ray://HOST:PORT or auto); "
+              "without it a local Ray is started for the sweep.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True)
-def run_cmd(spec_file, out, workers, quiet, as_json) -> None:
+def run_cmd(spec_file, out, engine, workers, address, quiet, as_json) -> None:
     """Train every cell of SPEC_FILE (YAML or TOML); again, to continue a killed sweep."""
     from ..config import load_file
     from ..sweep import SweepSpec, run_sweep
 
-    with bad_input():  # run_sweep validates every cell before it writes anything
-        counts = run_sweep(SweepSpec.parse(load_file(spec_file)), out, workers=workers,
-                           progress=not quiet and sys.stderr.isatty())
+    with bad_input():  # run_sweep validates every cell, and reaches the engine, before it writes anything
+        counts = run_sweep(SweepSpec.parse(load_file(spec_file)), out, engine=engine, workers=workers,
+                           address=address, progress=not quiet and sys.stderr.isatty())
     if as_json:
         echo_json(counts)
         return

@@ -1,48 +1,22 @@
-"""Run a sweep's cells on a pool of worker processes (one torch thread each) into one folder:
-``DIR/runs/<cell>`` (stored runs, readable by ``gradientflow runs``), ``DIR/spec.json`` and ``DIR/results.parquet``
-(one row per cell, rewritten atomically each time a cell ends, so a killed sweep keeps every row
-it had). Running the same sweep again skips the cells whose run ended (finished or diverged) and
-resumes the others from their last checkpoint; a cell that raises is recorded as failed with its
-message and the others go on.
+"""Run a sweep's cells on an engine (``engines``: a local process pool or a Ray cluster) into one
+folder: ``DIR/runs/<cell>`` (stored runs, readable by ``gradientflow runs``), ``DIR/spec.json`` and
+``DIR/results.parquet`` (one row per cell, rewritten atomically each time a cell ends, so a killed
+sweep keeps every row it had). Running the same sweep again skips the cells whose run ended
+(finished or diverged) and resumes the others from their last checkpoint; a cell that raises is
+recorded as failed with its message and the others go on.
 """
 
 from __future__ import annotations
 
 import math
-import multiprocessing
-import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from ..store import Run, write_atomic, write_json
+from . import engines
+from .cell import RESULT_FIELDS
 from .spec import Cell, SweepSpec
 
-RESULT_FIELDS = ("cell", "status", "steps", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "seconds",
-                 "message")
 ENDED = ("finished", "diverged")
-
-
-def run_cell(config: dict, folder: str) -> dict:
-    """Train one cell (in a worker): a new run, or the resumption of a stored one. Never raises:
-    a failure is a row with status "failed" and its message."""
-    import torch
-
-    from .. import job
-    from ..config import TrainConfig
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # one thread per cell: the same numbers whatever the pool's size
-    start = time.perf_counter()
-    try:
-        path = Path(folder)
-        summary = job.resume(path) if (path / "config.json").exists() else job.run(TrainConfig(**config), path)
-        row = {k: v for k, v in summary.to_dict().items() if k in RESULT_FIELDS}
-    except Exception as err:  # noqa: BLE001 - a cell's failure is data, the sweep goes on
-        row = {"status": "failed", "message": f"{type(err).__name__}: {err}"}
-    finally:
-        torch.set_num_threads(threads)  # in the caller's process (workers=1), leave it as it was
-    row.setdefault("seconds", time.perf_counter() - start)
-    return row
 
 
 def _stored(folder: Path) -> dict | None:
@@ -55,12 +29,19 @@ def _stored(folder: Path) -> dict | None:
     return {k: status.get(k) for k in RESULT_FIELDS if k in status}
 
 
-def run_sweep(spec: SweepSpec, out: str | Path, *, workers: int = 1, progress: bool = False) -> dict:
-    """Every cell of ``spec`` into ``out``; returns the counts and the results file's path."""
-    cells = spec.cells()  # every config validated before anything is written
-    if not isinstance(workers, int) or not 1 <= workers <= 256:
-        raise ValueError(f"workers={workers!r} must be an integer from 1 to 256")
-    out = Path(out)
+def run_sweep(spec: SweepSpec, out: str | Path, *, engine: str = "local", workers: int | None = None,
+              address: str | None = None, progress: bool = False) -> dict:
+    """Every cell of ``spec`` into ``out`` on ``engine`` (``engines.make``); returns the counts and the
+    results file's path. Nothing is written before every cell's config is valid and the engine answers."""
+    cells = spec.cells()
+    runner = engines.make(engine, workers=workers, address=address)
+    try:
+        return _sweep(cells, spec, Path(out), runner, progress)
+    finally:
+        runner.close()
+
+
+def _sweep(cells: list[Cell], spec: SweepSpec, out: Path, runner, progress: bool) -> dict:
     (out / "runs").mkdir(parents=True, exist_ok=True)
     write_json(out / "spec.json", {"base": spec.base, "grid": spec.grid, "random": spec.random})
     rows: dict[str, dict] = {}
@@ -78,22 +59,14 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, workers: int = 1, progress: b
 
         bar = tqdm(total=len(cells), initial=len(cells) - len(todo), unit="cell", desc="sweep")
 
-    def ended(cell: Cell, row: dict) -> None:
-        rows[cell.name] = row
+    def ended(name: str, row: dict) -> None:
+        rows[name] = row
         _write(out, cells, rows)
         if bar is not None:
             bar.update()
 
     try:
-        if workers == 1 or len(todo) <= 1:
-            for cell in todo:
-                ended(cell, run_cell(cell.config.model_dump(), str(out / "runs" / cell.name)))
-        else:
-            context = multiprocessing.get_context("spawn")  # no forked torch state in the workers
-            with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context) as pool:
-                futures = {pool.submit(run_cell, c.config.model_dump(), str(out / "runs" / c.name)): c for c in todo}
-                for future in as_completed(futures):
-                    ended(futures[future], future.result())
+        runner.map([(c.name, c.config.model_dump(), str((out / "runs" / c.name).absolute())) for c in todo], ended)
     finally:
         if bar is not None:
             bar.close()
