@@ -171,3 +171,66 @@ def test_a_ray_address_that_does_not_answer_is_one_line_and_writes_nothing(tmp_p
         r = _invoke("sweep", "run", spec, "--out", str(out), *args)
         assert r.exit_code == 2 and r.output.count("\n") == 1 and line in r.output, r.output
         assert not out.exists()
+
+
+def test_the_batched_trainer_gives_each_nets_one_by_one_numbers(tmp_path):
+    """Eight nets differing in seed, rate, momentum, weight decay and initialiser, trained together,
+    against ``job.run`` of each: every epoch's losses and accuracies, and every step's stored loss."""
+    from gradientflow import job
+    from gradientflow.config import TrainConfig
+    from gradientflow.store import Run
+    from gradientflow.sweep import batched
+
+    base = {**BASE, "data": "mnist1d", "n_train": 512, "depth": 3, "width": 32, "epochs": 3, "grad_norm_every": 3}
+    variants = [{"optimizer": "sgd", "lr": 0.05, "sigma_w2": 1.5, "seed": 0},
+                {"optimizer": "sgd", "lr": 0.2, "sigma_w2": 3.0, "seed": 1, "weight_decay": 1e-3},
+                {"optimizer": "sgd", "lr": 0.1, "init": "xavier", "sigma_b2": None, "seed": 2},
+                {"optimizer": "sgd", "lr": 0.1, "init": "normal", "std": 0.3, "sigma_b2": None, "seed": 3}]
+    for group in ({}, {"optimizer": "momentum", "momentum": 0.8}, {"optimizer": "nesterov"}):
+        cfgs = [TrainConfig(**{**base, **v, **group}) for v in variants]
+        runs = [Run.create(tmp_path / f"{group.get('optimizer', 'sgd')}-{i}", c.model_dump()) for i, c in enumerate(cfgs)]
+        together = batched.train(cfgs, runs=runs)
+        for cfg, got, run in zip(cfgs, together, runs):
+            alone = job.run(cfg, tmp_path / f"alone-{run.name}")
+            assert got.status == alone.status == "finished" and got.steps == alone.steps == 24
+            for a, b in zip(got.history, alone.history):
+                assert a.keys() == b.keys() and all(a[k] == pytest.approx(b[k], rel=1e-5, abs=1e-6) for k in a)
+            def rows(r):
+                return sorted(r.metrics().to_pylist(), key=lambda x: (x["step"], x["split"], x["name"]))
+
+            mine, theirs = rows(run), rows(Run(alone.run_dir))
+            assert [(r["step"], r["split"], r["name"]) for r in mine] == [(r["step"], r["split"], r["name"]) for r in theirs]
+            assert [r["value"] for r in mine] == pytest.approx([r["value"] for r in theirs], rel=1e-5, abs=1e-6)
+            assert Run(run.path).status()["status"] == "finished"
+
+
+def test_a_net_that_diverges_in_a_batch_stops_alone_at_its_step(tmp_path):
+    from gradientflow import job
+    from gradientflow.config import TrainConfig
+    from gradientflow.sweep import batched
+
+    base = {**BASE, "activation": "relu", "depth": 4, "width": 64, "sigma_w2": 2.0, "epochs": 3}
+    cfgs = [TrainConfig(**{**base, "lr": lr}) for lr in (0.05, 1e3)]
+    calm, wild = batched.train(cfgs)
+    alone = job.run(cfgs[1])
+    assert calm.status == "finished" and calm.test_loss == pytest.approx(job.run(cfgs[0]).test_loss, rel=1e-5)
+    assert wild.status == alone.status == "diverged" and "non-finite loss at step" in wild.message
+    # one by one, a non-finite gradient stops the run at its step; in a batch it shows in the next loss
+    assert alone.steps <= wild.steps <= alone.steps + 1
+
+
+def test_a_batched_sweep_matches_the_pool_and_refuses_what_it_cannot_batch(tmp_path):
+    spec = {"base": BASE, "grid": {"sigma_w2": [1.0, 4.0], "depth": [2, 4], "seed": [0, 1]}}
+    for name, args in (("pool", ["--workers", "2"]), ("batched", ["--batched"])):
+        r = _invoke("sweep", "run", _spec(tmp_path, spec), "--out", str(tmp_path / name), "--quiet", "--json", *args)
+        assert r.exit_code == 0 and json.loads(r.output)["finished"] == 8, r.output
+    pool, together = _numbers(tmp_path / "pool"), _numbers(tmp_path / "batched")
+    assert pool.keys() == together.keys()
+    for cell, (status, steps, *values) in pool.items():
+        assert together[cell][:2] == (status, steps) and together[cell][2:] == pytest.approx(values, rel=1e-5)
+    assert len(json.loads(_invoke("runs", "list", str(tmp_path / "batched" / "runs"), "--json").output)) == 8
+
+    adam = {"base": {**BASE, "optimizer": "adam", "lr": 1e-3}, "grid": {"depth": [1, 2]}}
+    r = _invoke("sweep", "run", _spec(tmp_path, adam, "adam.yaml"), "--out", str(tmp_path / "adam"), "--batched")
+    assert r.exit_code == 2 and r.output.count("\n") == 1 and "--batched: cell depth=1 has optimizer=adam" in r.output
+    assert not (tmp_path / "adam").exists()

@@ -17,14 +17,23 @@ from .store import Run, write_json
 from .train import Observer, Summary, fit
 
 
+def dataset(cfg: TrainConfig) -> data.Dataset:
+    """The config's dataset, normalised as it says."""
+    return data.normalize(data.load(cfg.data, n_train=cfg.n_train, n_test=cfg.n_test, noise=cfg.noise,
+                                    seed=cfg.data_seed), cfg.normalize)
+
+
+def network(cfg: TrainConfig, d: data.Dataset) -> torch.nn.Module:
+    """A freshly initialised ``mlp`` for ``d`` as the config says (weights from ``cfg.seed``)."""
+    g = torch.Generator().manual_seed(cfg.seed)
+    return model.mlp(d.features, cfg.width, cfg.depth, d.classes, activation=cfg.activation, init_name=cfg.init,
+                     scale=cfg.scale(), generator=g, lsuv_batch=d.x_train[:512] if cfg.init == "lsuv" else None)
+
+
 def prepare(cfg: TrainConfig) -> tuple[torch.nn.Module, data.Dataset]:
     """The normalised dataset and a freshly initialised ``mlp`` for it (weights from ``cfg.seed``)."""
-    d = data.normalize(data.load(cfg.data, n_train=cfg.n_train, n_test=cfg.n_test, noise=cfg.noise,
-                                 seed=cfg.data_seed), cfg.normalize)
-    g = torch.Generator().manual_seed(cfg.seed)
-    net = model.mlp(d.features, cfg.width, cfg.depth, d.classes, activation=cfg.activation, init_name=cfg.init,
-                    scale=cfg.scale(), generator=g, lsuv_batch=d.x_train[:512] if cfg.init == "lsuv" else None)
-    return net, d
+    d = dataset(cfg)
+    return network(cfg, d), d
 
 
 def train(cfg: TrainConfig, net: torch.nn.Module, d: data.Dataset, *, run: Run | None = None, resume: bool = False,

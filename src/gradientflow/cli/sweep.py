@@ -26,16 +26,18 @@ def sweep_group() -> None:
               help="Cells trained at once, one torch thread each [local: 1; ray: every CPU of the cluster].")
 @click.option("--address", default=None, help="ray: a running cluster's head (HOST:PORT, ray://HOST:PORT or auto); "
               "without it a local Ray is started for the sweep.")
+@click.option("--batched", is_flag=True, help="Train same-shaped MLPs together in this process (torch.func.vmap): "
+              "sgd, momentum or nesterov, a constant rate, no clipping or probes.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True)
-def run_cmd(spec_file, out, engine, workers, address, quiet, as_json) -> None:
+def run_cmd(spec_file, out, engine, workers, address, batched, quiet, as_json) -> None:
     """Train every cell of SPEC_FILE (YAML or TOML); again, to continue a killed sweep."""
     from ..config import load_file
     from ..sweep import SweepSpec, run_sweep
 
     with bad_input():  # run_sweep validates every cell, and reaches the engine, before it writes anything
         counts = run_sweep(SweepSpec.parse(load_file(spec_file)), out, engine=engine, workers=workers,
-                           address=address, progress=not quiet and sys.stderr.isatty())
+                           address=address, batched=batched, progress=not quiet and sys.stderr.isatty())
     if as_json:
         echo_json(counts)
         return

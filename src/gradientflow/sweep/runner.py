@@ -12,11 +12,13 @@ import math
 from pathlib import Path
 
 from ..store import Run, write_atomic, write_json
+from . import batched as batching
 from . import engines
 from .cell import RESULT_FIELDS
 from .spec import Cell, SweepSpec
 
 ENDED = ("finished", "diverged")
+MAX_BATCH = 256  # nets trained together at most (memory grows with it)
 
 
 def _stored(folder: Path) -> dict | None:
@@ -30,18 +32,29 @@ def _stored(folder: Path) -> dict | None:
 
 
 def run_sweep(spec: SweepSpec, out: str | Path, *, engine: str = "local", workers: int | None = None,
-              address: str | None = None, progress: bool = False) -> dict:
+              address: str | None = None, batched: bool = False, progress: bool = False) -> dict:
     """Every cell of ``spec`` into ``out`` on ``engine`` (``engines.make``); returns the counts and the
-    results file's path. Nothing is written before every cell's config is valid and the engine answers."""
+    results file's path. With ``batched``, the new cells train in this process as batches of
+    same-shaped nets (``batched``); a cell with a stored unfinished run resumes on the engine.
+    Nothing is written before every cell's config is valid and the engine answers."""
     cells = spec.cells()
+    if batched:
+        for cell in cells:
+            why = batching.refusal(cell.config)
+            if why is not None:
+                raise ValueError(f"--batched: cell {_label(cell)} has {why}")
     runner = engines.make(engine, workers=workers, address=address)
     try:
-        return _sweep(cells, spec, Path(out), runner, progress)
+        return _sweep(cells, spec, Path(out), runner, batched, progress)
     finally:
         runner.close()
 
 
-def _sweep(cells: list[Cell], spec: SweepSpec, out: Path, runner, progress: bool) -> dict:
+def _label(cell: Cell) -> str:
+    return " ".join(f"{k}={v!r}" for k, v in cell.varied.items())
+
+
+def _sweep(cells: list[Cell], spec: SweepSpec, out: Path, runner, batched: bool, progress: bool) -> dict:
     (out / "runs").mkdir(parents=True, exist_ok=True)
     write_json(out / "spec.json", {"base": spec.base, "grid": spec.grid, "random": spec.random})
     rows: dict[str, dict] = {}
@@ -66,6 +79,10 @@ def _sweep(cells: list[Cell], spec: SweepSpec, out: Path, runner, progress: bool
             bar.update()
 
     try:
+        if batched:
+            fresh = [c for c in todo if not (out / "runs" / c.name).exists()]
+            _train_batches(fresh, out / "runs", ended)
+            todo = [c for c in todo if c not in fresh]
         runner.map([(c.name, c.config.model_dump(), str((out / "runs" / c.name).absolute())) for c in todo], ended)
     finally:
         if bar is not None:
@@ -73,6 +90,25 @@ def _sweep(cells: list[Cell], spec: SweepSpec, out: Path, runner, progress: bool
     statuses = [rows[c.name]["status"] for c in cells]
     return {"cells": len(cells), "finished": statuses.count("finished"), "diverged": statuses.count("diverged"),
             "failed": statuses.count("failed"), "results": str(out / "results.parquet")}
+
+
+def _train_batches(cells: list[Cell], runs: Path, ended, size: int = MAX_BATCH) -> None:
+    """The cells in batches of at most ``size`` nets that agree on every field but ``batched.PER_NET``;
+    a batch that raises records each of its cells as failed."""
+    groups: dict[tuple, list[Cell]] = {}
+    for cell in cells:
+        groups.setdefault(batching.batch_key(cell.config), []).append(cell)
+    for group in groups.values():
+        for start in range(0, len(group), size):
+            chunk = group[start:start + size]
+            try:
+                stored = [Run.create(runs / c.name, c.config.model_dump()) for c in chunk]
+                summaries = batching.train([c.config for c in chunk], runs=stored)
+                rows = [{k: v for k, v in s.to_dict().items() if k in RESULT_FIELDS} for s in summaries]
+            except Exception as err:  # noqa: BLE001 - a batch's failure is data, the sweep goes on
+                rows = [{"status": "failed", "message": f"{type(err).__name__}: {err}"}] * len(chunk)
+            for cell, row in zip(chunk, rows):
+                ended(cell.name, row)
 
 
 def _write(out: Path, cells: list[Cell], rows: dict[str, dict]) -> None:

@@ -1,0 +1,210 @@
+"""Many small same-shaped nets trained at once in one process: ``torch.func.stack_module_state``
+stacks their weights along a new leading axis and ``vmap`` runs one forward and one backward for
+all K of them, each with its own seed (weights and sample order), learning rate, momentum, weight
+decay and initialiser.
+
+A cell can join a batch when its config asks only for what this trainer does exactly as
+``train.fit`` does: plain SGD, momentum or Nesterov (torch's ``SGD`` update, written out below on the
+stacked weights), a constant rate, no clipping, no probes, on the CPU. Cells that agree on every
+other field (data, depth, width, activation, epochs, batch size, ...) form one batch. Each net
+sees the batches ``train.fit`` would show it (``train.epoch_order`` with its seed) and its run is
+stored like one that ``fit`` wrote (per-step loss and rate, the gradient norm every
+``grad_norm_every`` steps, the epochs' train and test means, the status), so its numbers equal
+the one-by-one run's up to float rounding (batched matrix products add in another order).
+
+What differs: a batch keeps no checkpoints (a killed batch is trained again), the NaN guard
+checks each net's losses at the end of every epoch and names the step, not the layer, and each
+cell's ``seconds`` is its batch's time divided by K.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+
+from ..config import TrainConfig
+from ..train import EVAL_BATCH, Summary, epoch_order
+
+OPTIMIZERS = ("sgd", "momentum", "nesterov")
+# fields that may differ between the nets of one batch; every other field must be equal
+PER_NET = ("seed", "lr", "momentum", "weight_decay", "init", "std", "gain", "sigma_w2", "sigma_b2")
+
+
+def refusal(cfg: TrainConfig) -> str | None:
+    """Why ``cfg`` cannot be trained in a batch (one line), or None when it can."""
+    if cfg.optimizer not in OPTIMIZERS:
+        return f"optimizer={cfg.optimizer} (batched: {', '.join(OPTIMIZERS)})"
+    if cfg.schedule != "constant" or cfg.warmup_steps:
+        return f"schedule={cfg.schedule}, warmup_steps={cfg.warmup_steps} (batched: a constant rate)"
+    if cfg.clip_norm is not None or cfg.clip_value is not None:
+        return "gradient clipping (batched: none)"
+    if cfg.probe:
+        return "probe=true (batched: no probes)"
+    if cfg.device != "cpu":
+        return f"device={cfg.device} (batched: cpu)"
+    return None
+
+
+def batch_key(cfg: TrainConfig) -> tuple:
+    """Cells with the same key train in one batch: every field but ``PER_NET``."""
+    return tuple(sorted((k, repr(v)) for k, v in cfg.model_dump().items() if k not in PER_NET))
+
+
+def _per_net(values: list[float], like: torch.Tensor) -> torch.Tensor:
+    """A [K] column broadcast against a stacked [K, ...] tensor."""
+    return torch.tensor(values, dtype=like.dtype).reshape(-1, *([1] * (like.dim() - 1)))
+
+
+class _SGD:
+    """torch's SGD on stacked weights, one rate, momentum and weight decay per net:
+    g <- g + wd theta; v <- mu v + g (v = g at the first step); g <- g + mu v (Nesterov) or v;
+    theta <- theta - alpha g (the ``optim`` table's sgd, momentum (C10) and nesterov rows)."""
+
+    def __init__(self, cfgs: list[TrainConfig], params: list[torch.Tensor]):
+        from ..optim import DEFAULT_MU
+
+        self.nesterov = cfgs[0].optimizer == "nesterov"
+        mu = [0.0 if c.optimizer == "sgd" else DEFAULT_MU if c.momentum is None else c.momentum for c in cfgs]
+        self.lr = [_per_net([c.lr for c in cfgs], p) for p in params]
+        self.mu = [_per_net(mu, p) for p in params] if any(mu) else None
+        self.wd = [_per_net([c.weight_decay for c in cfgs], p) for p in params] \
+            if any(c.weight_decay for c in cfgs) else None
+        self.buffers: list[torch.Tensor] | None = None
+
+    @torch.no_grad()
+    def step(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
+        """One update of every net (a diverged one goes on with its non-finite weights, touching no other)."""
+        grads = list(grads)
+        if self.wd is not None:
+            grads = [g + wd * p for g, p, wd in zip(grads, params, self.wd)]
+        if self.mu is not None:
+            if self.buffers is None:
+                self.buffers = [g.clone() for g in grads]
+            else:
+                self.buffers = [mu * b + g for b, g, mu in zip(self.buffers, grads, self.mu)]
+            grads = [g + mu * b for g, b, mu in zip(grads, self.buffers, self.mu)] if self.nesterov else self.buffers
+        for p, g, lr in zip(params, grads, self.lr):
+            p.sub_(lr * g)
+
+
+def train(cfgs: list[TrainConfig], *, runs: list | None = None) -> list[Summary]:
+    """Train the nets of ``cfgs`` (one batch: same ``batch_key``, no ``refusal``) together; with
+    ``runs`` (a ``store.Run`` per config, or None), store each one's metrics and status there."""
+    from torch.func import functional_call, stack_module_state, vmap
+
+    from .. import job
+
+    if not cfgs:
+        return []
+    keys = {batch_key(c) for c in cfgs}
+    if len(keys) > 1:
+        raise ValueError("the configs of one batch must agree on every field but " + ", ".join(PER_NET))
+    for cfg in cfgs:
+        why = refusal(cfg)
+        if why is not None:
+            raise ValueError(f"cannot train in a batch: {why}")
+    started = time.perf_counter()
+    first = cfgs[0]
+    d = job.dataset(first)
+    nets = [job.network(c, d) for c in cfgs]
+    weights, buffers = stack_module_state(nets)
+    names = list(weights)
+    params = [weights[n] for n in names]
+    shell = copy.deepcopy(nets[0]).to("meta")
+
+    def one(p, b, x):
+        return functional_call(shell, (dict(zip(names, p)), b), (x,))
+
+    forward = vmap(one, in_dims=(0, 0, 0))
+    forward_shared = vmap(one, in_dims=(0, 0, None))  # every net on the same inputs (evaluation)
+    sgd = _SGD(cfgs, params)
+    k, n = len(cfgs), len(d.y_train)
+    per_epoch = math.ceil(n / first.batch_size)
+    ended_at = [None] * k  # the diverged nets' last good step
+    history: list[list[dict]] = [[] for _ in cfgs]
+    logged: list[dict] = [{"step": [], "epoch": [], "split": [], "name": [], "value": []} for _ in cfgs]
+    step = 0
+    for epoch in range(first.epochs):
+        orders = torch.stack([epoch_order(n, c.seed, epoch) for c in cfgs])  # [K, n]
+        losses, norms, loss_sum, correct = [], [], torch.zeros(k, dtype=torch.float64), torch.zeros(k)
+        for batch in range(per_epoch):
+            idx = orders[:, batch * first.batch_size:(batch + 1) * first.batch_size]
+            xb, yb = d.x_train[idx], d.y_train[idx]  # [K, B, ...], [K, B]
+            out = forward(params, buffers, xb)
+            per_net = F.cross_entropy(out.flatten(0, 1), yb.flatten(), reduction="none").view(k, -1).mean(1)
+            grads = torch.autograd.grad(per_net.sum(), params)
+            step += 1
+            if (step - 1) % first.grad_norm_every == 0:
+                norms.append((step, torch.stack([g.flatten(1).pow(2).sum(1) for g in grads]).sum(0).sqrt()))
+            sgd.step(params, grads)
+            losses.append(per_net.detach())
+            loss_sum += per_net.detach().double() * yb.shape[1]
+            correct += (out.detach().argmax(-1) == yb).sum(1)
+        steps = torch.stack(losses)  # [per_epoch, K], read once per epoch: the guard's only sync
+        bad = ~torch.isfinite(steps)
+        with torch.no_grad():
+            test_loss, test_acc = _evaluate(forward_shared, params, buffers, d.x_test, d.y_test)
+        values, lrs = steps.tolist(), [c.lr for c in cfgs]
+        norm_values = [(s, v.tolist()) for s, v in norms]
+        for i, cfg in enumerate(cfgs):
+            if ended_at[i] is not None:
+                continue
+            first_step = step - per_epoch + 1
+            cols = logged[i]
+            for j in range(per_epoch):
+                if bad[j, i]:
+                    ended_at[i] = first_step + j - 1
+                    break
+                for name, v in (("loss", values[j][i]), ("lr", lrs[i])):
+                    _row(cols, first_step + j, epoch, "train", name, v)
+            for s, v in norm_values:
+                if ended_at[i] is None or s <= ended_at[i]:
+                    _row(cols, s, epoch, "train", "grad_norm", v[i])
+            if ended_at[i] is not None:
+                continue
+            row = {"epoch": epoch + 1, "step": step, "train_loss": loss_sum[i].item() / n,
+                   "train_accuracy": correct[i].item() / n, "test_loss": test_loss[i], "test_accuracy": test_acc[i]}
+            history[i].append(row)
+            for name in ("loss", "accuracy"):
+                _row(cols, step, epoch, "train_epoch", name, row[f"train_{name}"])
+                _row(cols, step, epoch, "test", name, row[f"test_{name}"])
+        if all(e is not None for e in ended_at):
+            break
+    seconds = (time.perf_counter() - started) / k
+    summaries = []
+    for i, cfg in enumerate(cfgs):
+        last = history[i][-1] if history[i] else {}
+        done = step if ended_at[i] is None else ended_at[i]
+        status, message = ("finished", "") if ended_at[i] is None else (
+            "diverged", f"non-finite loss at step {done + 1} (found by the batched trainer, which names the step "
+                        "but not the layer: train this cell alone to locate it)")
+        summary = Summary(status=status, steps=done, epochs=done / per_epoch, seconds=seconds,
+                          train_loss=last.get("train_loss", math.nan),
+                          train_accuracy=last.get("train_accuracy", math.nan),
+                          test_loss=last.get("test_loss", math.nan), test_accuracy=last.get("test_accuracy", math.nan),
+                          run_dir=str(runs[i].path) if runs else None, message=message, history=history[i])
+        if runs:
+            runs[i].append_metrics(done, logged[i])
+            runs[i].set_status(status, **{k: v for k, v in summary.to_dict().items() if k not in ("status", "history")})
+        summaries.append(summary)
+    return summaries
+
+
+def _row(cols: dict, step: int, epoch: int, split: str, name: str, value: float) -> None:
+    for key, v in zip(("step", "epoch", "split", "name", "value"), (step, epoch, split, name, value)):
+        cols[key].append(v)
+
+
+def _evaluate(forward, params, buffers, x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[float]]:
+    """Every net's (mean cross-entropy, accuracy) on one split, as ``train.evaluate`` computes them."""
+    loss, correct = 0.0, 0.0
+    for i in range(0, len(y), EVAL_BATCH):
+        out, target = forward(params, buffers, x[i:i + EVAL_BATCH]), y[i:i + EVAL_BATCH]  # [K, B, C]
+        k = out.shape[0]
+        loss = loss + F.cross_entropy(out.flatten(0, 1), target.repeat(k), reduction="none").view(k, -1).double().sum(1)
+        correct = correct + (out.argmax(-1) == target).sum(1).double()
+    return (loss / len(y)).tolist(), (correct / len(y)).tolist()
