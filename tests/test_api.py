@@ -42,9 +42,12 @@ ALLOWED = {
     "config": {"activations", "init", "data", "optim", "train"},
     "job": {"config", "data", "model", "train", "probes", "store"},
     "plots": {"activations", "properties", "theory", "store"},
-    "experiments": _BELOW_EXPERIMENTS,
+    # beyond DESIGN.md: X1 (issue 15) trains its grid with the sweep's batched trainer
+    "experiments": _BELOW_EXPERIMENTS | {"sweep"},
     "report": {"store"},
-    "sweep": {"job", "config", "store", "theory"},
+    # beyond DESIGN.md: the batched trainer shows each net fit's sample order (train.epoch_order) and
+    # hands back fit's Summary, so its runs read like fit's, with optim's default momentum (issue 15)
+    "sweep": {"job", "config", "store", "theory", "train", "optim"},
     "lab": {"job", "config", "probes", "theory", "store"},
     "integrations": {"probes", "store"},
     "cli": _BELOW_EXPERIMENTS | {"experiments", "report", "sweep", "lab", "integrations"},

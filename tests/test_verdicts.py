@@ -100,6 +100,12 @@ def _theory_matches(m: dict) -> dict:
     return m
 
 
+def _boundary_everywhere(m: dict, depth: int) -> dict:
+    """X1: every sigma_w^2 trains below ``depth`` and at none from it: a boundary that ignores xi_c."""
+    m["train_loss"] = [[[1.9 if d < depth else 2.3] * len(m["seeds"]) for d in m["depths"]] for _ in m["sigma_w2"]]
+    return m
+
+
 CASES = {
     # claim: (experiment, mend, spoil)
     "C1": ("activation_shapes", lambda m: _set(_set(m, "sigmoid_peak", 0.25), "sigmoid_derivative_at_10", 4.5e-5),
@@ -129,6 +135,7 @@ CASES = {
     "C19": ("centring", lambda m: _set(m, "data.relu_shift.train_loss", 3.0),
             lambda m: _set(m, "data.tanh_shift.train_loss", 0.1)),
     "C21": ("recommendation", _recommended_best, _gain_wins_tanh),
+    "X1": ("trainability", lambda m: m, lambda m: _boundary_everywhere(m, 30)),
 }
 
 
@@ -137,13 +144,32 @@ def test_every_claim_has_a_flip_case():
     assert covered == set(experiments.claim_ids())
 
 
-@pytest.mark.parametrize("claim", sorted(CASES, key=lambda c: int(c[1:])))
+@pytest.mark.parametrize("claim", sorted(CASES, key=experiments.claim_order))
 def test_doctored_numbers_flip_the_verdict_both_ways(claim):
     experiment, mend, spoil = CASES[claim]
     rules = experiments.load(experiment).verdicts
     mended = mend(copy.deepcopy(_measured(experiment)))
     assert rules(mended)[claim].passed, f"{claim}: the mended numbers should pass"
     assert not rules(spoil(copy.deepcopy(mended)))[claim].passed, f"{claim}: the spoiled numbers should fail"
+
+
+def test_x1_fails_when_the_boundary_runs_against_xi_c():
+    """The sigma_w^2 rows put in reverse: each boundary now stands at the mirrored sigma_w^2's xi_c."""
+    from gradientflow.experiments import trainability
+
+    m = _measured("trainability")
+    assert trainability.verdicts(m)["X1"].passed  # the real quick run passes
+    m["train_loss"] = m["train_loss"][::-1]
+    assert not trainability.verdicts(m)["X1"].passed
+
+
+def test_x1_boundary_interpolates_in_log_depth_and_marks_the_grids_edges():
+    from gradientflow.experiments.trainability import boundary
+
+    assert boundary([10, 20, 40], [1.0, 1.0, 0.0]) == (pytest.approx((20 * 40) ** 0.5), "inside")
+    assert boundary([10, 20, 40], [1.0, 0.75, 0.25]) == (pytest.approx((20 * 40) ** 0.5), "inside")
+    assert boundary([10, 20, 40], [1.0, 1.0, 0.5]) == (40.0, "beyond")
+    assert boundary([10, 20, 40], [0.0, 1.0, 1.0]) == (10.0, "before")
 
 
 def test_c4_also_fails_when_the_centred_net_is_not_lower_on_every_seed():

@@ -337,11 +337,11 @@ def save_probe_figures(rows: list[dict], hists: dict, folder: Path) -> list[Path
     return [save(fig, folder, stem)[0] for stem, fig in probe_figures(rows, hists)]
 
 
-def sweep_heatmap(grid: dict, x: str, y: str, value: str, overlay: tuple[np.ndarray, np.ndarray] | None = None,
-                  overlay_label: str = "") -> Figure:
+def sweep_heatmap(grid: dict, x: str, y: str, value: str, overlays=(), title: str = "") -> Figure:
     """A sweep's mean ``value`` per (x, y) cell (``sweep.heat``), each cell annotated, grey where no
-    run finished; ``overlay`` (x values, y values) is drawn over it with each axis mapped onto the
-    cells piecewise-linearly (the cells are evenly spaced whatever the values' spacing)."""
+    run finished. ``overlays`` are (x values, y values, label, matplotlib style) drawn over it with
+    each axis mapped onto the cells piecewise-linearly (the cells are evenly spaced whatever the
+    values' spacing); non-finite y values are left out."""
     xs, ys, values = grid["x"], grid["y"], np.asarray(grid["value"], dtype=float)
     fig, ax = subplots(figsize=(max(5.0, 0.9 * len(xs) + 2.5), max(3.6, 0.5 * len(ys) + 1.8)))
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#cccccc")  # no run finished: grey
@@ -354,13 +354,14 @@ def sweep_heatmap(grid: dict, x: str, y: str, value: str, overlay: tuple[np.ndar
     tick = lambda v: f"{v:g}" if isinstance(v, (int, float)) else literal(v)  # noqa: E731
     ax.set(xticks=range(len(xs)), xticklabels=[tick(v) for v in xs], yticks=range(len(ys)),
            yticklabels=[tick(v) for v in ys], xlabel=x, ylabel=y)
-    if overlay is not None and len(xs) > 1 and len(ys) > 1:
-        ox, oy = overlay
-        keep = np.isfinite(oy)
-        ax.plot(np.interp(ox[keep], xs, range(len(xs))), np.interp(oy[keep], ys, range(len(ys)), left=-0.5,
-                right=len(ys) - 0.5), color="red", lw=2, label=overlay_label)
+    if overlays and len(xs) > 1 and len(ys) > 1:
+        for ox, oy, label, style in overlays:
+            ox, oy = np.asarray(ox, dtype=float), np.asarray(oy, dtype=float)
+            keep = np.isfinite(oy)
+            ax.plot(np.interp(ox[keep], xs, range(len(xs))), np.interp(oy[keep], ys, range(len(ys)), left=-0.5,
+                    right=len(ys) - 0.5), label=label, **style)
         ax.set_ylim(-0.5, len(ys) - 0.5)
         ax.legend(fontsize=8, loc="upper right")
-    ax.set_title(f"{value} over {x} x {y}", fontsize=10)
+    ax.set_title(title or f"{value} over {x} x {y}", fontsize=10)
     fig.tight_layout()
     return fig

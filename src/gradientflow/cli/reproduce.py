@@ -1,4 +1,5 @@
-"""``reproduce``: the seeds' claims C1-C21 as experiments, and the report (the main job)."""
+"""``reproduce``: the seeds' claims C1-C21 and the experiments beyond them (X1) as experiments, and
+the report (the main job)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from .render import echo_json
 @click.option("--out", "out", required=True, help="Folder for report.html, claims.json, figures/, data/ and runs/ "
               "(new, empty, or written by an earlier reproduce).")
 @click.option("--quick", is_flag=True, help="The small size of every experiment (minutes on a laptop CPU).")
-@click.option("--only", default=None, help="Claims to check, comma-separated (C7,C15); default: all of C1-C21.")
+@click.option("--only", default=None, help="Claims to check, comma-separated (C7,C15,X1); default: all of C1-C21 and X1.")
 @click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True)
 @click.option("--jobs", type=click.IntRange(1, 64), default=None,
               help="Worker processes (default: the CPU count, at most the number of experiments).")
@@ -38,8 +39,7 @@ def reproduce_cmd(out, quick, only, seed, jobs, resume, as_json) -> None:
             click.echo(f"{c['id']:>4}  {c['verdict']:<5}  {c['why']}")
         if result["kept"]:
             click.echo(f"kept from the earlier run (measurements checked, verdicts recomputed): {', '.join(result['kept'])}")
-        passed = sum(c["verdict"] == "pass" for c in claims)
-        click.echo(f"{passed} of {len(claims)} claims pass; {result['wall_seconds']:.0f} s")
+        click.echo(f"{report.tally(claims)}; {result['wall_seconds']:.0f} s")
         for p in paths:
             click.echo(str(p))
     if any(c["verdict"] == "error" for c in claims):

@@ -81,8 +81,8 @@ def plot_cmd(out, x, y, value, plot_dir, as_json) -> None:
         rows = read_results(out)
         grid = heat.heat(rows, x, y, value)
         theory = heat.theory_overlay(out, grid, x, y)
-    overlay, label = (theory[:2], theory[2]) if theory is not None else (None, "")
-    fig = plots.sweep_heatmap(grid, x, y, value, overlay, label)
+    overlay = theory[:2] if theory is not None else None
+    fig = plots.sweep_heatmap(grid, x, y, value, [(*theory, {"color": "red", "lw": 2})] if theory else ())
     paths = plots.save(fig, output_folder(plot_dir), f"sweep_{value}_{x}_{y}")
     if as_json:
         echo_json({"x": grid["x"], "y": grid["y"], "value": grid["value"].tolist(), "cells": grid["cells"].tolist(),

@@ -1,4 +1,5 @@
-"""The seeds' claims (CLAIMS.md, C1-C21) as experiments, and the runner that executes them.
+"""The seeds' claims (CLAIMS.md, C1-C21) as experiments, the experiments beyond them (X1: trainable
+depth against mean-field theory), and the runner that executes them.
 
 Each module of this package tests one claim or a tight group of claims (see ``claim.py`` for
 what a module defines). ``reproduce`` runs the modules that cover the requested claims, in
@@ -26,8 +27,8 @@ from .claim import Claim, Size, Verdict, rounded
 
 # in claim order; each covers the claims listed in its CLAIMS
 MODULES = ("activation_shapes", "vanishing", "clipping", "centring", "dead_units", "optimisers", "zero_init",
-           "init_depth", "glorot", "lr_schedules", "recommendation")
-SLOW = ("recommendation", "dead_units", "lr_schedules", "centring", "optimisers")  # longest first (quick size)
+           "init_depth", "glorot", "lr_schedules", "recommendation", "trainability")
+SLOW = ("trainability", "recommendation", "dead_units", "lr_schedules", "centring", "optimisers")  # longest first (quick size)
 MARKER = "reproduce.json"  # written first into the output folder: marks it as ours to rewrite
 
 __all__ = ["Claim", "Size", "Verdict", "MODULES", "load", "claim_ids", "select", "run_one", "reproduce", "prepare_folder"]
@@ -43,7 +44,12 @@ def load(name: str) -> ModuleType:
 def claim_ids() -> dict[str, str]:
     """Claim id -> the experiment module that tests it, in claim-number order."""
     index = {c.id: name for name in MODULES for c in load(name).CLAIMS}
-    return dict(sorted(index.items(), key=lambda kv: int(kv[0][1:])))
+    return dict(sorted(index.items(), key=lambda kv: claim_order(kv[0])))
+
+
+def claim_order(claim_id: str) -> tuple[bool, int]:
+    """The seeds' claims C1-C21 by number, then the experiments beyond them (X1, ...)."""
+    return not claim_id.startswith("C"), int(claim_id[1:])
 
 
 def _wanted(only: str | list[str]) -> list[str]:
@@ -173,10 +179,6 @@ def _record(claim: Claim, name: str, size: Size, quick: bool, seed: int, verdict
             "config": {"size": size, "seed": seed, "quick": quick}, "command": _command(claim.id, quick, seed)}
 
 
-def _claim_order(record: dict) -> int:
-    return int(record["id"][1:])
-
-
 def reproduce(out: str | Path, *, only: str | list[str] | None = None, quick: bool = False, seed: int = 0,
               jobs: int = 1, progress: bool = False, resume: bool = False) -> dict:
     """Run the experiments covering ``only`` (all claims when None) and return their records.
@@ -213,7 +215,7 @@ def reproduce(out: str | Path, *, only: str | list[str] | None = None, quick: bo
     finally:
         bar.close()
     records = [r for res in results for r in res["records"] if wanted is None or r["id"] in wanted]
-    return {"claims": sorted(records, key=_claim_order),
+    return {"claims": sorted(records, key=lambda r: claim_order(r["id"])),
             "seconds": {res["experiment"]: round(res["seconds"], 2) for res in results},
             "kept": sorted(res["experiment"] for res in results if res.get("kept")),
             "wall_seconds": round(time.perf_counter() - started, 2)}
