@@ -252,7 +252,7 @@ def test_x1_runs_its_grid_through_the_batched_trainer_and_draws_the_boundary(tmp
     from gradientflow import theory
     from gradientflow.experiments import trainability
 
-    size = trainability.Size(sigma_w2=(1.0, 4.0), depths=(2, 6), seeds=2, width=8, n_train=128, batch_size=32,
+    size = trainability.Size(sigma_w2=(1.0, 4.0), depths=(2, 6), seeds=2, width=8, n_train=120, batch_size=32,
                              epochs=1, lr=0.01)
     m = trainability.run(size, 3, tmp_path)
     assert m["seeds"] == [3, 4] and m["chance_loss"] == pytest.approx(math.log(10))
