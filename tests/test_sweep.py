@@ -204,6 +204,21 @@ def test_the_batched_trainer_gives_each_nets_one_by_one_numbers(tmp_path):
             assert Run(run.path).status()["status"] == "finished"
 
 
+@pytest.mark.parametrize("activation", ["prelu", "maxout"])
+def test_nets_with_their_own_parameters_train_under_vmap_to_the_same_numbers(activation):
+    """PReLU's slopes and Maxout's pieces leave the fused Linear path: vmap over functional_call."""
+    from gradientflow import job
+    from gradientflow.config import TrainConfig
+    from gradientflow.sweep import batched
+
+    cfgs = [TrainConfig(**{**BASE, "activation": activation, "init": "he", "sigma_b2": None, "depth": 2,
+                           "width": 16, "seed": s, "lr": lr}) for s, lr in ((0, 0.05), (1, 0.1))]
+    for got, cfg in zip(batched.train(cfgs), cfgs):
+        alone = job.run(cfg)
+        assert got.steps == alone.steps and got.test_loss == pytest.approx(alone.test_loss, rel=1e-5)
+        assert got.train_loss == pytest.approx(alone.train_loss, rel=1e-5)
+
+
 def test_a_net_that_diverges_in_a_batch_stops_alone_at_its_step(tmp_path):
     from gradientflow import job
     from gradientflow.config import TrainConfig
