@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import duckdb
 import pyarrow as pa
 import pytest
@@ -245,3 +247,12 @@ def test_sql_cannot_read_files_outside_the_store(tmp_path):
         with pytest.raises(duckdb.Error, match="disabled by configuration"):
             query(sql, [r])
     assert query("select count(*) as n from runs", [r]).to_pylist() == [{"n": 1}]
+
+
+def test_create_removes_the_temporary_folder_a_killed_create_of_the_same_run_left(tmp_path):
+    import tempfile
+
+    left = Path(tempfile.mkdtemp(dir=tmp_path, prefix=".run.", suffix=".tmp"))  # as a kill -9 mid-create leaves it
+    other = Path(tempfile.mkdtemp(dir=tmp_path, prefix=".run.b.", suffix=".tmp"))  # another run's ("run.b")
+    Run.create(tmp_path / "run", {"a": 1})
+    assert not left.exists() and other.exists() and (tmp_path / "run" / "config.json").exists()

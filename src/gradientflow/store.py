@@ -216,7 +216,12 @@ class Run:
         if not path.parent.is_dir():
             raise StoreError(f"parent folder {str(path.parent)!r} does not exist")
         # built beside it and renamed into place (onto an empty folder too), so that a kill half-way
-        # leaves no half-made run folder that would refuse the same command again
+        # leaves no half-made run folder that would refuse the same command again; the temporary
+        # folder such a kill leaves behind is removed by the next create of the same run
+        stale = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp")
+        for left in path.parent.iterdir():
+            if stale.fullmatch(left.name) and left.is_dir():
+                shutil.rmtree(left, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
         try:
             tmp.chmod(0o777 & ~_UMASK)  # mkdtemp's folder is private

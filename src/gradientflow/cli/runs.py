@@ -105,3 +105,25 @@ def runs_sql(query_text, root, as_json) -> None:
         echo_json(rows, default=str)
     elif rows:
         table(rows, list(rows[0]))
+
+
+@runs_group.command("export")
+@click.argument("run")
+@click.option("--tensorboard", "tb_dir", required=True,
+              help="Folder for TensorBoard event files (new, or empty); view with: tensorboard --logdir DIR.")
+@click.option("--json", "as_json", is_flag=True)
+def runs_export(run, tb_dir, as_json) -> None:
+    """A stored run's metrics, per-layer probe statistics and activation histograms as TensorBoard events."""
+    from ..integrations import tensorboard
+
+    (r,) = open_runs([run])
+    folder = output_folder(tb_dir)
+    if any(folder.iterdir()):
+        raise BadInput(f"--tensorboard {tb_dir!r} is not empty; give a new or empty folder")
+    with bad_input():
+        counts = tensorboard.export(r, folder)
+    if as_json:
+        echo_json(counts)
+        return
+    click.echo(f"{counts['scalars']} scalars and {counts['histograms']} histograms in {counts['folder']}; "
+               f"view with: tensorboard --logdir {counts['folder']}")

@@ -157,7 +157,11 @@ class Probe:
 
     def __init__(self, model: nn.Module, *, every: int = 1, layers: LayerFilter = None, bins: int = 50,
                  update_every: int = 10, window: int | None = None, stats=None, exact: bool = False,
-                 keep_windows: int = 1000):
+                 keep_windows: int = 1000, steps: str = "forward"):
+        if steps not in ("forward", "manual"):
+            raise ValueError(f"steps={steps!r} must be 'forward' (each training forward pass of the model is a "
+                             "step) or 'manual' (begin_step() and end_step() mark them)")
+        self.manual = steps == "manual"
         for name, v, lo in (("every", every, 1), ("bins", bins, 2), ("update_every", update_every, 1)):
             if not isinstance(v, int) or v < lo:
                 raise ValueError(f"{name}={v!r} must be an integer >= {lo}")
@@ -224,9 +228,21 @@ class Probe:
                 layer.saturated_region = act.saturated_region()
                 layer.dead_region = act.dead_region()
                 layer.hist_range = act.output_range()
-        self._handles.append(self.model.register_forward_pre_hook(self._on_step))
-        self._handles.append(self.model.register_forward_hook(self._on_step_end, always_call=True))
+        if not self.manual:
+            self._handles.append(self.model.register_forward_pre_hook(self._on_step))
+            self._handles.append(self.model.register_forward_hook(self._on_step_end, always_call=True))
         return self
+
+    def begin_step(self) -> None:
+        """A training step starts (``steps="manual"``): whatever runs until ``end_step``, however
+        many forward and backward passes of whichever submodules, counts as one step. For loops
+        where the watched module's own forward is not called once per step (a Lightning module
+        whose ``training_step`` calls ``self.net``; several micro-batches per optimiser step)."""
+        self._on_step(self.model, ())
+
+    def end_step(self) -> None:
+        """The step begun by ``begin_step`` has ended."""
+        self._on_step_end(self.model, (), None)
 
     def _install(self) -> None:
         """The hooks that measure, for a sampled step. They stay while the steps are sampled and go
@@ -905,7 +921,8 @@ def _why_skipped(module: nn.Module) -> str | None:
 
 
 def watch(model: nn.Module, every: int = 1, *, layers: LayerFilter = None, bins: int = 50, update_every: int = 10,
-          window: int | None = None, stats=None, exact: bool = False, keep_windows: int = 1000) -> Probe:
+          window: int | None = None, stats=None, exact: bool = False, keep_windows: int = 1000,
+          steps: str = "forward") -> Probe:
     """Probe ``model``'s layers while the caller's own loop trains it; use as a context manager.
 
     ``every``: sample every k-th training step. ``layers``: a tuple of module types, a list of
@@ -920,7 +937,9 @@ def watch(model: nn.Module, every: int = 1, *, layers: LayerFilter = None, bins:
     the error bound), and the histogram and sign coherence on the first sampled step of each window
     and every ``update_every``-th one. ``keep_windows``: the most windows ``history()`` keeps in
     memory before the older half is thinned (``probe.thinned`` counts what went; a run store written
-    by ``flush(run)`` keeps every window). Leaving the ``with`` block removes every hook.
+    by ``flush(run)`` keeps every window). ``steps``: "forward" (each forward pass of ``model`` in
+    training mode with gradients on is a step) or "manual" (the loop calls ``probe.begin_step()`` and
+    ``probe.end_step()``). Leaving the ``with`` block removes every hook.
 
         >>> import torch, gradientflow as gf
         >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
@@ -930,4 +949,4 @@ def watch(model: nn.Module, every: int = 1, *, layers: LayerFilter = None, bins:
         ['0', '2']
     """
     return Probe(model, every=every, layers=layers, bins=bins, update_every=update_every, window=window,
-                 stats=stats, exact=exact, keep_windows=keep_windows).attach()
+                 stats=stats, exact=exact, keep_windows=keep_windows, steps=steps).attach()

@@ -1,0 +1,144 @@
+"""The integrations: a stored run exported for TensorBoard and read back by TensorBoard's own reader."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from gradientflow import job
+from gradientflow.cli import main
+from gradientflow.config import TrainConfig
+from gradientflow.store import Run
+
+
+def _invoke(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+@pytest.fixture(scope="module")
+def probed_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("run") / "run"
+    job.run(TrainConfig(data="xor", n_train=256, n_test=64, depth=3, width=16, epochs=3, batch_size=64, probe=True,
+                        optimizer="sgd", lr=0.1, grad_norm_every=1), folder)
+    return Run(folder)
+
+
+def test_tensorboard_reads_every_metric_statistic_and_histogram_the_run_stored(probed_run, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    r = _invoke("runs", "export", str(probed_run.path), "--tensorboard", str(tmp_path / "tb"), "--json")
+    assert r.exit_code == 0, r.output
+    counts = json.loads(r.output)
+    events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"scalars": 0, "histograms": 0})
+    events.Reload()
+    tags = events.Tags()
+    metrics = probed_run.metrics().to_pylist()
+    for split, name in {(m["split"], m["name"]) for m in metrics}:
+        want = [(m["step"], m["value"]) for m in metrics if (m["split"], m["name"]) == (split, name)]
+        got = [(e.step, e.value) for e in events.Scalars(f"{split}/{name}")]
+        assert [s for s, _ in got] == [s for s, _ in want]
+        assert [v for _, v in got] == pytest.approx([v for _, v in want], rel=1e-6)  # stored as float32
+    probes = probed_run.table("probes").to_pylist()
+    row = next(p for p in probes if p["name"] == "act_std")
+    got = {e.step: e.value for e in events.Scalars(f"layers/{row['layer']}/act_std")}
+    assert got[row["step"]] == pytest.approx(row["value"], rel=1e-6)
+    hist = probed_run.table("histograms").to_pandas()
+    layers = sorted(set(hist["layer"]))
+    assert {f"activations/{layer}" for layer in layers} <= set(tags["histograms"])
+    for layer in layers:
+        stored = hist[hist["layer"] == layer]
+        for event in events.Histograms(f"activations/{layer}"):
+            window = stored[stored["step"] == event.step].sort_values("bin")
+            assert list(event.histogram_value.bucket) == pytest.approx(window["count"].tolist())
+            assert list(event.histogram_value.bucket_limit) == pytest.approx(window["hi"].tolist(), rel=1e-6)
+            assert event.histogram_value.num == pytest.approx(window["count"].sum())
+    n_scalars = sum(len(events.Scalars(t)) for t in tags["scalars"])
+    assert counts["scalars"] == n_scalars and counts["histograms"] == sum(len(events.Histograms(t)) for t in tags["histograms"])
+
+
+def test_export_refuses_a_folder_with_files_and_a_path_that_is_not_a_run(probed_run, tmp_path):
+    (tmp_path / "tb").mkdir()
+    (tmp_path / "tb" / "keep.txt").write_text("mine")
+    r = _invoke("runs", "export", str(probed_run.path), "--tensorboard", str(tmp_path / "tb"))
+    assert r.exit_code == 2 and "is not empty" in r.output and r.output.count("\n") == 1
+    assert [p.name for p in (tmp_path / "tb").iterdir()] == ["keep.txt"]
+    r = _invoke("runs", "export", str(tmp_path / "nothing"), "--tensorboard", str(tmp_path / "tb2"))
+    assert r.exit_code == 2 and not (tmp_path / "tb2").exists()
+
+
+def _lightning_module(depth=6, std=0.01, accumulate=False):
+    import lightning.pytorch as pl
+    import torch
+
+    class Tiny(pl.LightningModule):
+        """A tanh MLP with a tiny init (C2, C15: the gradient vanishes), called as ``self.net``."""
+
+        def __init__(self):
+            super().__init__()
+            layers = [torch.nn.Linear(8, 32), torch.nn.Tanh()]
+            for _ in range(depth - 1):
+                layers += [torch.nn.Linear(32, 32), torch.nn.Tanh()]
+            self.net = torch.nn.Sequential(*layers, torch.nn.Linear(32, 2))
+            for m in self.net:
+                if isinstance(m, torch.nn.Linear):
+                    torch.nn.init.normal_(m.weight, std=std)
+                    torch.nn.init.zeros_(m.bias)
+
+        def training_step(self, batch, _):
+            x, y = batch
+            loss = torch.nn.functional.cross_entropy(self.net(x), y)
+            self.log("loss", loss)
+            return loss
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    return Tiny()
+
+
+def _loader(n=256, batch=32):
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 8, generator=g)
+    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, (x[:, 0] > 0).long()), batch_size=batch)
+
+
+def _trainer(tmp_path, callback, epochs=2, **kw):
+    import lightning.pytorch as pl
+    from lightning.pytorch.loggers import CSVLogger
+
+    return pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, callbacks=[callback], enable_progress_bar=False,
+                      enable_model_summary=False, enable_checkpointing=False, logger=CSVLogger(tmp_path / "logs"),
+                      log_every_n_steps=1, **kw)
+
+
+def test_the_lightning_callback_stores_a_run_logs_scalars_and_finds_the_vanishing_gradient(tmp_path, caplog):
+    import csv
+    import logging
+
+    from gradientflow.integrations.lightning import GradientflowCallback
+
+    callback = GradientflowCallback(out=tmp_path / "gf", every=2)
+    trainer = _trainer(tmp_path, callback)
+    with caplog.at_level(logging.INFO):
+        trainer.fit(_lightning_module(), _loader())
+    assert trainer.global_step == 16
+    assert callback.probe.step == 16  # one step per batch, though the module's own forward is never called
+    history = callback.probe.history()
+    assert list(history["sampled_steps"].unique()) == [4]  # 8 batches per epoch, every second one measured
+    run = Run(tmp_path / "gf")
+    assert run.status()["status"] == "finished" and run.status()["steps"] == 16
+    r = _invoke("inspect", str(run.path), "--json")
+    assert r.exit_code == 0, r.output
+    found = json.loads(r.output)
+    assert any(f["kind"] == "vanishing" for f in found["findings"]), found["findings"]
+    assert any(f.kind == "vanishing" for f in callback.findings)
+    assert "gradientflow [vanishing]" in caplog.text
+    listed = json.loads(_invoke("runs", "list", str(tmp_path), "--json").output)
+    assert [x["run"] for x in listed] == ["gf"]
+    with open(next((tmp_path / "logs").rglob("metrics.csv"))) as f:
+        logged = list(csv.DictReader(f))
+    stds = [float(row["gradientflow/net.10/act_std"]) for row in logged if row.get("gradientflow/net.10/act_std")]
+    want = history[history["layer"] == "net.10"]["act_std"].tolist()
+    assert stds == pytest.approx(want)
