@@ -18,6 +18,7 @@ Needs ``pip install 'gradientflow[lightning]'``; the base package never imports 
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 try:
@@ -46,6 +47,7 @@ class GradientflowCallback(Callback):
         self.probe = None
         self.run: Run | None = None
         self.findings: list = []
+        self._writing = contextlib.ExitStack()
 
     def on_fit_start(self, trainer, pl_module) -> None:
         self.probe = watch(pl_module, every=self.every, layers=self.layers, stats=self.stats, steps="manual")
@@ -53,6 +55,7 @@ class GradientflowCallback(Callback):
             self.run = Run.create(self.out, {"integration": "lightning", "model": type(pl_module).__name__,
                                              "probe_every": self.every, "layers": self.layers,
                                              "max_epochs": trainer.max_epochs})
+            self._writing.enter_context(self.run.background())  # the run's files written off the training thread
             self.run.set_status("running", steps=0)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
@@ -85,3 +88,4 @@ class GradientflowCallback(Callback):
             self.probe.detach()
         if self.run is not None:
             self.run.set_status(status, steps=trainer.global_step, message=message)
+            self._writing.close()  # waits until every write has landed
