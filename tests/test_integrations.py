@@ -1,6 +1,10 @@
-"""The integrations: a stored run exported for TensorBoard and read back by TensorBoard's own reader."""
+"""The integrations: a stored run exported for TensorBoard and read back by TensorBoard's own reader; the
+Lightning and Hugging Face callbacks on real trainers (tiny models built from configs, nothing downloaded)."""
 
 import json
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the tests build their models from configs: nothing to download
 
 import pytest
 from click.testing import CliRunner
@@ -142,3 +146,51 @@ def test_the_lightning_callback_stores_a_run_logs_scalars_and_finds_the_vanishin
     stds = [float(row["gradientflow/net.10/act_std"]) for row in logged if row.get("gradientflow/net.10/act_std")]
     want = history[history["layer"] == "net.10"]["act_std"].tolist()
     assert stds == pytest.approx(want)
+
+
+def _hf_models():
+    from transformers import BertConfig, BertForSequenceClassification, GPT2Config, GPT2LMHeadModel
+
+    bert = BertForSequenceClassification(BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2,
+                                                    num_attention_heads=2, intermediate_size=64,
+                                                    max_position_embeddings=32, num_labels=2))
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_embd=32, n_layer=2, n_head=2, n_positions=32,
+                                      activation_function="gelu", bos_token_id=0, eos_token_id=0))
+    return {"bert": (bert, "bert.encoder.layer.0.attention.self:attention:head0", "bert.encoder.layer.0.intermediate.dense:gelu"),
+            "gpt2": (gpt2, "transformer.h.0.attn:attention:head0", "transformer.h.0.mlp.c_fc:gelu")}
+
+
+@pytest.mark.parametrize("name", ["bert", "gpt2"])
+def test_the_transformers_callback_watches_attention_and_mlp_per_optimiser_step(name, tmp_path):
+    import torch
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    from gradientflow.integrations.transformers import watch_trainer
+
+    model, head, mlp = _hf_models()[name]
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(1, 64, (64, 16), generator=g)
+    labels = torch.randint(0, 2, (64,), generator=g) if name == "bert" else ids
+    data = [{"input_ids": i, "labels": y} for i, y in zip(ids, labels)]
+
+    class Seen(TrainerCallback):  # a reporter after ours: what the trainer's loggers receive
+        logged: list = []
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            self.logged.append(dict(logs))
+
+    args = TrainingArguments(output_dir=str(tmp_path / "hf"), per_device_train_batch_size=8, num_train_epochs=2,
+                             gradient_accumulation_steps=2, logging_steps=2, report_to="none", save_strategy="no",
+                             use_cpu=True, disable_tqdm=True, learning_rate=1e-3)
+    trainer = Trainer(model=model, args=args, train_dataset=data, callbacks=[Seen()])
+    callback = watch_trainer(trainer, out=tmp_path / "gf", every=1)
+    trainer.train()
+    assert trainer.state.global_step == 8  # 64 samples / (8 x 2 accumulated) x 2 epochs
+    assert callback.probe.step == 8  # one probe step per optimiser step, not per micro-batch
+    assert any(f"gradientflow/{mlp}/act_std" in logs for logs in Seen.logged)
+    run = Run(tmp_path / "gf")
+    assert run.status()["status"] == "finished"
+    stored = {r["layer"] for r in run.table("probes").to_pylist()}
+    assert {head, mlp} <= stored
+    r = _invoke("inspect", str(run.path), "--json")
+    assert r.exit_code == 0 and {head, mlp} <= {x["layer"] for x in json.loads(r.output)["layers"]}
