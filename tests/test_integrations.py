@@ -117,6 +117,16 @@ def _trainer(tmp_path, callback, epochs=2, **kw):
                       log_every_n_steps=1, **kw)
 
 
+def test_the_lightning_callback_counts_an_optimiser_step_of_accumulated_batches_as_one_step(tmp_path):
+    from gradientflow.integrations.lightning import GradientflowCallback
+
+    callback = GradientflowCallback(every=1)
+    trainer = _trainer(tmp_path, callback, accumulate_grad_batches=2)
+    trainer.fit(_lightning_module(), _loader())
+    assert trainer.global_step == 8 and callback.probe.step == 8  # 16 batches, two per optimiser step
+    assert set(callback.probe.history()["sampled_steps"]) == {4}
+
+
 def test_the_lightning_callback_stores_a_run_logs_scalars_and_finds_the_vanishing_gradient(tmp_path, caplog):
     import csv
     import logging
@@ -194,3 +204,48 @@ def test_the_transformers_callback_watches_attention_and_mlp_per_optimiser_step(
     assert {head, mlp} <= stored
     r = _invoke("inspect", str(run.path), "--json")
     assert r.exit_code == 0 and {head, mlp} <= {x["layer"] for x in json.loads(r.output)["layers"]}
+
+
+def test_with_accumulated_gradients_the_statistics_are_those_of_one_pass_over_the_whole_batch():
+    """Four micro-batches of 16 with the loss scaled by 1/4, marked as one step, against one pass
+    over the 64: the same moments, activation-gradient and weight-gradient norms, and update ratio."""
+    import torch
+
+    from gradientflow.probes import watch
+
+    def make():
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.Tanh(), torch.nn.Linear(32, 32), torch.nn.ReLU(),
+                                   torch.nn.Linear(32, 4))
+
+    g = torch.Generator().manual_seed(1)
+    batches = [(torch.randn(64, 8, generator=g), torch.randint(0, 4, (64,), generator=g)) for _ in range(12)]
+    rows = {}
+    for way in ("one pass", "accumulated", "accumulated, each forward a step"):
+        net = make()
+        opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        manual = way == "accumulated"
+        with watch(net, exact=True, update_every=1, steps="manual" if manual else "forward") as probe:
+            for x, y in batches:
+                opt.zero_grad()
+                if manual:
+                    probe.begin_step()
+                if way == "one pass":
+                    torch.nn.functional.cross_entropy(net(x), y).backward()
+                else:
+                    for xs, ys in zip(x.split(16), y.split(16)):
+                        (torch.nn.functional.cross_entropy(net(xs), ys) / 4).backward()
+                if manual:
+                    probe.before_optimizer_step()
+                opt.step()
+                if manual:
+                    probe.end_step()
+            rows[way] = probe.summary().set_index("layer")
+    one, acc, naive = rows["one pass"], rows["accumulated"], rows["accumulated, each forward a step"]
+    # the control: counted per backward pass, the partial sums of the gradient are what gets measured
+    assert list(naive["sampled_steps"]) == [48, 48, 48]
+    assert naive["weight_grad_norm"].tolist() != pytest.approx(one["weight_grad_norm"].tolist(), rel=1e-2)
+    assert list(acc["sampled_steps"]) == list(one["sampled_steps"]) == [12, 12, 12]
+    for col in ("act_mean", "act_std", "saturated", "dead", "act_grad_norm", "weight_grad_norm", "update_ratio",
+                "sign_coherence", "glorot_forward", "glorot_backward"):
+        assert acc[col].tolist() == pytest.approx(one[col].tolist(), rel=1e-4, abs=1e-7, nan_ok=True), col

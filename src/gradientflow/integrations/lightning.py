@@ -48,6 +48,7 @@ class GradientflowCallback(Callback):
         self.run: Run | None = None
         self.findings: list = []
         self._writing = contextlib.ExitStack()
+        self._in_step = self._stepped = False
 
     def on_fit_start(self, trainer, pl_module) -> None:
         self.probe = watch(pl_module, every=self.every, layers=self.layers, stats=self.stats, steps="manual")
@@ -58,11 +59,20 @@ class GradientflowCallback(Callback):
             self._writing.enter_context(self.run.background())  # the run's files written off the training thread
             self.run.set_status("running", steps=0)
 
+    # one probe step per optimiser step: with accumulate_grad_batches=k it spans k batches
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self.probe.begin_step()
+        if not self._in_step:
+            self.probe.begin_step()
+            self._in_step, self._stepped = True, False
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        self.probe.before_optimizer_step()  # the accumulated gradient, once per optimiser step
+        self._stepped = True
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.probe.end_step()
+        if self._stepped:
+            self.probe.end_step()
+            self._in_step = False
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         step = trainer.global_step

@@ -63,6 +63,9 @@ class GradientflowCallback(TrainerCallback):
     def on_step_begin(self, args, state, control, **kwargs):
         self.probe.begin_step()
 
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        self.probe.before_optimizer_step()  # the accumulated gradient, once per optimiser step
+
     def on_step_end(self, args, state, control, **kwargs):
         self.probe.end_step()
 

@@ -174,6 +174,7 @@ class Probe:
         self.groups, self.custom = choose_stats(stats)
         self.exact = exact
         self._sampled = 0  # sampled steps so far
+        self._window_sampled = 0  # ... in the open window
         self._heavy = False  # this step also counts the histogram and the sign coherence
         self._window_heavy = False  # the open window has had such a step
         self._custom_of: dict[str, list[tuple[int, Statistic]]] = {}
@@ -237,7 +238,9 @@ class Probe:
         """A training step starts (``steps="manual"``): whatever runs until ``end_step``, however
         many forward and backward passes of whichever submodules, counts as one step. For loops
         where the watched module's own forward is not called once per step (a Lightning module
-        whose ``training_step`` calls ``self.net``; several micro-batches per optimiser step)."""
+        whose ``training_step`` calls ``self.net``; several micro-batches per optimiser step). Call
+        ``before_optimizer_step()`` when the step's gradients are complete: the weight-gradient
+        statistics are read there, once per step."""
         self._on_step(self.model, ())
 
     def end_step(self) -> None:
@@ -253,7 +256,7 @@ class Probe:
             add(layer.module.register_forward_hook(self._on_layer(layer)))
             if layer.activation is not None:
                 add(layer.activation.register_forward_hook(self._on_activation(layer)))
-            if layer.layer.weight.requires_grad and self._weight_grads:
+            if layer.layer.weight.requires_grad and self._weight_grads and not self.manual:
                 add(layer.layer.weight.register_post_accumulate_grad_hook(self._on_weight_grad(layer)))
         for name, module in self._norms:
             add(module.register_forward_hook(self._on_norm(name)))
@@ -298,6 +301,7 @@ class Probe:
             self._uninstall()
         self._sums.settle()  # the last step's values, in one go
         if self._active:
+            self._window_sampled += 1
             self._heavy = self.exact or not self._window_heavy or self._sampled % self.update_every == 0
             self._window_heavy |= self._heavy
             self._sampled += 1
@@ -578,18 +582,19 @@ class Probe:
         if record is not None:
             dead = 1.0 - call.ever_active.double().mean().item() if call.ever_active is not None else 0.0
         nan = math.nan
+        steps = self._window_sampled if self.manual else acc[_N]  # manual: micro-batches are one step
         return {
             "layer": call.name, "type": call.function if call.norm else "function",
             "activation": None if call.norm else record.name if record is not None else call.function,
             "units": call.units, "first_step": self._window_start, "last_step": self.step,
-            "sampled_steps": int(acc[_N]), "act_mean": h_mean, "act_std": math.sqrt(h_var) if h_var == h_var else nan,
+            "sampled_steps": int(steps), "act_mean": h_mean, "act_std": math.sqrt(h_var) if h_var == h_var else nan,
             "saturated": acc[_SAT] / acc[_SAT_N] if call.saturated_region and acc[_SAT_N]
             else (0.0 if record is not None else nan),
             "zero": 1 - acc[_NONZERO] / acc[_NONZERO_N] if acc[_NONZERO_N] else nan, "dead": dead,
             "input_mean_over_std": abs(z_mean) / math.sqrt(z_var) if z_var > 0 else nan,
             "in_mean": z_mean, "in_std": math.sqrt(z_var) if z_var == z_var else nan,
             "weight_grad_norm": nan,
-            "act_grad_norm": math.sqrt(acc[_GH + 1] / acc[_N]) if acc[_GH + 2] else nan,
+            "act_grad_norm": math.sqrt(acc[_GH + 1] / steps) if acc[_GH + 2] else nan,
             "glorot_forward": nan, "glorot_backward": nan, "update_ratio": nan, "sign_coherence": nan,
             "distinct_units": nan, "hist_lo": call.hist_range[0], "hist_hi": call.hist_range[1],
             "hist": call.hist.tolist(),
@@ -624,19 +629,32 @@ class Probe:
 
     def _on_weight_grad(self, layer: _Layer):
         def hook(param: Tensor):
-            if not self._active or param.grad is None:
-                return
-            with torch.no_grad():
-                g = param.grad
-                if "gradients" in self.groups:
-                    self._sums.add(layer.at + _WG, torch.dot(g.reshape(-1), g.reshape(-1)))
-                    self._sums.add(layer.at + _WG_N, 1)
-                if "sign_coherence" in self.groups and self._heavy:
-                    self._sums.add(layer.at + _SIGN, stats.sign_coherence(g, SIGN_UNITS))
-                    self._sums.add(layer.at + _SIGN_N, 1)
-                if "weight_grad" in self._custom_of:
-                    self._add_custom(layer.at, "weight_grad", g)
+            if self._active and param.grad is not None:
+                self._weight_grad_stats(layer, param.grad)
         return hook
+
+    @torch.no_grad()
+    def _weight_grad_stats(self, layer: _Layer, g: Tensor) -> None:
+        if "gradients" in self.groups:
+            self._sums.add(layer.at + _WG, torch.dot(g.reshape(-1), g.reshape(-1)))
+            self._sums.add(layer.at + _WG_N, 1)
+        if "sign_coherence" in self.groups and self._heavy:
+            self._sums.add(layer.at + _SIGN, stats.sign_coherence(g, SIGN_UNITS))
+            self._sums.add(layer.at + _SIGN_N, 1)
+        if "weight_grad" in self._custom_of:
+            self._add_custom(layer.at, "weight_grad", g)
+
+    def before_optimizer_step(self) -> None:
+        """The step's gradients are complete (``steps="manual"``): read each probed layer's weight
+        gradient once, as the optimiser will see it. With gradient accumulation that is the sum over
+        the step's micro-batches, so the weight-gradient norm and sign coherence are those of the
+        accumulated gradient (the statistics of one pass over the whole batch), not of each backward."""
+        if not self.manual or not self._active or not self._weight_grads:
+            return
+        for layer in self.layers:
+            g = layer.layer.weight.grad
+            if g is not None and layer.layer.weight.requires_grad:
+                self._weight_grad_stats(layer, g)
 
     # --- reading ---
 
@@ -675,6 +693,7 @@ class Probe:
             if layer.ever_active is not None:
                 layer.ever_active.zero_()
         self._window_start = self.step + 1
+        self._window_sampled = 0
         self._window_heavy = False
         self._rows.extend(rows)
         self._history.extend(rows)
@@ -746,7 +765,7 @@ class Probe:
         gz_var = mv(acc, _GZ)[1]
         src = layer.gx_from
         gx_var = mv(acc, _GX)[1] if src is None else mv(accs[id(src)], src.h_grad_slot)[1]
-        steps = acc[_N]
+        steps = self._window_sampled if self.manual else acc[_N]  # manual: micro-batches are one step
         walked = layer.layer
         dead = math.nan
         if walked.nonlinearity is not None:
