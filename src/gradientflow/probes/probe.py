@@ -162,6 +162,10 @@ class Probe:
             raise ValueError(f"steps={steps!r} must be 'forward' (each training forward pass of the model is a "
                              "step) or 'manual' (begin_step() and end_step() mark them)")
         self.manual = steps == "manual"
+        self.world, self.rank = _ranks()
+        # the weight gradient read once per optimiser step: the accumulated (manual) or the
+        # all-reduced (DistributedDataParallel) one, as the optimiser sees it
+        self._grads_at_step = self.manual or self.world > 1
         for name, v, lo in (("every", every, 1), ("bins", bins, 2), ("update_every", update_every, 1)):
             if not isinstance(v, int) or v < lo:
                 raise ValueError(f"{name}={v!r} must be an integer >= {lo}")
@@ -232,6 +236,16 @@ class Probe:
         if not self.manual:
             self._handles.append(self.model.register_forward_pre_hook(self._on_step))
             self._handles.append(self.model.register_forward_hook(self._on_step_end, always_call=True))
+        if self.world > 1 and not self.manual:  # DDP: the gradient after the all-reduce, before the update
+            from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+            weights = {id(layer.layer.weight) for layer in self.layers}
+
+            def before_step(optimizer, args, kwargs):
+                if any(id(p) in weights for group in optimizer.param_groups for p in group["params"]):
+                    self.before_optimizer_step()
+
+            self._handles.append(register_optimizer_step_pre_hook(before_step))
         return self
 
     def begin_step(self) -> None:
@@ -256,7 +270,7 @@ class Probe:
             add(layer.module.register_forward_hook(self._on_layer(layer)))
             if layer.activation is not None:
                 add(layer.activation.register_forward_hook(self._on_activation(layer)))
-            if layer.layer.weight.requires_grad and self._weight_grads and not self.manual:
+            if layer.layer.weight.requires_grad and self._weight_grads and not self._grads_at_step:
                 add(layer.layer.weight.register_post_accumulate_grad_hook(self._on_weight_grad(layer)))
         for name, module in self._norms:
             add(module.register_forward_hook(self._on_norm(name)))
@@ -408,6 +422,8 @@ class Probe:
             if row.hist_range[0] is None or row.hist_range[1] is None:
                 lo, hi = row.hist_range
                 spread = 1.5 * float(h.detach().abs().max()) or 1.0  # fixed once, at the first sampled step
+                if self.world > 1:  # one range on every rank, so that their counts add up
+                    spread = _max_over_ranks(spread, h.device)
                 row.hist_range = (-spread if lo is None else lo, spread if hi is None else hi)
             row.hist += stats.histogram(h_rows, *row.hist_range, self.bins, HIST_SAMPLE)
         saturation = "saturation" in self.groups
@@ -649,7 +665,7 @@ class Probe:
         gradient once, as the optimiser will see it. With gradient accumulation that is the sum over
         the step's micro-batches, so the weight-gradient norm and sign coherence are those of the
         accumulated gradient (the statistics of one pass over the whole batch), not of each backward."""
-        if not self.manual or not self._active or not self._weight_grads:
+        if not self._grads_at_step or not self._active or not self._weight_grads:
             return
         for layer in self.layers:
             g = layer.layer.weight.grad
@@ -662,6 +678,8 @@ class Probe:
         """Read the buffers back (one transfer for the layer and function rows, one per attention or
         recurrent module), reset them, and keep the rows."""
         everything = [*self.layers, *self._call_rows.values()]
+        if self.world > 1:
+            self._reduce_over_ranks(everything)
         read = self._sums.read()  # one transfer for every row
         accs = {id(x): read[x.at:x.at + self._slots] for x in everything}
         rows = []
@@ -699,6 +717,40 @@ class Probe:
         self._history.extend(rows)
         self._thin()
         return rows
+
+    def _reduce_over_ranks(self, rows: list) -> None:
+        """DistributedDataParallel: make every rank's sums those of the global batch, once per window
+        (two collectives). Sums, counts and histograms add up; a unit is alive if it fired on any
+        rank. Each rank's loss is the mean over its own batch and DDP averages the gradients, so the
+        global batch's dL/dh is each rank's divided by the world size W: the gradient moments' sums
+        are divided by W (first) and W^2 (second), and the step count, added W times, by W."""
+        import torch.distributed as dist
+
+        sums, w = self._sums, self.world
+        sums.settle()
+        n = len(sums.host)
+        flat = torch.cat([sums.total + torch.tensor(sums.host, dtype=torch.float64, device=sums.device),
+                          *[r.hist.to(torch.float64) for r in rows]])
+        dist.all_reduce(flat)
+        for r in rows:
+            for slot in (_GZ, _GX, _GH):
+                flat[r.at + slot] /= w
+                flat[r.at + slot + 1] /= w * w
+            flat[r.at + _N] /= w
+        sums.total.copy_(flat[:n])
+        sums.host = [0.0] * n
+        at = n
+        for r in rows:
+            r.hist.copy_(flat[at:at + len(r.hist)])
+            at += len(r.hist)
+        masks = [r.ever_active for r in rows if r.ever_active is not None]
+        if masks:
+            alive = torch.cat([m.to(torch.uint8) for m in masks])
+            dist.all_reduce(alive, op=dist.ReduceOp.MAX)
+            at = 0
+            for m in masks:
+                m.copy_(alive[at:at + len(m)].bool())
+                at += len(m)
 
     def _thin(self) -> None:
         """Keep at most ``keep_windows`` windows in memory: past the cap, every second window of the
@@ -802,8 +854,10 @@ class Probe:
         ``store.Run``), also write every closed window not yet stored, as the tables ``probes``
         (long: step, layer, name, value) and ``histograms`` (step, layer, bin, lo, hi, count)."""
         rows = self._close_window() if self.step >= self._window_start else []
-        if run is not None:
+        if run is not None and self.rank == 0:  # DDP: every rank closes the window, rank 0 stores it
             self._write(run, self.step if step is None else step)
+        elif self.rank != 0:
+            self._rows = []
         return rows
 
     def summary(self):
@@ -921,6 +975,23 @@ class Probe:
     def load_state_dict(self, state: dict) -> None:
         self.step = state["step"]
         self._window_start = self.step + 1
+
+
+def _ranks() -> tuple[int, int]:
+    """(world size, rank) of torch.distributed's default group; (1, 0) when there is none."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
+def _max_over_ranks(value: float, device: torch.device) -> float:
+    import torch.distributed as dist
+
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return float(t.item())
 
 
 def _why_skipped(module: nn.Module) -> str | None:
