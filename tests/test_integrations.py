@@ -282,3 +282,25 @@ def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_stored_histograms_past_the_cap_are_thinned_in_the_older_half_with_a_warning(tmp_path):
+    """40 one-step windows flushed into a run with keep_windows=8: the stored histograms keep the
+    newest windows whole and thin the older ones (counted, warned); the per-layer statistics keep all."""
+    import torch
+
+    from gradientflow.probes import watch
+
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
+    run = Run.create(tmp_path / "run", {"integration": "test"})
+    with pytest.warns(UserWarning, match="stored histograms over keep_windows=8"):
+        with run.background(), watch(net, keep_windows=8, window=1) as probe:
+            for _ in range(40):
+                net(torch.randn(16, 4)).sum().backward()
+                probe.flush(run)
+    steps = sorted(set(run.table("histograms").to_pandas()["step"]))
+    assert len(steps) == 40 - probe.thinned_stored <= 12 and probe.thinned_stored > 0
+    assert steps[-4:] == [37, 38, 39, 40]  # the newest windows whole
+    assert steps[0] == 1  # the span kept, at a coarser grain
+    assert sorted(set(run.table("probes").to_pandas()["step"])) == list(range(1, 41))
+    assert not run.damage()

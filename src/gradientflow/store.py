@@ -295,6 +295,29 @@ class Run:
         path = self.path / "tables" / f"{name}-{step:09d}.parquet"
         self._write(lambda: write_atomic(path, lambda f: pq.write_table(table, f)))
 
+    def thin_table(self, name: str, keep: int) -> None:
+        """Past ``keep`` windows (distinct steps) in table ``name``, thin the older half: every second
+        of its windows goes, the newest half stays whole (as ``probe.history`` thins in memory). The
+        older parts are merged into one part, written atomically under the newest merged part's name,
+        before the others are removed. Inside ``background()`` it runs on the writer thread, after
+        every write queued before it."""
+
+        def job():
+            parts = [(s, p, _read_part(p)) for s, p in self._parts("tables", name)]
+            ends = sorted({v for _, _, t in parts for v in t["step"].to_pylist()})
+            if len(ends) <= keep:
+                return
+            older = ends[:len(ends) // 2]
+            gone = pa.array(sorted(older[1::2]), type=pa.int64())
+            merged = [(p, t) for s, p, t in parts if s <= older[-1]]
+            kept = pa.concat_tables([t for _, t in merged])
+            kept = kept.filter(pc.invert(pc.is_in(kept["step"].cast(pa.int64()), value_set=gone)))
+            write_atomic(merged[-1][0], lambda f: pq.write_table(kept, f))
+            for p, _ in merged[:-1]:
+                p.unlink(missing_ok=True)
+
+        self._write(job)
+
     def _parts(self, folder: str, kind: str | None = None) -> list[tuple[int, Path]]:
         found = []
         for p in (self.path / folder).glob("*"):

@@ -172,6 +172,8 @@ class Probe:
         if not isinstance(keep_windows, int) or keep_windows < 2:
             raise ValueError(f"keep_windows={keep_windows!r} must be an integer >= 2")
         self.keep_windows, self.thinned = keep_windows, 0
+        self.thinned_stored = 0  # histogram windows thinned out of the run store (``flush(run)``)
+        self._stored_hist_windows = 0
         if window is not None and (not isinstance(window, int) or window < 1):
             raise ValueError(f"window={window!r} must be None or an integer >= 1")
         self.model, self.every, self.bins, self.update_every, self.window = model, every, bins, update_every, window
@@ -963,6 +965,17 @@ class Probe:
         for name, table in tables:
             run.append_table(name, step, pa.Table.from_pandas(table, preserve_index=False))
         self._rows = []
+        if "hist" in rows:
+            self._stored_hist_windows += rows["step"].nunique()
+            if self._stored_hist_windows > self.keep_windows:  # the stored histograms thinned like the history
+                if not self.thinned_stored:
+                    warnings.warn(f"stored histograms over keep_windows={self.keep_windows} windows: thinning the "
+                                  "older half in the run (probe.thinned_stored counts the windows gone; the "
+                                  "per-layer statistics keep every window)", stacklevel=3)
+                run.thin_table("histograms", self.keep_windows)
+                gone = (self._stored_hist_windows // 2) // 2  # every second window of the older half
+                self.thinned_stored += gone
+                self._stored_hist_windows -= gone
 
     # --- the engine's observer protocol ---
 
@@ -1026,9 +1039,11 @@ def watch(model: nn.Module, every: int = 1, *, layers: LayerFilter = None, bins:
     are counted on ``SHARE_ROWS`` evenly strided samples of each batch (``stats.sample_rows`` gives
     the error bound), and the histogram and sign coherence on the first sampled step of each window
     and every ``update_every``-th one. ``keep_windows``: the most windows ``history()`` keeps in
-    memory before the older half is thinned (``probe.thinned`` counts what went; a run store written
-    by ``flush(run)`` keeps every window). ``steps``: "forward" (each forward pass of ``model`` in
-    training mode with gradients on is a step) or "manual" (the loop calls ``probe.begin_step()`` and
+    memory before the older half is thinned (``probe.thinned`` counts what went), and the most
+    histogram windows a run store written by ``flush(run)`` keeps, thinned the same way
+    (``probe.thinned_stored``; the per-layer statistics keep every window). ``steps``: "forward"
+    (each forward pass of ``model`` in training mode with gradients on is a step) or "manual" (the
+    loop calls ``probe.begin_step()``, ``probe.before_optimizer_step()`` and
     ``probe.end_step()``). Leaving the ``with`` block removes every hook.
 
         >>> import torch, gradientflow as gf
