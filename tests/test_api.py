@@ -129,6 +129,18 @@ def test_import_is_light():
     assert out.strip() == "[]"
 
 
+def test_the_integrations_are_imported_only_when_used():
+    """The base package, its CLI, the sweeps and the probes never import an optional extra's package."""
+    import subprocess
+    import sys
+
+    extras = ("ray", "tensorboard", "lightning", "transformers", "accelerate")
+    code = ("import sys, gradientflow, gradientflow.cli, gradientflow.sweep, gradientflow.probes, "
+            f"gradientflow.experiments; print([m for m in {extras!r} if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_importing_never_changes_the_matplotlib_backend():
     import subprocess
     import sys
