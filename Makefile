@@ -16,7 +16,9 @@ $(BIN)/gradientflow: pyproject.toml constraints.txt
 demo: $(BIN)/gradientflow
 	$(BIN)/gradientflow reproduce --quick --out $(OUT)
 
+# the lab's browser tests drive Debian's chromium (CI runs as root, so it can install it)
 test: $(BIN)/gradientflow
+	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 	$(BIN)/python -m pytest
 
 # slow: the stability-edge claims (C7-C9, C20) give the same verdicts on seeds 0 and 1 and on AVX2 kernels

@@ -48,7 +48,11 @@ ALLOWED = {
     # beyond DESIGN.md: the batched trainer shows each net fit's sample order (train.epoch_order) and
     # hands back fit's Summary, so its runs read like fit's, with optim's default momentum (issue 15)
     "sweep": {"job", "config", "store", "theory", "train", "optim"},
-    "lab": {"job", "config", "probes", "theory", "store"},
+    # beyond DESIGN.md: the lab's controls offer the catalogs' names (activations, init, optim,
+    # schedules, data), its "gain" init reads properties.gain, and its play/pause loop steps with
+    # the engine's own parts (optim.build, optim.clip_, train.epoch_order) (issue 14)
+    "lab": {"job", "config", "probes", "theory", "store", "activations", "init", "optim", "properties", "train",
+            "data", "schedules"},
     "integrations": {"probes", "store"},
     "cli": _BELOW_EXPERIMENTS | {"experiments", "report", "sweep", "lab", "integrations"},
 }
@@ -134,7 +138,7 @@ def test_the_integrations_are_imported_only_when_used():
     import subprocess
     import sys
 
-    extras = ("ray", "tensorboard", "lightning", "transformers", "accelerate")
+    extras = ("ray", "tensorboard", "lightning", "transformers", "accelerate", "starlette", "uvicorn", "playwright")
     code = ("import sys, gradientflow, gradientflow.cli, gradientflow.sweep, gradientflow.probes, "
             f"gradientflow.experiments; print([m for m in {extras!r} if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

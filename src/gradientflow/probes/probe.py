@@ -758,6 +758,10 @@ class Probe:
         """Keep at most ``keep_windows`` windows in memory: past the cap, every second window of the
         older half goes (the newest half stays whole), so a long run keeps its whole span at a
         coarser grain. ``thinned`` counts the windows gone, and a warning says so the first time."""
+        unstored = sorted({r["last_step"] for r in self._rows})
+        if len(unstored) > self.keep_windows:  # never flushed into a run: bounded the same way
+            gone = set(unstored[:len(unstored) // 2][1::2])
+            self._rows = [r for r in self._rows if r["last_step"] not in gone]
         ends = sorted({r["last_step"] for r in self._history})
         if len(ends) <= self.keep_windows:
             return
@@ -766,7 +770,8 @@ class Probe:
         self._history = [r for r in self._history if r["last_step"] not in gone]
         if not self.thinned:
             warnings.warn(f"probe history over keep_windows={self.keep_windows} windows: thinning the older "
-                          "half (probe.thinned counts the windows gone; stored runs keep every window)", stacklevel=2)
+                          "half (probe.thinned counts the windows gone; a run flushed into as it goes keeps "
+                          "every window's statistics)", stacklevel=2)
         self.thinned += len(gone)
 
     def _head_rows(self, att: _Attention) -> list[dict]:

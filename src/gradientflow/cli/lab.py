@@ -1,0 +1,41 @@
+"""``lab``: the live lab in the browser."""
+
+from __future__ import annotations
+
+import click
+
+from .app import BadInput, main
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@main.command("lab")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; anything but loopback lets other machines train on this one.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--runs", "runs_dir", default="runs", show_default=True, help="Folder for sessions kept from the page.")
+@click.option("--no-browser", is_flag=True, help="Do not open the page in a browser.")
+def lab_cmd(host, port, runs_dir, no_browser) -> None:
+    """Start the lab's web app and open its page: train a network live and watch its layers."""
+    try:
+        import uvicorn
+
+        from ..lab.server import create_app
+    except ImportError as err:
+        raise BadInput(f"the lab needs its extra: pip install 'gradientflow[lab]' ({err.name} is missing)") from None
+    if host not in LOOPBACK:
+        click.echo(f"warning: --host {host} serves the lab beyond this machine; anyone who reaches it can run "
+                   "training here", err=True)
+    url = f"http://{'localhost' if host in LOOPBACK else host}:{port}/"
+    config = uvicorn.Config(create_app(runs_dir), host=host, port=port, log_level="warning", ws="websockets-sansio")
+    server = uvicorn.Server(config)
+    if not no_browser:
+        import threading
+        import webbrowser
+
+        threading.Timer(1.0, webbrowser.open, args=(url,)).start()
+    click.echo(f"gradientflow lab: {url} (Ctrl-C stops it)")
+    try:
+        server.run()
+    except OSError as err:
+        raise BadInput(f"cannot listen on {host}:{port}: {err.strerror or err}") from None

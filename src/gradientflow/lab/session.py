@@ -1,0 +1,385 @@
+"""One lab session: a network training on a thread of its own, and the frames the page draws.
+
+A ``LabConfig`` is what the page's controls hold (validated here, on the server: bounds fit for a
+live page, names from the catalogs, finite positive rates). ``Session`` builds the data, net and
+optimiser from it with the engine's own parts (``job.dataset``, ``job.network``, ``optim.build``,
+``optim.schedule``, ``optim.clip_``, ``train.epoch_order``) and watches the net with the probes
+(``probes.watch``). The page plays, pauses and steps, so the session runs its own loop over
+those parts (``train.fit`` runs a whole run at once): forward, cross-entropy, backward,
+clipping, the optimiser and the schedule, as ``fit`` does. ``frame()`` hands the page what
+changed since the last frame; each frame closes the probes' window. Memory is bounded: the curves
+kept for ``keep`` hold at most ``CURVE_POINTS`` points (the older half thinned), and each frame
+carries only what is new since the last one (the page keeps its own bounded copy).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .. import activations, init, job, optim, properties, theory
+from ..config import TrainConfig
+from ..probes import watch
+from ..store import Run
+from ..train import epoch_order
+
+DATASETS = ("circle", "xor", "gaussians", "spiral", "mixture", "mnist1d", "digits")
+INITS = ("xavier", "he", "lecun", "orthogonal", "normal", "uniform", "zeros", "critical", "gain")
+OPTIMIZERS = optim.OPTIMIZERS
+ACTIVATIONS = tuple(a for a in activations.NAMES if a != "maxout")
+CURVE_POINTS = 2000
+KEEP_WINDOWS = 300  # probe windows a session keeps (one per frame), older ones thinned
+GRID = 64  # the decision boundary's resolution (2-D data)
+
+
+class LabConfig(BaseModel):
+    """The page's controls. ``activations``: one per hidden layer (comma-separated), or empty for
+    ``activation`` everywhere. ``init`` adds to the catalog ``critical`` (mean-field's edge of chaos
+    at ``sigma_b2``: W ~ N(0, sigma_w2*/fan_in)) and ``gain`` (Xavier with the activation's
+    variance-preserving gain, measured by ``properties.gain``). The Greek names are the seeds':
+    alpha the rate, mu the momentum (Adam's beta1), rho the second-moment decay, delta the epsilon."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    data: str = "spiral"
+    depth: int = Field(4, ge=1, le=50)
+    width: int = Field(32, ge=1, le=512)
+    activation: str = "tanh"
+    activations: str = ""
+    init: str = "xavier"
+    std: float = Field(0.01, gt=0, le=100)  # normal / uniform
+    sigma_b2: float = Field(0.05, ge=0, le=10)  # critical
+    optimizer: str = "sgd"
+    alpha: float = Field(0.1, gt=0, le=100)
+    mu: float = Field(0.9, ge=0, lt=1)
+    rho: float = Field(0.99, ge=0, lt=1)
+    delta: float = Field(1e-8, gt=0, le=1)
+    schedule: str = "constant"
+    clip: float = Field(0.0, ge=0, le=1e6)  # gradient norm clipping; 0: none
+    batch_size: int = Field(64, ge=1, le=4096)
+    normalize: str = "standardize"
+    noise: float = Field(0.1, ge=0, le=2)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+
+    @field_validator("data", "activation", "init", "optimizer", "schedule", "normalize")
+    @classmethod
+    def _known(cls, v: str, info) -> str:
+        from ..data import NORMALIZATIONS
+        from ..schedules import SCHEDULES
+
+        allowed = {"data": DATASETS, "activation": ACTIVATIONS, "init": INITS, "optimizer": OPTIMIZERS,
+                   "schedule": SCHEDULES, "normalize": NORMALIZATIONS}[info.field_name]
+        if v not in allowed:
+            raise ValueError(f"unknown {info.field_name}; expected one of: {', '.join(allowed)}")
+        return v
+
+    @model_validator(mode="after")
+    def _per_layer(self) -> "LabConfig":
+        names = self.layer_activations()
+        if len(names) != self.depth:
+            raise ValueError(f"activations lists {len(names)} names for depth {self.depth}: one per hidden layer")
+        unknown = [a for a in names if a not in ACTIVATIONS]
+        if unknown:
+            raise ValueError(f"unknown activation {unknown[0]!r} in activations; expected one of: {', '.join(ACTIVATIONS)}")
+        return self
+
+    def layer_activations(self) -> list[str]:
+        if not self.activations.strip():
+            return [self.activation] * self.depth
+        return [a.strip() for a in self.activations.split(",")]
+
+    def train_config(self) -> TrainConfig:
+        """The engine's config for this set-up (one activation: per-layer ones are applied by ``network``)."""
+        fields = {"data": self.data, "depth": self.depth, "width": self.width, "activation": self.activation,
+                  "optimizer": self.optimizer, "lr": self.alpha, "schedule": self.schedule,
+                  "batch_size": self.batch_size, "normalize": self.normalize, "noise": self.noise, "seed": self.seed,
+                  "epochs": 1_000_000, "clip_norm": self.clip or None}
+        if self.optimizer in optim.USES_MU:
+            fields["momentum"] = self.mu
+        if self.optimizer in optim.USES_RHO:
+            fields["rho"] = self.rho
+        if self.optimizer in optim.DEFAULT_DELTA:
+            fields["eps"] = self.delta
+        if self.init == "critical":
+            fields.update(init="meanfield", sigma_w2=init.critical(self.activation, self.sigma_b2).sigma_w2,
+                          sigma_b2=self.sigma_b2)
+        elif self.init == "gain":
+            fields.update(init="xavier", gain=properties.gain(activations.get(self.activation)))
+        elif self.init in ("normal", "uniform"):
+            fields.update(init=self.init, std=self.std)
+        else:
+            fields["init"] = self.init
+        return TrainConfig(**fields)
+
+
+def _network(cfg: LabConfig, train_cfg: TrainConfig, d) -> torch.nn.Module:
+    """The engine's ``mlp``, with each hidden layer's activation module swapped for its own."""
+    net = job.network(train_cfg, d)
+    names = cfg.layer_activations()
+    if len(set(names)) > 1:
+        hidden = [i for i, m in enumerate(net) if not isinstance(m, torch.nn.Linear)]
+        for i, name in zip(hidden, names):
+            net[i] = activations.get(name).module(cfg.width)
+    return net
+
+
+class Session:
+    """A set-up being trained: ``play``, ``pause``, ``step``, ``reset`` from the page's thread, the
+    training on the session's own thread, ``frame()`` from the server's."""
+
+    def __init__(self, cfg: LabConfig):
+        self.lock = threading.Lock()
+        self.playing = threading.Event()
+        self.stop = threading.Event()
+        self.pending_steps = 0
+        self.error: str | None = None
+        self._setup(cfg)
+        self.thread = threading.Thread(target=self._loop, name="gradientflow-lab", daemon=True)
+        self.thread.start()
+
+    # --- set-up ---
+
+    def _setup(self, cfg: LabConfig) -> None:
+        self.cfg, self.train_cfg = cfg, cfg.train_config()
+        self.data = job.dataset(self.train_cfg)
+        torch.manual_seed(cfg.seed)
+        self.net = _network(cfg, self.train_cfg, self.data)
+        self.params = [p for p in self.net.parameters() if p.requires_grad]
+        spec = self.train_cfg.parts.optimizer
+        self.opt = optim.build(spec, self.params)
+        self.per_epoch = math.ceil(len(self.data.y_train) / cfg.batch_size)
+        self.sched = optim.schedule(spec, self.opt, total_steps=self.per_epoch * 50)
+        if hasattr(self, "probe"):
+            self.probe.detach()
+        self.probe = watch(self.net, every=1, keep_windows=KEEP_WINDOWS)
+        self.step_count, self.epoch, self.order = 0, 0, None
+        self.curves: dict[str, list] = {"step": [], "loss": [], "train_accuracy": []}  # kept (thinned) for keep()
+        self.tests: dict[str, list] = {"step": [], "test_accuracy": [], "test_loss": []}
+        self.fresh = _Fresh()  # what the page has not been sent yet
+        self._findings_at = 0.0
+        self._correct = self._seen = 0
+        self.static = self._static()
+        self.diverged = ""
+
+    def _static(self) -> dict:
+        """What changes only with the set-up: the theory's per-layer std and the phase-diagram point."""
+        out: dict = {"config": self.cfg.model_dump(), "layers": self.cfg.depth, "data": self.data.describe(),
+                     "two_d": self.data.features == 2}
+        act, cfg = self.cfg.activation, self.train_cfg
+        scales = (cfg.sigma_w2, cfg.sigma_b2 or 0.0) if cfg.init == "meanfield" else \
+            init.meanfield_scales(cfg.init, cfg.width, scale=cfg.scale())
+        out["point"] = None
+        if scales is not None and not self.cfg.activations.strip() and act in activations.CATALOG:
+            w2, b2 = scales
+            pred = theory.predict_layers(act, self.cfg.depth, w2, b2, input_var=1.0)
+            out["theory_std"] = [p.std for p in pred]
+            point = theory.analyse(act, w2, b2)
+            out["point"] = {"sigma_w2": w2, "sigma_b2": b2, "phase": point.phase, "xi_c": _finite(point.xi_c),
+                            "max_trainable_depth": _finite(point.max_trainable_depth)}
+            try:
+                q = [10 ** (k / 20) for k in range(-60, 41)]
+                line_w, line_b = theory.critical_line(act, q)
+                keep = [(float(w), float(b)) for w, b in zip(line_w, line_b) if w <= 4 and b <= 0.5]
+                out["critical_line"] = keep
+            except ValueError:
+                out["critical_line"] = []
+        return out
+
+    # --- controls (any thread) ---
+
+    def play(self) -> None:
+        self.playing.set()
+
+    def pause(self) -> None:
+        self.playing.clear()
+
+    def one_step(self) -> None:
+        self.playing.clear()
+        with self.lock:
+            self.pending_steps += 1
+
+    def reset(self, cfg: LabConfig | None = None) -> None:
+        """Start again from a fresh net (``cfg``: a new set-up, already validated)."""
+        self.playing.clear()
+        with self.lock:
+            self._setup(cfg or self.cfg)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.playing.set()  # wake the loop so that it sees the stop
+        self.thread.join(timeout=5)
+        self.probe.detach()
+
+    # --- training (the session's thread) ---
+
+    def _loop(self) -> None:
+        while not self.stop.is_set():
+            if not self.playing.wait(timeout=0.05) and not self.pending_steps:
+                continue
+            if self.stop.is_set():
+                return
+            with self.lock:
+                if self.pending_steps:
+                    self.pending_steps -= 1
+                elif not self.playing.is_set():
+                    continue
+                if self.diverged:
+                    self.playing.clear()
+                    continue
+                try:
+                    self._train_step()
+                except Exception as err:  # noqa: BLE001 - shown in the page, the server goes on
+                    self.error = f"{type(err).__name__}: {err}"
+                    self.playing.clear()
+
+    def _train_step(self) -> None:
+        n = len(self.data.y_train)
+        batch = self.step_count % self.per_epoch
+        if batch == 0:
+            self.order = epoch_order(n, self.cfg.seed, self.epoch)
+        idx = self.order[batch * self.cfg.batch_size:(batch + 1) * self.cfg.batch_size]
+        x, y = self.data.x_train[idx], self.data.y_train[idx]
+        self.net.train()
+        out = self.net(x)
+        loss = F.cross_entropy(out, y)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.clip:
+            optim.clip_(self.params, norm=self.cfg.clip, measure=False)
+        self.opt.step()
+        if self.sched is not None:
+            self.sched.step()
+        self.step_count += 1
+        if batch + 1 == self.per_epoch:
+            self.epoch += 1
+        value = loss.item()
+        if not math.isfinite(value):
+            self.diverged = f"the loss is not finite at step {self.step_count} (lower alpha, clip, or change the init)"
+            return
+        self._correct += int((out.argmax(1) == y).sum())
+        self._seen += len(y)
+        if self.step_count % max(1, self.per_epoch // 8) == 0 or self.step_count < 10:
+            self._point(value)
+
+    def _point(self, loss: float) -> None:
+        point = {"step": self.step_count, "loss": loss, "train_accuracy": self._correct / max(self._seen, 1)}
+        self._correct = self._seen = 0
+        _append(self.curves, point)
+        self.fresh.curves.append(point)
+
+    # --- frames (the server's thread) ---
+
+    def frame(self) -> dict:
+        """What the page has not seen yet: the new points of the curves, the probes' window since the
+        last frame (one row per layer, and a heat-map column of its histogram), the test split now
+        and then, the decision boundary (2-D data) and, every second, the findings. Each frame
+        closes the probes' window."""
+        with self.lock:
+            rows = self.probe.flush() if self.probe.step else []
+            if rows:
+                self._layers(rows)
+            if self.step_count and self.step_count - (self.tests["step"][-1] if self.tests["step"] else 0) \
+                    >= max(1, self.per_epoch // 2):
+                self._test()
+            fresh, self.fresh = self.fresh, _Fresh()
+            frame = {"type": "frame", "step": self.step_count, "epoch": self.epoch, "playing": self.playing.is_set(),
+                     "curves": fresh.curves, "tests": fresh.tests, "layers": fresh.layers, "error": self.error,
+                     "diverged": self.diverged}
+            self.error = None
+            if self.data.features == 2 and (rows or fresh.curves):
+                frame["boundary"] = self._boundary()
+            now = time.monotonic()
+            if now - self._findings_at > 1.0 and self.probe.step:
+                from ..probes.findings import analyse
+
+                recent = self.probe.history().tail(50 * (self.cfg.depth + 1)).to_dict("records")
+                frame["findings"] = [f.to_dict() for f in analyse(recent)]
+                self._findings_at = now
+        return frame
+
+    def _layers(self, rows: list[dict]) -> None:
+        """The window's rows as the page draws them: the scalars, and the histogram as a column of
+        shares over the row's fixed range (None where the row has none)."""
+        for r in rows:
+            hist = r.get("hist")
+            total = sum(hist) if isinstance(hist, list) else 0
+            self.fresh.layers.append({
+                "layer": str(r["layer"]), "step": self.step_count,
+                **{k: _finite(r.get(k)) for k in ("act_mean", "act_std", "saturated", "dead", "act_grad_norm",
+                                                  "weight_grad_norm", "update_ratio")},
+                "hist": [round(v / total, 4) for v in hist] if total else None,
+                "lo": _finite(r.get("hist_lo")), "hi": _finite(r.get("hist_hi"))})
+
+    @torch.no_grad()
+    def _test(self) -> None:
+        self.net.eval()
+        out = self.net(self.data.x_test)
+        self.net.train()
+        point = {"step": self.step_count, "test_loss": _finite(F.cross_entropy(out, self.data.y_test).item()),
+                 "test_accuracy": (out.argmax(1) == self.data.y_test).float().mean().item()}
+        _append(self.tests, point)
+        self.fresh.tests.append(point)
+
+    @torch.no_grad()
+    def _boundary(self) -> dict:
+        x = self.data.x_train
+        lo, hi = x.min(0).values - 0.5, x.max(0).values + 0.5
+        gx = torch.linspace(float(lo[0]), float(hi[0]), GRID)
+        gy = torch.linspace(float(lo[1]), float(hi[1]), GRID)
+        grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), -1).reshape(-1, 2)
+        self.net.eval()
+        p = torch.softmax(self.net(grid), 1)
+        self.net.train()
+        show = x[:400]
+        return {"extent": [float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1])], "size": GRID,
+                "classes": int(self.data.classes), "label": p.argmax(1).tolist(),
+                "confidence": [round(v, 3) for v in p.max(1).values.tolist()],
+                "points": [[round(a, 3), round(b, 3), int(c)] for (a, b), c in zip(show.tolist(), self.data.y_train[:400].tolist())]}
+
+    # --- keep ---
+
+    def keep(self, folder) -> str:
+        """The session so far as a stored run (``gradientflow runs list`` sees it): its config, the loss
+        curve and the test points as metrics, and the probes' windows as tables."""
+        with self.lock:
+            run = Run.create(folder, {**self.train_cfg.model_dump(), "lab": self.cfg.model_dump()})
+            c, t = self.curves, self.tests
+            rows = {"step": c["step"] + c["step"] + t["step"] + t["step"], "epoch": [0] * (2 * len(c["step"]) + 2 * len(t["step"])),
+                    "split": ["train"] * (2 * len(c["step"])) + ["test"] * (2 * len(t["step"])),
+                    "name": ["loss"] * len(c["step"]) + ["accuracy"] * len(c["step"]) + ["loss"] * len(t["step"])
+                    + ["accuracy"] * len(t["step"]),
+                    "value": [float(v) for v in c["loss"] + c["train_accuracy"] + t["test_loss"] + t["test_accuracy"]]}
+            run.append_metrics(self.step_count, rows)
+            self.probe.flush(run, self.step_count)
+            last_test = {"test_loss": t["test_loss"][-1], "test_accuracy": t["test_accuracy"][-1]} if t["step"] else {}
+            run.set_status("interrupted", steps=self.step_count, message="kept from the lab", **last_test,
+                           train_loss=c["loss"][-1] if c["loss"] else None)
+        return str(run.path)
+
+
+class _Fresh:
+    """Points, test results and layer rows made since the last frame."""
+
+    def __init__(self):
+        self.curves: list[dict] = []
+        self.tests: list[dict] = []
+        self.layers: list[dict] = []
+
+
+def _append(series: dict[str, list], point: dict) -> None:
+    """Add a point to columns kept for ``keep``; past ``CURVE_POINTS`` the older half is thinned."""
+    for k, v in point.items():
+        series[k].append(v)
+    if len(series["step"]) > CURVE_POINTS:
+        half = len(series["step"]) // 2
+        for k in series:
+            series[k] = series[k][:half][::2] + series[k][half:]
+
+
+def _finite(v):
+    return v if isinstance(v, (int, float)) and math.isfinite(v) else None

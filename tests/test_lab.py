@@ -1,0 +1,185 @@
+"""The lab: its config checked on the server, a session trained off the request path, the WebSocket
+protocol, and the page itself in a real browser (Debian's chromium driven by Playwright)."""
+
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+
+import pytest
+
+from gradientflow.lab.server import create_app
+from gradientflow.lab.session import LabConfig, Session
+
+
+def _wait(predicate, timeout=20.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("raw, line", [
+    ({"depth": 51}, "invalid depth=51"),
+    ({"width": 0}, "invalid width=0"),
+    ({"batch_size": 100000}, "invalid batch_size=100000"),
+    ({"alpha": -0.1}, "invalid alpha=-0.1"),
+    ({"alpha": "fast"}, "invalid alpha='fast'"),
+    ({"activation": "rleu"}, "unknown activation; expected one of: sigmoid, tanh"),
+    ({"depth": 3, "activations": "tanh,relu"}, "activations lists 2 names for depth 3"),
+    ({"depth": 2, "activations": "tanh,rleu"}, "unknown activation 'rleu' in activations"),
+    ({"depth_": 2}, "unknown field 'depth_'"),
+])
+def test_a_bad_control_is_one_line_naming_the_value(raw, line):
+    from gradientflow.lab.server import _config
+
+    with pytest.raises(ValueError) as err:
+        _config(raw)
+    assert line in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_critical_and_gain_inits_are_the_theorys_and_the_catalogs():
+    from gradientflow import activations, init, properties
+
+    crit = LabConfig(activation="tanh", init="critical", sigma_b2=0.05).train_config()
+    assert crit.init == "meanfield" and crit.sigma_w2 == pytest.approx(init.critical("tanh", 0.05).sigma_w2)
+    gain = LabConfig(activation="selu", init="gain").train_config()
+    assert gain.init == "xavier" and gain.gain == pytest.approx(properties.gain(activations.get("selu")))
+    adam = LabConfig(optimizer="adam", alpha=0.01, mu=0.8, rho=0.95, delta=1e-6).train_config()
+    assert (adam.lr, adam.momentum, adam.rho, adam.eps) == (0.01, 0.8, 0.95, 1e-6)
+
+
+def test_a_session_trains_on_its_own_thread_and_a_closed_one_stops(tmp_path):
+    session = Session(LabConfig(data="xor", depth=3, width=16, activations="tanh,relu,sigmoid"))
+    try:
+        assert [type(m).__name__ for m in session.net][1:6:2] == ["Tanh", "ReLU", "Sigmoid"]
+        session.one_step()
+        assert _wait(lambda: session.step_count == 1)
+        session.play()
+        assert _wait(lambda: session.step_count > 40)
+        frame = session.frame()
+        assert frame["curves"] and frame["layers"] and "boundary" in frame
+        assert {r["layer"] for r in frame["layers"]} == {"0", "2", "4", "6"}
+        assert all(abs(sum(r["hist"]) - 1) < 1e-2 for r in frame["layers"] if r["hist"])
+        assert session.frame()["curves"] == [] or session.playing.is_set()  # only what is new
+        session.pause()
+        kept = session.keep(tmp_path / "kept")
+        from gradientflow.store import Run
+
+        run = Run(kept)
+        assert run.status()["steps"] == session.step_count and run.table("probes") is not None
+        assert run.config()["lab"]["activations"] == "tanh,relu,sigmoid"
+    finally:
+        session.close()
+    assert not session.thread.is_alive()
+
+
+def _next(ws, kind):
+    """The next message of ``kind``, passing over the frames that stream in between."""
+    while True:
+        message = json.loads(ws.receive_text())
+        if message["type"] == kind or message["type"] != "frame":
+            return message
+
+
+def test_the_websocket_answers_setup_frames_and_errors_and_a_closed_socket_ends_the_session():
+    from starlette.testclient import TestClient
+
+    app = create_app()
+    with TestClient(app) as client:
+        with client.websocket_connect("/ws") as ws:
+            ws.send_json({"type": "play"})
+            assert ws.receive_json() == {"type": "error", "message": "send a config first"}
+            ws.send_json({"type": "config", "config": {"data": "circle", "depth": 2, "width": 8}})
+            setup = _next(ws, "setup")
+            assert setup["type"] == "setup" and setup["layers"] == 2 and len(setup["theory_std"]) == 2
+            ws.send_json({"type": "config", "config": {"depth": 500}})
+            assert _next(ws, "error") == {"type": "error", "message": "invalid depth=500: Input should be less than "
+                                                                      "or equal to 50"}
+            ws.send_json({"type": "play"})
+            frames = [_next(ws, "frame") for _ in range(3)]
+            assert frames[-1]["type"] == "frame" and frames[-1]["step"] > frames[0]["step"] >= 0
+            threads = [t for t in threading.enumerate() if t.name == "gradientflow-lab"]
+            assert len(threads) == 1
+        assert _wait(lambda: not any(t.is_alive() for t in threads))  # the tab closed: its training stopped
+
+
+# --- the page in a real browser ---
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    runs = tmp_path_factory.mktemp("runs")
+    config = uvicorn.Config(create_app(runs), host="127.0.0.1", port=port, log_level="warning", ws="websockets-sansio")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    assert _wait(lambda: srv.started)
+    yield f"http://127.0.0.1:{port}", runs
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium")
+    assert chromium, "the browser tests need Debian's chromium (apt-get install chromium; make test installs it)"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+def test_the_page_trains_a_collapsing_net_then_a_healthy_one_and_shows_a_bad_value(server, browser, tmp_path):
+    url, runs = server
+    page = browser.new_page(viewport={"width": 1500, "height": 1200})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    # a shared link: C15's tanh net, 10 layers, weights of std 0.01
+    page.goto(f"{url}/?data=spiral&depth=10&width=64&activation=tanh&init=normal&std=0.01")
+    page.wait_for_function("window.lab.setups === 1")
+    assert page.input_value("[name=depth]") == "10" and page.input_value("[name=init]") == "normal"
+    assert page.input_value("[name=std]") == "0.01"
+    page.click("#play")
+    page.wait_for_function("window.lab.step > 100 && state.charts.loss.data[0].length > 5")
+    assert page.evaluate("window.lab.layers.length") == 11
+    grad = page.evaluate("state.charts.grad.data")
+    first, last = grad[1][-1], grad[10][-1]
+    assert first is not None and last is not None and first < 1e-3 * last  # the gradient vanishes layer by layer
+    page.wait_for_function("document.getElementById('findings').innerText.includes('vanishing')")
+    page.wait_for_function("Math.min(...Object.values(state.heat).map(h => h.columns.length)) > 3")  # they move
+    page.screenshot(path=str(tmp_path / "lab.png"), full_page=True)
+    if os.environ.get("GF_LAB_SCREENSHOT"):  # the README's picture: GF_LAB_SCREENSHOT=docs/figures/lab.png
+        shutil.copy(tmp_path / "lab.png", os.environ["GF_LAB_SCREENSHOT"])
+    # switch to Xavier: a new set-up, in the URL too
+    page.select_option("[name=init]", "xavier")
+    page.wait_for_function("window.lab.setups === 2")
+    assert "init=xavier" in page.url and "std=0.01" in page.url
+    page.click("#play")
+    page.wait_for_function("window.lab.step > 100 && state.charts.grad.data[0].length > 3")
+    grad = page.evaluate("state.charts.grad.data")
+    assert grad[1][-1] > 1e-2 * grad[10][-1]  # Xavier keeps the gradient of the first layer
+    # ReLU with a large rate: a link as the report gives it (C7)
+    page.goto(f"{url}/?data=spiral&depth=4&width=64&activation=relu&init=he&alpha=2")
+    page.wait_for_function("window.lab.setups === 1")
+    assert page.input_value("[name=activation]") == "relu" and page.input_value("[name=alpha]") == "2"
+    # a bad value: the message in the page, the session as it was
+    page.fill("[name=depth]", "500")
+    page.dispatch_event("[name=depth]", "change")
+    page.wait_for_selector("#message:not([hidden])")
+    assert "invalid depth=500" in page.inner_text("#message")
+    page.click("#keep")
+    page.wait_for_function("document.getElementById('kept').textContent.includes('kept as')")
+    assert list(runs.iterdir())
+    assert not errors
+    page.close()
