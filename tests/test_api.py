@@ -44,7 +44,8 @@ ALLOWED = {
     "plots": {"activations", "properties", "theory", "store"},
     # beyond DESIGN.md: X1 (issue 15) trains its grid with the sweep's batched trainer
     "experiments": _BELOW_EXPERIMENTS | {"sweep"},
-    "report": {"store"},
+    # beyond DESIGN.md: each claim's "open in the lab" link (lab.links, plain data)
+    "report": {"store", "lab"},
     # beyond DESIGN.md: the batched trainer shows each net fit's sample order (train.epoch_order) and
     # hands back fit's Summary, so its runs read like fit's, with optim's default momentum (issue 15)
     "sweep": {"job", "config", "store", "theory", "train", "optim"},

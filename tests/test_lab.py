@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from gradientflow.lab.links import link
 from gradientflow.lab.server import create_app
 from gradientflow.lab.session import LabConfig, Session
 
@@ -108,6 +109,26 @@ def test_the_websocket_answers_setup_frames_and_errors_and_a_closed_socket_ends_
         assert _wait(lambda: not any(t.is_alive() for t in threads))  # the tab closed: its training stopped
 
 
+def test_the_report_links_each_claim_with_a_live_set_up_to_the_lab(tmp_path):
+    from urllib.parse import parse_qs, urlparse
+
+    from gradientflow import report
+
+    records = [{"id": cid, "claim": "...", "source": "", "experiment": "x", "verdict": "pass", "numbers": {},
+                "threshold": "", "why": "", "figure": None, "config": {}, "command": ""} for cid in ("C6", "C15")]
+    html = report.render(tmp_path, records, seed=0, quick=True)
+    assert html.count("open in the lab") == 1  # C6 (a timing) has no live set-up
+    query = parse_qs(urlparse(link("C15")).query)
+    assert {k: v[0] for k, v in query.items()} == {"depth": "10", "width": "64", "activation": "tanh", "init": "normal",
+                                                   "std": "0.01"}
+    assert link("C15").replace("&", "&amp;") in html
+    from gradientflow.lab.links import SETUPS
+    from gradientflow.lab.server import _config
+
+    for cid, setup in SETUPS.items():  # every linked set-up passes the server's checks
+        _config(setup)
+
+
 # --- the page in a real browser ---
 
 @pytest.fixture(scope="module")
@@ -169,10 +190,14 @@ def test_the_page_trains_a_collapsing_net_then_a_healthy_one_and_shows_a_bad_val
     page.wait_for_function("window.lab.step > 100 && state.charts.grad.data[0].length > 3")
     grad = page.evaluate("state.charts.grad.data")
     assert grad[1][-1] > 1e-2 * grad[10][-1]  # Xavier keeps the gradient of the first layer
-    # ReLU with a large rate: a link as the report gives it (C7)
-    page.goto(f"{url}/?data=spiral&depth=4&width=64&activation=relu&init=he&alpha=2")
+    # the report's link for C7: ReLUs at a high rate die
+    page.goto(link("C7", f"{url}/"))
     page.wait_for_function("window.lab.setups === 1")
-    assert page.input_value("[name=activation]") == "relu" and page.input_value("[name=alpha]") == "2"
+    assert page.input_value("[name=activation]") == "relu" and page.input_value("[name=optimizer]") == "adam"
+    page.click("#play")
+    page.wait_for_function("state.charts && state.charts.dead && "
+                           "Math.max(...state.charts.dead.data.slice(1).map(s => s[s.length - 1] || 0)) > 0.5",
+                           timeout=60000)
     # a bad value: the message in the page, the session as it was
     page.fill("[name=depth]", "500")
     page.dispatch_event("[name=depth]", "change")

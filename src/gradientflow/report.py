@@ -52,6 +52,7 @@ TEMPLATE = """<!doctype html>
 {% if c.numbers %}<table class="num"><tr><th>number</th><th>value</th></tr>
 {% for k, v in c.numbers.items() %}<tr><td>{{ k }}</td><td>{{ v }}</td></tr>{% endfor %}</table>{% endif %}
 <p><b>Re-run alone:</b> <code>{{ c.command }}</code></p>
+{% if c.lab %}<p><b>Live:</b> <a href="{{ c.lab }}">open in the lab</a> (start it with <code>gradientflow lab</code>)</p>{% endif %}
 <details><summary>config</summary><pre>{{ c.config_json }}</pre></details>
 </section>
 {% endfor %}
@@ -68,8 +69,10 @@ def _image(out: Path, figure: str | None) -> str | None:
 def render(out: Path, claims: list[dict], *, seed: int, quick: bool) -> str:
     """The HTML text of the report over ``claims`` (records as ``experiments.reproduce`` returns them)."""
     env = Environment(autoescape=select_autoescape(default=True))
-    shown = [{**c, "image": _image(out, c["figure"]), "config_json": json.dumps(c["config"], indent=2)}
-             for c in claims]
+    from .lab.links import link
+
+    shown = [{**c, "image": _image(out, c["figure"]), "config_json": json.dumps(c["config"], indent=2),
+              "lab": link(c["id"])} for c in claims]
     return env.from_string(TEMPLATE).render(claims=shown, tally=tally(claims), seed=seed, quick=quick)
 
 
