@@ -134,11 +134,13 @@ class Session:
 
     def __init__(self, cfg: LabConfig):
         self.lock = threading.Lock()
+        self.frame_wanted = threading.Event()  # the training loop steps aside for a waiting frame
         self.playing = threading.Event()
         self.stop = threading.Event()
         self.pending_steps = 0
         self.error: str | None = None
         self._setup(cfg)
+        import pandas  # noqa: F401  (the findings' first read would import it inside a frame)
         self.thread = threading.Thread(target=self._loop, name="gradientflow-lab", daemon=True)
         self.thread.start()
 
@@ -223,6 +225,9 @@ class Session:
                 continue
             if self.stop.is_set():
                 return
+            if self.frame_wanted.is_set():  # a lock is not fair: without this the loop would take it back at once
+                time.sleep(0.001)
+                continue
             with self.lock:
                 if self.pending_steps:
                     self.pending_steps -= 1
@@ -279,7 +284,9 @@ class Session:
         last frame (one row per layer, and a heat-map column of its histogram), the test split now
         and then, the decision boundary (2-D data) and, every second, the findings. Each frame
         closes the probes' window."""
+        self.frame_wanted.set()
         with self.lock:
+            self.frame_wanted.clear()
             rows = self.probe.flush() if self.probe.step else []
             if rows:
                 self._layers(rows)

@@ -1,0 +1,119 @@
+"""Issue 14: the lab's speed. A 10 x 100 tanh net (Xavier, SGD, batch 64) on MNIST-1D:
+
+- training speed: steps per second of a lab session playing for ``--seconds`` while its frames are
+  taken 15 times a second (as the server's sender takes them), against ``gradientflow train``'s
+  own loop on the same configuration with probes on (``job.run``: ``train.fit`` with ``watch``
+  every step, a run store written), in the same process;
+- refresh rate: frames per second a WebSocket client receives from a real server (uvicorn) while
+  the session plays.
+
+Run: .venv/bin/python benchmarks/lab.py [--seconds 6] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import tempfile
+import threading
+import time
+import warnings
+
+SETUP = {"data": "mnist1d", "depth": 10, "width": 100, "activation": "tanh", "init": "xavier", "optimizer": "sgd",
+         "alpha": 0.05, "batch_size": 64}
+
+
+def train_speed(seconds: float) -> float:
+    """``gradientflow train``'s loop, probes on: steps per second over about ``seconds``."""
+    from gradientflow import job
+    from gradientflow.lab.session import LabConfig
+
+    cfg = LabConfig(**SETUP).train_config().replace(probe=True, probe_every=1, epochs=1)
+    job.run(cfg)  # warm-up, and the length of one epoch
+    epochs = 1
+    while True:
+        with tempfile.TemporaryDirectory() as tmp:
+            summary = job.run(cfg.replace(epochs=epochs), f"{tmp}/run")
+        if summary.seconds >= seconds or epochs >= 64:
+            return summary.steps / summary.seconds
+        epochs = max(epochs + 1, int(epochs * seconds / max(summary.seconds, 1e-3)) + 1)
+
+
+def lab_speed(seconds: float) -> float:
+    from gradientflow.lab.session import LabConfig, Session
+
+    session = Session(LabConfig(**SETUP))
+    try:
+        session.play()
+        time.sleep(0.5)  # past the first steps' allocations
+        start_step, start = session.step_count, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            time.sleep(1 / 15)
+            session.frame()
+        return (session.step_count - start_step) / (time.perf_counter() - start)
+    finally:
+        session.close()
+
+
+def frame_rate(seconds: float) -> float:
+    import uvicorn
+    import websockets
+
+    from gradientflow.lab.server import create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        server = uvicorn.Server(uvicorn.Config(create_app(tmp), host="127.0.0.1", port=port, log_level="warning",
+                                               ws="websockets-sansio"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        while not server.started:
+            time.sleep(0.05)
+
+        async def count() -> float:
+            async with websockets.connect(f"ws://127.0.0.1:{port}/ws", max_size=2**24) as ws:
+                await ws.send(json.dumps({"type": "config", "config": SETUP}))
+                await ws.send(json.dumps({"type": "play"}))
+                frames, start = 0, None
+                while True:
+                    message = json.loads(await ws.recv())
+                    if message["type"] != "frame":
+                        continue
+                    if start is None:
+                        start = time.perf_counter()
+                        continue
+                    frames += 1
+                    if time.perf_counter() - start >= seconds:
+                        return frames / (time.perf_counter() - start)
+
+        try:
+            return asyncio.run(count())
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    train = train_speed(args.seconds)
+    lab = lab_speed(args.seconds)
+    fps = frame_rate(args.seconds)
+    result = {"setup": SETUP, "train_steps_per_second": train, "lab_steps_per_second": lab, "ratio": lab / train,
+              "frames_per_second": fps}
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"gradientflow train (probes on): {train:.0f} steps/s; lab session: {lab:.0f} steps/s ({lab / train:.2f}x); "
+          f"page refresh: {fps:.1f} frames/s")
+
+
+if __name__ == "__main__":
+    main()
