@@ -104,9 +104,16 @@ def test_the_websocket_answers_setup_frames_and_errors_and_a_closed_socket_ends_
             ws.send_json({"type": "play"})
             frames = [_next(ws, "frame") for _ in range(3)]
             assert frames[-1]["type"] == "frame" and frames[-1]["step"] > frames[0]["step"] >= 0
+            ws.send_text("not json")
+            assert _next(ws, "error")["message"] == "a message is a JSON object with a type"
             threads = [t for t in threading.enumerate() if t.name == "gradientflow-lab"]
             assert len(threads) == 1
         assert _wait(lambda: not any(t.is_alive() for t in threads))  # the tab closed: its training stopped
+        from starlette.websockets import WebSocketDisconnect
+
+        with pytest.raises(WebSocketDisconnect):  # another site's page may not drive the lab
+            with client.websocket_connect("/ws", headers={"origin": "http://evil.example"}) as ws:
+                ws.receive_text()
 
 
 def test_the_report_links_each_claim_with_a_live_set_up_to_the_lab(tmp_path):

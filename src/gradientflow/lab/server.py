@@ -6,7 +6,9 @@ step). ``/ws`` is one WebSocket per browser tab, and one ``Session`` per WebSock
 the server answers with a ``setup`` message (the theory's side of the set-up) and then frames,
 ``FPS`` a second at most, built off the training thread. A bad value is answered with
 ``{"type": "error", "message": one line}`` and the session goes on as it was. A closed tab
-stops its session's training. Sessions are independent; ``MAX_SESSIONS`` bound them.
+stops its session's training. Sessions are independent; ``MAX_SESSIONS`` bound them. A WebSocket
+opened by a page of another origin is refused (another site open in the same browser cannot
+drive the lab).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 import time
 import warnings
 from pathlib import Path
+from urllib.parse import urlparse
 
 from pydantic import ValidationError
 from starlette.applications import Starlette
@@ -51,6 +54,10 @@ def create_app(runs: str | Path = "runs") -> Starlette:
                              "defaults": LabConfig().model_dump()})
 
     async def socket(ws: WebSocket):
+        origin = ws.headers.get("origin")
+        if origin and urlparse(origin).netloc != ws.headers.get("host"):  # another site's page in the user's browser
+            await ws.close(code=1008)
+            return
         await ws.accept()
         if len(sessions) >= MAX_SESSIONS:
             await ws.send_json({"type": "error", "message": f"the lab is serving {MAX_SESSIONS} tabs already; "
@@ -61,7 +68,11 @@ def create_app(runs: str | Path = "runs") -> Starlette:
         sender = None
         try:
             while True:
-                message = await ws.receive_json()
+                try:
+                    message = json.loads(await ws.receive_text())
+                except ValueError:
+                    await ws.send_json({"type": "error", "message": "a message is a JSON object with a type"})
+                    continue
                 kind = message.get("type") if isinstance(message, dict) else None
                 if kind == "config":
                     try:
