@@ -3,7 +3,8 @@
 - training speed: steps per second of a lab session playing for ``--seconds`` while its frames are
   taken 15 times a second (as the server's sender takes them), against ``gradientflow train``'s
   own loop on the same configuration with probes on (``job.run``: ``train.fit`` with ``watch``
-  every step, a run store written), in the same process;
+  every step, a run store written), in the same process, with the machine's torch threads (as
+  ``gradientflow train`` runs) and with one (as a lab session trains);
 - refresh rate: frames per second a WebSocket client receives from a real server (uvicorn) while
   the session plays.
 
@@ -103,11 +104,18 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
+    import torch
+
     train = train_speed(args.seconds)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the lab's sessions train with one thread: the same loop on one, for comparison
+    train_one = train_speed(args.seconds)
+    torch.set_num_threads(threads)
     lab = lab_speed(args.seconds)
     fps = frame_rate(args.seconds)
-    result = {"setup": SETUP, "train_steps_per_second": train, "lab_steps_per_second": lab, "ratio": lab / train,
-              "frames_per_second": fps}
+    result = {"setup": SETUP, "threads": threads, "train_steps_per_second": train,
+              "train_one_thread_steps_per_second": train_one, "lab_steps_per_second": lab, "ratio": lab / train,
+              "ratio_one_thread": lab / train_one, "frames_per_second": fps}
     if args.json:
         print(json.dumps(result, indent=2))
         return

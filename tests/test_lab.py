@@ -186,6 +186,8 @@ def test_the_page_trains_a_collapsing_net_then_a_healthy_one_and_shows_a_bad_val
     assert first is not None and last is not None and first < 1e-3 * last  # the gradient vanishes layer by layer
     page.wait_for_function("document.getElementById('findings').innerText.includes('vanishing')")
     page.wait_for_function("Math.min(...Object.values(state.heat).map(h => h.columns.length)) > 3")  # they move
+    if os.environ.get("GF_LAB_SCREENSHOT"):  # a few seconds more for the picture
+        page.wait_for_function("Math.min(...Object.values(state.heat).map(h => h.columns.length)) > 25 && lab.fps > 0")
     page.screenshot(path=str(tmp_path / "lab.png"), full_page=True)
     if os.environ.get("GF_LAB_SCREENSHOT"):  # the README's picture: GF_LAB_SCREENSHOT=docs/figures/lab.png
         shutil.copy(tmp_path / "lab.png", os.environ["GF_LAB_SCREENSHOT"])

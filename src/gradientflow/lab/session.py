@@ -7,7 +7,7 @@ optimiser from it with the engine's own parts (``job.dataset``, ``job.network``,
 (``probes.watch``). The page plays, pauses and steps, so the session runs its own loop over
 those parts (``train.fit`` runs a whole run at once): forward, cross-entropy, backward,
 clipping, the optimiser and the schedule, as ``fit`` does. ``frame()`` hands the page what
-changed since the last frame; each frame closes the probes' window. Memory is bounded: the curves
+changed since the last frame (at most 5 times a second, the probes' window). Memory is bounded: the curves
 kept for ``keep`` hold at most ``CURVE_POINTS`` points (the older half thinned), and each frame
 carries only what is new since the last one (the page keeps its own bounded copy).
 """
@@ -33,7 +33,8 @@ INITS = ("xavier", "he", "lecun", "orthogonal", "normal", "uniform", "zeros", "c
 OPTIMIZERS = optim.OPTIMIZERS
 ACTIVATIONS = tuple(a for a in activations.NAMES if a != "maxout")
 CURVE_POINTS = 2000
-KEEP_WINDOWS = 300  # probe windows a session keeps (one per frame), older ones thinned
+KEEP_WINDOWS = 300  # probe windows a session keeps, older ones thinned
+WINDOW_SECONDS = 0.2  # the probes' window closes at most 5 times a second (each close reads every layer)
 GRID = 64  # the decision boundary's resolution (2-D data)
 
 
@@ -163,7 +164,7 @@ class Session:
         self.curves: dict[str, list] = {"step": [], "loss": [], "train_accuracy": []}  # kept (thinned) for keep()
         self.tests: dict[str, list] = {"step": [], "test_accuracy": [], "test_loss": []}
         self.fresh = _Fresh()  # what the page has not been sent yet
-        self._findings_at = 0.0
+        self._findings_at = self._window_at = 0.0
         self._correct = self._seen = 0
         self.static = self._static()
         self.diverged = ""
@@ -220,6 +221,9 @@ class Session:
     # --- training (the session's thread) ---
 
     def _loop(self) -> None:
+        # one torch thread: the lab's nets are small, whose steps run faster on one core than on two
+        # (272 against 97 steps a second for 10 x 100 here), and the other core serves the page
+        torch.set_num_threads(1)
         while not self.stop.is_set():
             if not self.playing.wait(timeout=0.05) and not self.pending_steps:
                 continue
@@ -282,12 +286,15 @@ class Session:
     def frame(self) -> dict:
         """What the page has not seen yet: the new points of the curves, the probes' window since the
         last frame (one row per layer, and a heat-map column of its histogram), the test split now
-        and then, the decision boundary (2-D data) and, every second, the findings. Each frame
-        closes the probes' window."""
+        and then, the decision boundary (2-D data) and, every second, the findings. A frame closes
+        the probes' window when ``WINDOW_SECONDS`` have passed since the last one did."""
         self.frame_wanted.set()
         with self.lock:
             self.frame_wanted.clear()
-            rows = self.probe.flush() if self.probe.step else []
+            now = time.monotonic()
+            rows = []
+            if self.probe.step and now - self._window_at >= WINDOW_SECONDS:
+                rows, self._window_at = self.probe.flush(), now
             if rows:
                 self._layers(rows)
             if self.step_count and self.step_count - (self.tests["step"][-1] if self.tests["step"] else 0) \
@@ -300,7 +307,6 @@ class Session:
             self.error = None
             if self.data.features == 2 and (rows or fresh.curves):
                 frame["boundary"] = self._boundary()
-            now = time.monotonic()
             if now - self._findings_at > 1.0 and self.probe.step:
                 from ..probes.findings import analyse
 

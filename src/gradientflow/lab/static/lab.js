@@ -53,13 +53,14 @@ function send(message) {
 
 function colour(i, n) { return `hsl(${Math.round(360 * i / Math.max(n, 1))}, 65%, 45%)`; }
 
-function lineChart(el, names, {log = false, x = "step", width = 360, height = 170, points = false, emphasise = -1} = {}) {
+function lineChart(el, names, {log = false, x = "step", width = 360, height = 170, points = false, emphasise = -1,
+                                share = false} = {}) {
   el.innerHTML = "";
   const series = [{label: x}];
   names.forEach((name, i) => series.push({label: name, stroke: colour(i, names.length), width: i === emphasise ? 2.5 : 1.5,
                                          points: {show: points || i === emphasise}, spanGaps: true}));
   const opts = {width, height, series, legend: {show: names.length <= 12},
-                scales: {x: {time: false}, y: log ? {distr: 3} : {}},
+                scales: {x: {time: false}, y: log ? {distr: 3} : share ? {range: [0, 1]} : {}},
                 axes: [{size: 30}, {size: 50, values: log ? (u, vals) => vals.map(v => v == null ? "" : v.toExponential(0)) : undefined}]};
   const data = [[], ...names.map(() => [])];
   return {plot: new uPlot(opts, data, el), data, log};
@@ -99,8 +100,8 @@ function layerCharts(names) {
   lab.layers = names;
   state.charts.grad = lineChart($("grad"), names, {log: true});
   state.charts.update = lineChart($("update"), names, {log: true});
-  state.charts.dead = lineChart($("dead"), names);
-  state.charts.saturated = lineChart($("saturated"), names);
+  state.charts.dead = lineChart($("dead"), names, {share: true});
+  state.charts.saturated = lineChart($("saturated"), names, {share: true});
   const heat = $("heat");
   heat.innerHTML = "";
   for (const name of names) {
