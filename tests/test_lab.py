@@ -217,3 +217,18 @@ def test_the_page_trains_a_collapsing_net_then_a_healthy_one_and_shows_a_bad_val
     assert list(runs.iterdir())
     assert not errors
     page.close()
+
+
+def test_lab_refuses_a_port_in_use_and_a_host_that_does_not_resolve_in_one_line():
+    from click.testing import CliRunner
+
+    from gradientflow.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = CliRunner().invoke(main, ["lab", "--port", str(port), "--no-browser"])
+    assert r.exit_code == 2 and r.output.count("\n") == 1 and f"cannot listen on 127.0.0.1:{port}" in r.output
+    r = CliRunner().invoke(main, ["lab", "--host", "nowhere.invalid", "--no-browser"])
+    assert r.exit_code == 2 and "--host 'nowhere.invalid' does not resolve" in r.output

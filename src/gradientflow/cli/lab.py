@@ -23,6 +23,7 @@ def lab_cmd(host, port, runs_dir, no_browser) -> None:
         from ..lab.server import create_app
     except ImportError as err:
         raise BadInput(f"the lab needs its extra: pip install 'gradientflow[lab]' ({err.name} is missing)") from None
+    _check_free(host, port)
     if host not in LOOPBACK:
         click.echo(f"warning: --host {host} serves the lab beyond this machine; anyone who reaches it can run "
                    "training here", err=True)
@@ -35,7 +36,21 @@ def lab_cmd(host, port, runs_dir, no_browser) -> None:
 
         threading.Timer(1.0, webbrowser.open, args=(url,)).start()
     click.echo(f"gradientflow lab: {url} (Ctrl-C stops it)")
+    server.run()
+
+
+def _check_free(host: str, port: int) -> None:
+    """One line and exit 2 when the address cannot be listened on (uvicorn would log and exit 3)."""
+    import socket
+
     try:
-        server.run()
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as err:
-        raise BadInput(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
+        raise BadInput(f"--host {host!r} does not resolve: {err.strerror or err}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(address)
+        except OSError as err:
+            raise BadInput(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
