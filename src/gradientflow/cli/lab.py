@@ -28,13 +28,8 @@ def lab_cmd(host, port, runs_dir, no_browser) -> None:
         click.echo(f"warning: --host {host} serves the lab beyond this machine; anyone who reaches it can run "
                    "training here", err=True)
     url = f"http://{'localhost' if host in LOOPBACK else host}:{port}/"
-    config = uvicorn.Config(create_app(runs_dir), host=host, port=port, log_level="warning", ws="websockets-sansio")
-    server = uvicorn.Server(config)
-    if not no_browser:
-        import threading
-        import webbrowser
-
-        threading.Timer(1.0, webbrowser.open, args=(url,)).start()
+    app = create_app(runs_dir, open_url=None if no_browser else url)  # opened once the server is up
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", ws="websockets-sansio"))
     click.echo(f"gradientflow lab: {url} (Ctrl-C stops it)")
     server.run()
 

@@ -14,6 +14,7 @@ drive the lab).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import warnings
@@ -35,8 +36,9 @@ FPS = 15
 MAX_SESSIONS = 16
 
 
-def create_app(runs: str | Path = "runs") -> Starlette:
-    """The app; sessions kept from the page go to ``runs/lab-<time>``."""
+def create_app(runs: str | Path = "runs", open_url: str | None = None) -> Starlette:
+    """The app; sessions kept from the page go to ``runs/lab-<time>``; ``open_url`` is opened in the
+    user's browser once the server has started."""
     sessions: set[Session] = set()
     warnings.filterwarnings("ignore", message="probe history over keep_windows")  # a session thins by design
 
@@ -114,8 +116,16 @@ def create_app(runs: str | Path = "runs") -> Starlette:
                 sessions.discard(session)
                 await asyncio.to_thread(session.close)  # a closed tab stops its training
 
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        if open_url is not None:
+            import webbrowser
+
+            asyncio.get_running_loop().run_in_executor(None, webbrowser.open, open_url)
+        yield
+
     return Starlette(routes=[Route("/", index), Route("/options", options), WebSocketRoute("/ws", socket),
-                             Mount("/static", StaticFiles(directory=STATIC), name="static")])
+                             Mount("/static", StaticFiles(directory=STATIC), name="static")], lifespan=lifespan)
 
 
 def _config(raw) -> LabConfig:
