@@ -36,6 +36,7 @@ CURVE_POINTS = 2000
 KEEP_WINDOWS = 300  # probe windows a session keeps, older ones thinned
 WINDOW_SECONDS = 0.2  # the probes' window closes at most 5 times a second (each close reads every layer)
 GRID = 64  # the decision boundary's resolution (2-D data)
+SCHEDULE_EPOCHS = 50  # a session has no end: a decaying schedule spans this many epochs
 
 
 class LabConfig(BaseModel):
@@ -156,7 +157,7 @@ class Session:
         spec = self.train_cfg.parts.optimizer
         self.opt = optim.build(spec, self.params)
         self.per_epoch = math.ceil(len(self.data.y_train) / cfg.batch_size)
-        self.sched = optim.schedule(spec, self.opt, total_steps=self.per_epoch * 50)
+        self.sched = optim.schedule(spec, self.opt, total_steps=self.per_epoch * SCHEDULE_EPOCHS)
         if hasattr(self, "probe"):
             self.probe.detach()
         self.probe = watch(self.net, every=1, keep_windows=KEEP_WINDOWS)
