@@ -24,6 +24,13 @@ def _wait(predicate, timeout=20.0):
     return False
 
 
+@pytest.fixture(autouse=True, scope="module")
+def no_session_outlives_the_tests():
+    """A session left training would keep running beside every later test: none may."""
+    yield
+    assert _wait(lambda: not [t for t in threading.enumerate() if t.name == "gradientflow-lab" and t.is_alive()])
+
+
 @pytest.mark.parametrize("raw, line", [
     ({"depth": 51}, "invalid depth=51"),
     ({"width": 0}, "invalid width=0"),

@@ -620,3 +620,47 @@ def test_history_past_keep_windows_is_thinned_not_dropped_and_says_so():
     assert len(ends) <= 8 and ends[0] == 1 and ends[-1] == 40  # the whole span, at a coarser grain
     assert probe.thinned == 40 - len(ends)
     assert probe.history().groupby("last_step").size().eq(2).all()  # a kept window keeps all its rows
+
+
+def test_two_probes_training_in_two_threads_keep_their_own_rows():
+    """The functional-call tracking hooks every module of the process (torch's global module hooks):
+    each probe keeps to its own thread, so two nets trained at once (two lab tabs) see their own rows."""
+    import threading
+
+    class Functional(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(8, 16), torch.nn.Linear(16, 2)
+
+        def forward(self, x):
+            return self.b(torch.nn.functional.relu(self.a(x)))
+
+    def train(net, out, steps=60):
+        opt = torch.optim.SGD(net.parameters(), lr=0.01)
+        with gf.watch(net, every=1) as probe:
+            for _ in range(steps):
+                opt.zero_grad()
+                net(torch.randn(32, 8)).sum().backward()
+                opt.step()
+            out.append(list(probe.summary()["layer"]))
+
+    alone = {}
+    for name, make in (("modules", lambda: torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(),
+                                                                  torch.nn.Linear(16, 16), torch.nn.Tanh(),
+                                                                  torch.nn.Linear(16, 2))),
+                       ("functional", Functional)):
+        rows = []
+        train(make(), rows)
+        alone[name] = rows[0]
+    together = {"modules": [], "functional": []}
+    threads = [threading.Thread(target=train, args=(m, together[n]), kwargs={"steps": 300})
+               for n, m in (("modules", torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(),
+                                                            torch.nn.Linear(16, 16), torch.nn.Tanh(),
+                                                            torch.nn.Linear(16, 2))),
+                            ("functional", Functional()))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert together["modules"] == [alone["modules"]] and together["functional"] == [alone["functional"]]
+    assert alone["modules"] == ["0", "2", "4"] and alone["functional"] == ["a", "a:relu", "b"]

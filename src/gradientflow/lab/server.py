@@ -112,9 +112,10 @@ def create_app(runs: str | Path = "runs", open_url: str | None = None) -> Starle
         finally:
             if sender is not None:
                 sender.cancel()
-            if session is not None:
+            if session is not None:  # a closed tab stops its training
                 sessions.discard(session)
-                await asyncio.to_thread(session.close)  # a closed tab stops its training
+                session.request_stop()  # at once: the await below may not run when the server is shutting down
+                await asyncio.to_thread(session.close)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):

@@ -213,9 +213,13 @@ class Session:
         with self.lock:
             self._setup(cfg or self.cfg)
 
-    def close(self) -> None:
+    def request_stop(self) -> None:
+        """Ask the training thread to end (returns at once; it ends after its current step)."""
         self.stop.set()
         self.playing.set()  # wake the loop so that it sees the stop
+
+    def close(self) -> None:
+        self.request_stop()
         self.thread.join(timeout=5)
         self.probe.detach()
 

@@ -17,6 +17,8 @@ installed for the sampled steps only.
 
 from __future__ import annotations
 
+import threading
+
 from collections.abc import Callable
 from contextlib import contextmanager
 
@@ -100,6 +102,9 @@ class Calls(TorchFunctionMode):
         """Before the model's forward: name its modules, track the module stack, enter the mode."""
         self.names = {id(m): n for n, m in model.named_modules()}
         self.stack, self.counts, self.produced = [], {}, {}
+        # the module hooks below are the process's, seen by every thread: keep to this one (two
+        # probes training in two threads, as the lab's sessions do, would fill each other's stack)
+        self.thread = threading.get_ident()
         self.handles = [nn.modules.module.register_module_forward_pre_hook(self._push),
                         nn.modules.module.register_module_forward_hook(self._pop)]
         self.__enter__()
@@ -118,10 +123,11 @@ class Calls(TorchFunctionMode):
         return bool(self.handles)
 
     def _push(self, module, inputs) -> None:
-        self.stack.append((self.names.get(id(module), type(module).__name__), module))
+        if threading.get_ident() == self.thread:
+            self.stack.append((self.names.get(id(module), type(module).__name__), module))
 
     def _pop(self, module, inputs, output) -> None:
-        if self.stack:
+        if self.stack and threading.get_ident() == self.thread:
             name, _ = self.stack.pop()
             if isinstance(output, Tensor):
                 self.produced[id(output)] = (output, name)
