@@ -52,6 +52,20 @@ class Summary:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def stored(self) -> dict:
+        """What a run's status.json keeps beside the status: every field but the status and the history."""
+        return {k: v for k, v in self.to_dict().items() if k not in ("status", "history")}
+
+    @classmethod
+    def from_history(cls, status: str, steps: int, per_epoch: int, seconds: float, history: list[dict],
+                     run_dir: str | None = None, message: str = "") -> "Summary":
+        """The summary of a run at ``steps`` whose last epoch row (if any) holds its final numbers."""
+        last = history[-1] if history else {}
+        return cls(status=status, steps=steps, epochs=steps / per_epoch, seconds=seconds,
+                   train_loss=last.get("train_loss", math.nan), train_accuracy=last.get("train_accuracy", math.nan),
+                   test_loss=last.get("test_loss", math.nan), test_accuracy=last.get("test_accuracy", math.nan),
+                   run_dir=run_dir, message=message, history=history)
+
 
 class LoopSpec(BaseModel):
     """How ``fit`` loops: epochs, mini-batch size, the seed of the shuffling, checkpoints, how often
@@ -450,13 +464,8 @@ class _Loop:
                 bar.n = self.step
 
     def summary(self, status: str, message: str, seconds: float) -> Summary:
-        last = self.history[-1] if self.history else {}
-        return Summary(status=status, steps=self.step, epochs=self.step / self.per_epoch, seconds=seconds,
-                       train_loss=last.get("train_loss", math.nan),
-                       train_accuracy=last.get("train_accuracy", math.nan),
-                       test_loss=last.get("test_loss", math.nan), test_accuracy=last.get("test_accuracy", math.nan),
-                       run_dir=str(self.run.path) if self.run is not None else None, message=message,
-                       history=self.history)
+        return Summary.from_history(status, self.step, self.per_epoch, seconds, self.history,
+                                    str(self.run.path) if self.run is not None else None, message)
 
 
 def fit(model: torch.nn.Module, data: Dataset, optimizer: OptimizerSpec = OptimizerSpec(),
@@ -509,7 +518,7 @@ def fit(model: torch.nn.Module, data: Dataset, optimizer: OptimizerSpec = Optimi
             message = f"interrupted at step {state.step}" + (f"; --resume continues from step {last[0]}" if last else "")
         summary = state.summary(status, message, time.perf_counter() - started)
         if run is not None:
-            run.set_status(status, **{k: v for k, v in summary.to_dict().items() if k not in ("status", "history")})
+            run.set_status(status, **summary.stored())
     return summary
 
 

@@ -592,6 +592,11 @@ class Probe:
         if h.requires_grad and self._grads:
             h.register_hook(self._grad_moments(at, _GH, custom=True))
 
+    def _steps(self, acc: list[float]) -> float:
+        """The window's sampled steps: the steps marked by hand (micro-batches are one step), or
+        else the row's own forward passes."""
+        return self._window_sampled if self.manual else acc[_N]
+
     def _call_row(self, call: _Call, acc: list[float]) -> dict:
         h_mean, h_var = stats.pooled_mean_var(acc[_H:_H + 3])
         z_mean, z_var = stats.pooled_mean_var(acc[_Z:_Z + 3])
@@ -600,7 +605,7 @@ class Probe:
         if record is not None:
             dead = 1.0 - call.ever_active.double().mean().item() if call.ever_active is not None else 0.0
         nan = math.nan
-        steps = self._window_sampled if self.manual else acc[_N]  # manual: micro-batches are one step
+        steps = self._steps(acc)
         return {
             "layer": call.name, "type": call.function if call.norm else "function",
             "activation": None if call.norm else record.name if record is not None else call.function,
@@ -824,7 +829,7 @@ class Probe:
         gz_var = mv(acc, _GZ)[1]
         src = layer.gx_from
         gx_var = mv(acc, _GX)[1] if src is None else mv(accs[id(src)], src.h_grad_slot)[1]
-        steps = self._window_sampled if self.manual else acc[_N]  # manual: micro-batches are one step
+        steps = self._steps(acc)
         walked = layer.layer
         dead = math.nan
         if walked.nonlinearity is not None:

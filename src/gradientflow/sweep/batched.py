@@ -145,7 +145,8 @@ def train(cfgs: list[TrainConfig], *, runs: list | None = None) -> list[Summary]
             test_loss, test_acc = _evaluate(forward_shared, params, d.x_test, d.y_test)
         values, lrs = steps.tolist(), [c.lr for c in cfgs]
         norm_values = [(s, v.tolist()) for s, v in norms]
-        for i, cfg in enumerate(cfgs):
+        loss_sums, corrects = loss_sum.tolist(), correct.tolist()
+        for i in range(k):
             if ended_at[i] is not None:
                 continue
             first_step = step - per_epoch + 1
@@ -161,8 +162,8 @@ def train(cfgs: list[TrainConfig], *, runs: list | None = None) -> list[Summary]
                     _row(cols, s, epoch, "train", "grad_norm", v[i])
             if ended_at[i] is not None:
                 continue
-            row = {"epoch": epoch + 1, "step": step, "train_loss": loss_sum[i].item() / n,
-                   "train_accuracy": correct[i].item() / n, "test_loss": test_loss[i], "test_accuracy": test_acc[i]}
+            row = {"epoch": epoch + 1, "step": step, "train_loss": loss_sums[i] / n,
+                   "train_accuracy": corrects[i] / n, "test_loss": test_loss[i], "test_accuracy": test_acc[i]}
             history[i].append(row)
             for name in ("loss", "accuracy"):
                 _row(cols, step, epoch, "train_epoch", name, row[f"train_{name}"])
@@ -171,20 +172,16 @@ def train(cfgs: list[TrainConfig], *, runs: list | None = None) -> list[Summary]
             break
     seconds = (time.perf_counter() - started) / k
     summaries = []
-    for i, cfg in enumerate(cfgs):
-        last = history[i][-1] if history[i] else {}
+    for i in range(k):
         done = step if ended_at[i] is None else ended_at[i]
         status, message = ("finished", "") if ended_at[i] is None else (
             "diverged", f"non-finite loss at step {done + 1} (found by the batched trainer, which names the step "
                         "but not the layer: train this cell alone to locate it)")
-        summary = Summary(status=status, steps=done, epochs=done / per_epoch, seconds=seconds,
-                          train_loss=last.get("train_loss", math.nan),
-                          train_accuracy=last.get("train_accuracy", math.nan),
-                          test_loss=last.get("test_loss", math.nan), test_accuracy=last.get("test_accuracy", math.nan),
-                          run_dir=str(runs[i].path) if runs else None, message=message, history=history[i])
+        summary = Summary.from_history(status, done, per_epoch, seconds, history[i],
+                                       str(runs[i].path) if runs else None, message)
         if runs:
             runs[i].append_metrics(done, logged[i])
-            runs[i].set_status(status, **{k: v for k, v in summary.to_dict().items() if k not in ("status", "history")})
+            runs[i].set_status(status, **summary.stored())
         summaries.append(summary)
     return summaries
 

@@ -9,6 +9,11 @@ RESULT_FIELDS = ("cell", "status", "steps", "train_loss", "train_accuracy", "tes
                  "message")
 
 
+def result_row(values: dict) -> dict:
+    """A cell's row of ``results.parquet`` from a run's summary or its status.json: the result fields it has."""
+    return {k: values[k] for k in RESULT_FIELDS if k in values}
+
+
 def run_cell(config: dict, folder: str) -> dict:
     """Train one cell (in a worker): a new run, or the resumption of a stored one. Never raises:
     a failure is a row with status "failed" and its message."""
@@ -23,7 +28,7 @@ def run_cell(config: dict, folder: str) -> dict:
     try:
         path = Path(folder)
         summary = job.resume(path) if (path / "config.json").exists() else job.run(TrainConfig(**config), path)
-        row = {k: v for k, v in summary.to_dict().items() if k in RESULT_FIELDS}
+        row = result_row(summary.to_dict())
     except Exception as err:  # noqa: BLE001 - a cell's failure is data, the sweep goes on
         row = {"status": "failed", "message": f"{type(err).__name__}: {err}"}
     finally:

@@ -14,7 +14,7 @@ from pathlib import Path
 from ..store import Run, write_atomic, write_json
 from . import batched as batching
 from . import engines
-from .cell import RESULT_FIELDS
+from .cell import RESULT_FIELDS, result_row
 from .spec import Cell, SweepSpec
 
 ENDED = ("finished", "diverged")
@@ -28,7 +28,7 @@ def _stored(folder: Path) -> dict | None:
     status = Run(folder).status()
     if status.get("status") not in ENDED:
         return None
-    return {k: status.get(k) for k in RESULT_FIELDS if k in status}
+    return result_row(status)
 
 
 def run_sweep(spec: SweepSpec, out: str | Path, *, engine: str = "local", workers: int | None = None,
@@ -104,7 +104,7 @@ def _train_batches(cells: list[Cell], runs: Path, ended, size: int = MAX_BATCH) 
             try:
                 stored = [Run.create(runs / c.name, c.config.model_dump()) for c in chunk]
                 summaries = batching.train([c.config for c in chunk], runs=stored)
-                rows = [{k: v for k, v in s.to_dict().items() if k in RESULT_FIELDS} for s in summaries]
+                rows = [result_row(s.to_dict()) for s in summaries]
             except Exception as err:  # noqa: BLE001 - a batch's failure is data, the sweep goes on
                 rows = [{"status": "failed", "message": f"{type(err).__name__}: {err}"}] * len(chunk)
             for cell, row in zip(chunk, rows):
