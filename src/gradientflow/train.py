@@ -525,7 +525,7 @@ def fit(model: torch.nn.Module, data: Dataset, optimizer: OptimizerSpec = Optimi
 def _seed(seed: int, device: torch.device) -> None:
     """Seed the generators this run draws from: the CPU's and, on a GPU, that device's. Not
     ``torch.manual_seed``, which also seeds every other GPU (whose state ``fork_rng`` does not restore)
-    and, before CUDA starts, records a stack trace for its deferred call (0.3 ms per ``fit``)."""
+    and, before CUDA starts, records a stack trace for its deferred call (96 µs against 2 µs here)."""
     torch.default_generator.manual_seed(seed)
     if device.type == "cuda":
         with torch.cuda.device(device):
