@@ -24,10 +24,10 @@ import time
 import torch
 import torch.nn.functional as F
 
-from gradientflow import data, model, store, train
+from gradientflow import store, train
 from gradientflow.optim import OptimizerSpec
 from gradientflow.train import LoopSpec
-from train_step import CLASSES, LR, NETS, engine  # noqa: I001 - the sibling benchmark's nets and fit timing
+from train_step import LR, NETS, engine, setup  # the sibling benchmark's nets and its timing of fit
 
 
 def _median_us(values: list[float]) -> float:
@@ -35,10 +35,8 @@ def _median_us(values: list[float]) -> float:
 
 
 def per_step_and_epoch(name: str, repeats: int) -> dict:
-    inputs, width, depth, batch, per_epoch, _ = NETS[name]
-    d = data.load("mixture", n_train=batch * per_epoch, n_test=1, dim=inputs, classes=CLASSES)
-    net = model.mlp(inputs, width, depth, CLASSES, activation="tanh", init_name="xavier",
-                    generator=torch.Generator().manual_seed(0))
+    _, _, _, batch, per_epoch, _ = NETS[name]
+    d, net = setup(name)
     loop = train._Loop(net, d, OptimizerSpec(optimizer="sgd", lr=LR), LoopSpec(epochs=10**6, batch_size=batch), None, ())
     order = train.epoch_order(len(d.y_train), 0, 0)
     batches = [order[b * batch:(b + 1) * batch] for b in range(per_epoch)]
@@ -78,10 +76,8 @@ def per_step_and_epoch(name: str, repeats: int) -> dict:
 
 def store_costs(name: str, repeats: int) -> dict:
     """The end-of-fit wait for the writer and the writer thread's CPU time, per ``fit``."""
-    inputs, width, depth, batch, per_epoch, epochs = NETS[name]
-    d = data.load("mixture", n_train=batch * per_epoch, n_test=1, dim=inputs, classes=CLASSES)
-    net = model.mlp(inputs, width, depth, CLASSES, activation="tanh", init_name="xavier",
-                    generator=torch.Generator().manual_seed(0))
+    _, _, _, batch, _, epochs = NETS[name]
+    d, net = setup(name)
     waits, cpu = [], []
     close, work = store._Writer.close, store._Writer._work
 

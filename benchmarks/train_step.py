@@ -86,11 +86,18 @@ def gemm_gflops(device, m: int, k: int, n: int) -> float:
     return 2 * m * k * n / t / 1e9
 
 
-def measure(name: str, rounds: int, device: torch.device) -> dict:
-    inputs, width, depth, batch, per_epoch, epochs = NETS[name]
+def setup(name: str, device: torch.device = torch.device("cpu")) -> tuple[data.Dataset, torch.nn.Module]:
+    """The net ``name`` (``NETS``) and its data: one epoch of a Gaussian mixture, a one-sample test split."""
+    inputs, width, depth, batch, per_epoch, _ = NETS[name]
     d = data.load("mixture", n_train=batch * per_epoch, n_test=1, dim=inputs, classes=CLASSES)
     net = model.mlp(inputs, width, depth, CLASSES, activation="tanh", init_name="xavier",
                     generator=torch.Generator().manual_seed(0)).to(device)
+    return d, net
+
+
+def measure(name: str, rounds: int, device: torch.device) -> dict:
+    _, _, _, batch, per_epoch, epochs = NETS[name]
+    d, net = setup(name, device)
     x, y = d.x_train.to(device), d.y_train.to(device)
     hand_loop(net, x, y, batch, 1, device)  # warm-up
     engine(net, d, batch, 1, device, store=True)
