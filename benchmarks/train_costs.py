@@ -3,8 +3,8 @@
 ``train_step.py`` gives the ratios; this script splits the gap into what ``train.fit`` does per step,
 per epoch and per fit, each timed alone in the same process (medians over repetitions):
 
-- per step: ``_Loop.train_step`` against the hand loop's step on the same batches, in interleaved
-  blocks of one epoch (the engine's log kept, its guard read left out);
+- per step: ``_Loop.train_step`` on ``_Loop.batches`` against the hand loop's step on the same
+  batches, in interleaved blocks of one epoch (the engine's log kept, its guard read left out);
 - per epoch: the guard's read of one epoch's kept steps (``_Log.read``, right after the epoch, as in
   ``fit``), the state check before a snapshot, the snapshot, the test evaluation;
 - per fit with the run store: the wait for the last writes when ``fit`` ends (``_Writer.close``) and
@@ -51,8 +51,8 @@ def per_step_and_epoch(name: str, repeats: int) -> dict:
 
     def engine_steps() -> None:
         loop.log = train._Log(keep_rows=False)  # a fresh log: no guard read falls inside the block
-        for idx in batches:
-            loop.train_step(0, idx)
+        for _, xb, yb in loop.batches(order, 0):  # as ``fit`` feeds it: rows gathered a block at a time
+            loop.train_step(0, xb, yb)
 
     timings: dict[str, list[float]] = {k: [] for k in ("hand", "engine", "read", "check", "snapshot", "evaluate")}
     hand()  # warm-up

@@ -46,6 +46,31 @@ def test_resume_ends_bit_identical_to_an_uninterrupted_run(tmp_path, extra):
     assert resumed.test_loss == whole.test_loss
 
 
+def test_batches_are_the_epoch_order_s_rows_gathered_a_block_at_a_time(monkeypatch):
+    d = data.load("digits", n_train=100, n_test=10)
+    net = nn.Sequential(nn.Linear(64, 10))
+    loop = train._Loop(net, d, train.OptimizerSpec(), train.LoopSpec(batch_size=32), None, ())
+    monkeypatch.setattr(train, "GATHER_BYTES", 3 * 32 * (64 * 4 + 8))  # three batches per gather
+    order = train.epoch_order(100, 0, 0)
+    for first in (0, 1, 3):
+        got = list(loop.batches(order, first))
+        assert [b for b, _, _ in got] == list(range(first, 4))  # 100 rows: the last batch has 4
+        for b, xb, yb in got:
+            idx = order[b * 32:(b + 1) * 32]
+            assert torch.equal(xb, d.x_train[idx]) and torch.equal(yb, d.y_train[idx])
+
+
+def test_gathering_in_blocks_changes_no_number_even_across_a_resume(tmp_path, monkeypatch):
+    cfg = TrainConfig(**SMALL, checkpoint_every=7, optimizer="momentum", lr=0.05)
+    whole = job.run(cfg, tmp_path / "whole")  # one gather per epoch
+    monkeypatch.setattr(train, "GATHER_BYTES", 3 * 32 * (64 * 4 + 8))  # three batches per gather
+    cut = job.run(cfg, tmp_path / "cut", observers=(StopAt(17),))  # resumes at step 14: batch 4, inside a block
+    resumed = job.resume(tmp_path / "cut")
+    assert resumed.history == whole.history
+    a, b = _final_weights(Run(tmp_path / "whole")), _final_weights(Run(tmp_path / "cut"))
+    assert cut.steps == 16 and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_resume_can_extend_the_run(tmp_path):
     cfg = TrainConfig(**SMALL)
     job.run(cfg, tmp_path / "r")

@@ -192,6 +192,7 @@ def locate_nonfinite(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -
 
 GUARD_EVERY = 256  # at most this many steps unread by the NaN guard: its only host synchronisation
 GUARD_ELEMENTS = 1 << 22  # ... or sooner, once the kept logits hold this many numbers
+GATHER_BYTES = 32 << 20  # the most training rows copied out at once, in the epoch's order (``_Loop.batches``)
 
 
 class _Log:
@@ -396,10 +397,10 @@ class _Loop:
             obs.flush(self.run, self.step)
         self.run.save_checkpoint(self.step, self.good)
 
-    def train_step(self, epoch: int, idx: torch.Tensor) -> None:
-        """Forward, cross-entropy, backward, clipping, observers, optimiser and scheduler. The gradient
-        norm is computed only when clipping by norm or logging it; the one-by-one NaN check only in a replay."""
-        xb, yb = self.x[idx], self.y[idx]
+    def train_step(self, epoch: int, xb: torch.Tensor, yb: torch.Tensor) -> None:
+        """Forward, cross-entropy, backward, clipping, observers, optimiser and scheduler on the batch
+        (``xb``, ``yb``). The gradient norm is computed only when clipping by norm or logging it; the
+        one-by-one NaN check only in a replay."""
         out = self.model(xb)
         loss = F.cross_entropy(out, yb)
         self.opt.zero_grad(set_to_none=True)
@@ -438,13 +439,29 @@ class _Loop:
         self.save(epoch + 1, 0, checked=True)
         return row
 
+    def batches(self, order: torch.Tensor, first: int):
+        """(batch, inputs, targets) for the epoch's batches from ``first`` on, in ``order``. The rows are
+        gathered a block of batches at a time (at most ``GATHER_BYTES``), so that a step slices a view
+        instead of indexing twice: the same rows in the same order, fewer small operations per step.
+        Blocks start at multiples of their length whatever ``first`` is, so a batch has the same place
+        in its block (the same memory alignment, which a BLAS may round by) in a resumed run."""
+        size = self.loop.batch_size
+        row_bytes = self.x[:1].nbytes + self.y[:1].nbytes
+        block = max(1, GATHER_BYTES // max(1, row_bytes * size))  # batches per gather
+        for start in range(first - first % block, self.per_epoch, block):
+            rows = order[start * size:(start + block) * size]
+            xs, ys = self.x[rows], self.y[rows]
+            for batch in range(max(start, first), min(start + block, self.per_epoch)):
+                at = (batch - start) * size
+                yield batch, xs[at:at + size], ys[at:at + size]
+
     def epochs(self, bar) -> None:
         """Every remaining epoch, from the current position."""
         start_epoch, start_batch = self.epoch, self.batch
         for epoch in range(start_epoch, self.loop.epochs):
             order = epoch_order(len(self.y), self.loop.seed, epoch).to(self.device)
-            for batch in range(start_batch if epoch == start_epoch else 0, self.per_epoch):
-                self.train_step(epoch, order[batch * self.loop.batch_size:(batch + 1) * self.loop.batch_size])
+            for batch, xb, yb in self.batches(order, start_batch if epoch == start_epoch else 0):
+                self.train_step(epoch, xb, yb)
                 bar.update(1)
                 if self.step % self.ckpt_every == 0 and batch + 1 < self.per_epoch:
                     self.save(epoch, batch + 1)
