@@ -25,9 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from gradientflow import store, train
-from gradientflow.optim import OptimizerSpec
-from gradientflow.train import LoopSpec
-from train_step import LR, NETS, engine, setup  # the sibling benchmark's nets and its timing of fit
+from train_step import NETS, engine, engine_loop, setup  # the sibling benchmark's nets and its timing of fit
 
 
 def _median_us(values: list[float]) -> float:
@@ -36,8 +34,7 @@ def _median_us(values: list[float]) -> float:
 
 def per_step_and_epoch(name: str, repeats: int) -> dict:
     _, _, _, batch, per_epoch, _ = NETS[name]
-    d, net = setup(name)
-    loop = train._Loop(net, d, OptimizerSpec(optimizer="sgd", lr=LR), LoopSpec(epochs=10**6, batch_size=batch), None, ())
+    d, net, loop = engine_loop(name)
     order = train.epoch_order(len(d.y_train), 0, 0)
     batches = [order[b * batch:(b + 1) * batch] for b in range(per_epoch)]
     x, y, opt = loop.x, loop.y, loop.opt

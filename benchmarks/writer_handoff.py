@@ -29,9 +29,7 @@ import time
 import torch
 
 from gradientflow import store, train
-from gradientflow.optim import OptimizerSpec
-from gradientflow.train import LoopSpec
-from train_step import LR, setup
+from train_step import engine_loop
 
 
 def python_loop() -> None:
@@ -44,8 +42,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=60)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    d, net = setup("small")
-    loop = train._Loop(net, d, OptimizerSpec(optimizer="sgd", lr=LR), LoopSpec(epochs=10**6, batch_size=32), None, ())
+    d, _, loop = engine_loop("small")
     order = train.epoch_order(len(d.y_train), 0, 0)
     snapshot = loop.snapshot(1, 0)
     buffer = io.BytesIO()
