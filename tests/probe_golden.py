@@ -83,6 +83,20 @@ def _mlp_sparse():
         return probe, run
 
 
+def _sampled():
+    """Batches larger than the probe's sampled rows (``SHARE_ROWS``) and layers wider than its sampled units."""
+    from gradientflow.probes import watch
+
+    torch.manual_seed(10)
+    net = nn.Sequential(nn.Linear(20, 96), nn.Tanh(), nn.Linear(96, 96), nn.ReLU(), nn.Conv1d(1, 4, 5), nn.Hardtanh(),
+                        nn.Flatten(), nn.Linear(4 * 92, 5))
+    net.insert(4, nn.Unflatten(1, (1, 96)))
+    run = _Run()
+    with watch(net, window=4, update_every=3) as probe:
+        _loop(net, probe, run, _batches(9, (80, 20), 5, 11))
+        return probe, run
+
+
 def _cnn_bn():
     from gradientflow.probes import watch
 
@@ -270,7 +284,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
-SCENARIOS = {"mlp": _mlp, "mlp_sparse": _mlp_sparse, "cnn_bn": _cnn_bn, "functional": _functional, "norms": _norms,
+SCENARIOS = {"mlp": _mlp, "mlp_sparse": _mlp_sparse, "sampled": _sampled, "cnn_bn": _cnn_bn, "functional": _functional, "norms": _norms,
              "mha": _mha, "sdpa": _sdpa, "lstm": _lstm, "gru_cell": _gru_cell, "manual": _manual}
 
 
