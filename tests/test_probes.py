@@ -320,7 +320,7 @@ def test_a_model_without_functional_calls_pays_for_one_look_only_and_nothing_lea
     net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
     with watch(net) as probe:
         _step(net, torch.randn(16, 4))
-        assert probe._functional is False and not probe._calls.active  # looked once, found nothing
+        assert probe._looked and not probe._look and not probe._calls.active  # looked once, found nothing
         _step(net, torch.randn(16, 4))
     assert list(probe.summary()["layer"]) == ["0", "2"]
     assert not torch._C._is_torch_function_mode_enabled()

@@ -40,9 +40,9 @@ def _additive(mask: Tensor | None, dtype) -> Tensor | None:
 
 
 @torch.no_grad()
-def head_sums(module: nn.MultiheadAttention, args: tuple, kwargs: dict) -> Tensor | None:
-    """Per head, the (``SLOTS``) sums of one forward call, on the module's device; None for a call
-    this does not model (bias_k, add_zero_attn)."""
+def head_logits(module: nn.MultiheadAttention, args: tuple, kwargs: dict) -> Tensor | None:
+    """The (N, H, L, S) masked, scaled logits of one forward call, on the module's device; None for a
+    call this does not model (bias_k, add_zero_attn)."""
     if module.bias_k is not None or module.add_zero_attn:
         return None
     names = ("query", "key", "value", "key_padding_mask", "need_weights", "attn_mask", "average_attn_weights", "is_causal")
@@ -73,12 +73,12 @@ def head_sums(module: nn.MultiheadAttention, args: tuple, kwargs: dict) -> Tenso
     padding = _additive(given.get("key_padding_mask"), logits.dtype)
     if padding is not None:
         logits = logits + padding.reshape(N, 1, 1, S).expand(N, H, 1, S).reshape(N * H, 1, S)
-    return logit_sums(logits.reshape(N, H, L, S))
+    return logits.reshape(N, H, L, S)
 
 
 @torch.no_grad()
-def sdpa_sums(args: tuple, kwargs: dict) -> Tensor | None:
-    """Per head, the (``SLOTS``) sums of one ``F.scaled_dot_product_attention(q, k, v, attn_mask,
+def sdpa_logits(args: tuple, kwargs: dict) -> Tensor | None:
+    """The (batch, H, L, S) masked logits of one ``F.scaled_dot_product_attention(q, k, v, attn_mask,
     dropout_p, is_causal, scale)`` call: logits q k^T * scale (1/sqrt(E) by default) plus the mask,
     as torch documents the function. q is (..., H, L, E); None for fewer than 2 dimensions."""
     names = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale")
@@ -99,7 +99,7 @@ def sdpa_sums(args: tuple, kwargs: dict) -> Tensor | None:
         mask = _additive(torch.ones(L, S, dtype=torch.bool, device=q.device).tril().logical_not(), logits.dtype)
     if mask is not None:
         logits = logits + mask
-    return logit_sums(logits.reshape(-1, *logits.shape[-3:]))
+    return logits.reshape(-1, *logits.shape[-3:])
 
 
 def logit_sums(logits: Tensor) -> Tensor:
