@@ -7,9 +7,31 @@ Adding a statistic is one record here, listed in ``LAYER`` and/or ``ACTIVATION``
 the contract test (``tests/test_probe_stats.py``). A user's ``stats.Statistic`` becomes a record
 too (``custom``).
 
-The columns are documented in ``probe.py``; x is the row's input, z the layer's output (the
-pre-activation), h = f(z) the activation, and the shares are counted on ``SHARE_ROWS`` strided
-samples of the batch unless the probe is ``exact``.
+Columns of ``summary()`` (one row per layer, in forward order), pooled over the window's sampled
+steps; x is the layer's input, z = W x + b its output (the pre-activation), h = f(z):
+
+- ``act_mean``, ``act_std``: of h; ``hist``: counts of h in ``bins`` fixed bins over
+  [``hist_lo``, ``hist_hi``] (the activation's range where bounded, else fixed at the first step),
+  from an evenly strided sample of at most ``HIST_SAMPLE`` values per layer and step (a full
+  histogram of a 256 x 500 layer costs torch's CPU kernels more than the layer's matmul);
+- ``saturated``: share of z in the activation's saturated region (|f'| < 5% of its max; C1, C15);
+- ``zero``: share of h exactly 0 (both shares, and the histogram, from ``SHARE_ROWS`` strided samples
+  of the batch unless ``exact``; the histogram and ``sign_coherence`` on the first sampled step of
+  each window and every ``update_every``-th); ``dead``: share of units whose z stayed in the activation's
+  zero-slope region for every sample of the window (C7; 0 for activations whose slope is never
+  exactly 0, NaN without an activation);
+- ``input_mean_over_std``: |mean x| / std x, how far the inputs are from zero-centred (C4, C19);
+  ``in_mean``, ``in_std``: of x (for a normalisation row, of what it normalises);
+- ``weight_grad_norm``: RMS over steps of ||dL/dW||; ``act_grad_norm``: RMS of ||dL/dh||;
+  ``grad_factor``: this layer's ``act_grad_norm`` over the next layer's (C2, C3);
+- ``glorot_forward`` = Var z / Var x and ``glorot_backward`` = Var(dL/dx) / Var(dL/dz): the two
+  conditions of Glorot & Bengio (2010), eqs. 10-11, both 1 when the layer keeps the variance (C18);
+- ``update_ratio``: ||W_t - W_{t-1}|| / ||W_{t-1}|| over one step, measured once every
+  ``update_every`` sampled steps (it needs a copy of the weights, so it is sampled more sparsely);
+- ``sign_coherence``: mean over units of the share of the unit's weight-gradient entries with the
+  majority sign (C4's zig-zag: 1.0 for a layer fed by sigmoid outputs at batch size 1), averaged
+  over at most ``SIGN_UNITS`` evenly spaced units per step;
+- ``distinct_units``: units that are not exact copies of another, read at the flush (C14).
 """
 
 from __future__ import annotations
@@ -39,7 +61,8 @@ GRADIENT = (1, 2, 0)  # a gradient's sums over W ranks: the first over W, the se
 @dataclass(frozen=True)
 class Stat:
     """A statistic of a row: on when any of ``groups`` is asked for (``()``: always), it reads
-    ``tap``, keeps ``states``, adds a seen tensor with ``add(row, seen)`` and gives ``columns(row)``."""
+    ``tap``, keeps ``states``, adds a seen tensor with ``add(row, seen)`` and gives ``columns(row)``,
+    which may read the state of the statistics it ``needs``."""
 
     name: str
     groups: tuple[str, ...]
@@ -47,6 +70,7 @@ class Stat:
     states: tuple[State, ...]
     add: Callable[[Row, Seen], None]
     columns: Callable[[Row], dict] = lambda row: {}
+    needs: tuple["Stat", ...] = ()
 
 
 def _moments(name: str) -> Callable[[Row, Seen], None]:
@@ -91,12 +115,12 @@ def _add_shares(row: Row, seen: Seen) -> None:
     row.add("nonzero", h_rows.numel(), 1)
     if seen.z is not None and row.saturated_region:
         some = _sampled(row, seen.z)
-        row.add("saturated", stats.count_in_region(some, row.saturated_region))
-        row.add("saturated", some.numel(), 1)
+        row.add("sat", stats.count_in_region(some, row.saturated_region))
+        row.add("sat", some.numel(), 1)
 
 
 def _share_columns(row: Row) -> dict:
-    (sat, sat_n), (nonzero, n) = row.values["saturated"], row.values["nonzero"]
+    (sat, sat_n), (nonzero, n) = row.values["sat"], row.values["nonzero"]
     return {"saturated": sat / sat_n if row.saturated_region and sat_n else (0.0 if row.nonlinear else NAN),
             "zero": 1 - nonzero / n if n else NAN}
 
@@ -127,8 +151,8 @@ def _add_histogram(row: Row, seen: Seen) -> None:
     lo, hi = row.hist_range
     if lo is None or hi is None:
         spread = 1.5 * float(h.detach().abs().max()) or 1.0
-        if row.ctx.world > 1:  # one range on every rank, so that their counts add up
-            spread = max_over_ranks(spread, h.device)
+        if row.ctx.collective is not None:  # one range on every rank, so that their counts add up
+            spread = max_over_ranks(spread, h.device, row.ctx.collective)
         row.hist_range = (-spread if lo is None else lo, spread if hi is None else hi)
     row.accumulate("hist", stats.histogram(_sampled(row, h), *row.hist_range, row.ctx.bins, HIST_SAMPLE))
 
@@ -174,19 +198,20 @@ def _count(row: Row, seen: Seen) -> None:
     row.add("n", 1)
 
 
-def moments(state: str, tap: str, groups=(), scale=(0,), columns=lambda row: {}) -> Stat:
+def moments(state: str, tap: str, groups=(), scale=(0,), columns=lambda row: {}, needs=()) -> Stat:
     """[sum t, sum t^2, n] of the tensor seen at ``tap``: its pooled mean and variance."""
-    return Stat(f"{state}_moments", groups, tap, (State(state, 3, scale),), _moments(state), columns)
+    return Stat(f"{state}_moments", groups, tap, (State(state, 3, scale),), _moments(state), columns, needs)
 
 
 CALLS = Stat("calls", (), CALL, (State("n", 1, (1,)),), _count)
 ACT_MOMENTS = moments("h", ACT, columns=_act_columns)
 INPUT_MOMENTS = moments("x", INPUT, columns=_input_columns)
-ACT_GRAD_MOMENTS = moments("gh", ACT_GRAD, ("gradients", "glorot"), GRADIENT, _act_grad_columns)
+ACT_GRAD_MOMENTS = moments("gh", ACT_GRAD, ("gradients", "glorot"), GRADIENT, _act_grad_columns, (CALLS,))
 PRE_MOMENTS = moments("z", PRE, ("glorot",))
 INPUT_GRAD_MOMENTS = moments("gx", INPUT_GRAD, ("glorot",), GRADIENT)
-GLOROT = moments("gz", PRE_GRAD, ("glorot",), GRADIENT, _glorot_columns)
-SHARES = Stat("shares", ("saturation",), ACT, (State("saturated", 2), State("nonzero", 2)), _add_shares, _share_columns)
+GLOROT = moments("gz", PRE_GRAD, ("glorot",), GRADIENT, _glorot_columns,
+                 (PRE_MOMENTS, INPUT_MOMENTS, INPUT_GRAD_MOMENTS, ACT_GRAD_MOMENTS))
+SHARES = Stat("shares", ("saturation",), ACT, (State("sat", 2), State("nonzero", 2)), _add_shares, _share_columns)
 DEAD = Stat("dead", ("dead",), ACT, (State("ever_active", 0, op="max"),), _add_dead, _dead_columns)
 HISTOGRAM = Stat("histogram", ("histogram",), ACT, (State("hist", 0),), _add_histogram, _histogram_columns)
 WEIGHT_GRAD_NORM = Stat("weight_grad_norm", ("gradients",), WEIGHT_GRAD, (State("weight_grad", 2),), _add_weight_grad,
@@ -216,16 +241,18 @@ def custom(statistic: stats.Statistic) -> Stat:
         if not isinstance(value, Tensor) or value.numel() != 1:
             got = f"shape {tuple(value.shape)}" if isinstance(value, Tensor) else type(value).__name__
             raise ValueError(f"Statistic {statistic.name!r} must return a one-element tensor on the device, got {got}")
-        row.add(statistic.name, value.reshape(()))
-        row.add(statistic.name, 1, 1)
+        row.add(state, value.reshape(()))
+        row.add(state, 1, 1)
 
-    return Stat(statistic.name, (), statistic.of, (State(statistic.name, 2),), add,
-                _mean_of(statistic.name, statistic.name))
+    state = f"user:{statistic.name}"  # apart from the built-in states' names
+    return Stat(statistic.name, (), statistic.of, (State(state, 2),), add, _mean_of(state, statistic.name))
 
 
 def chosen(table: tuple[Stat, ...], groups: frozenset[str], users: tuple[stats.Statistic, ...]) -> tuple[Stat, ...]:
-    """The records of ``table`` that ``groups`` turns on, then the user's statistics."""
-    return (*(s for s in table if not s.groups or any(g in groups for g in s.groups)), *map(custom, users))
+    """The records of ``table`` that ``groups`` turns on (with those they need), then the user's statistics."""
+    on = {s for s in table if not s.groups or any(g in groups for g in s.groups)}
+    on |= {need for s in on for need in s.needs}
+    return (*(s for s in table if s in on), *map(custom, users))
 
 
 def columns(row: Row, header: dict, users: tuple[stats.Statistic, ...]) -> dict:

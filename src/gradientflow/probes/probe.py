@@ -13,36 +13,12 @@ A *step* is one forward pass of the watched model in training mode with gradient
 evaluation passes (``model.eval()`` or ``torch.no_grad()``) are not counted. Every ``every``-th
 step is sampled (the first step always).
 
-Columns of ``summary()`` (one row per layer, in forward order), pooled over the window's sampled
-steps; x is the layer's input, z = W x + b its output (the pre-activation), h = f(z):
-
-- ``act_mean``, ``act_std``: of h; ``hist``: counts of h in ``bins`` fixed bins over
-  [``hist_lo``, ``hist_hi``] (the activation's range where bounded, else fixed at the first step),
-  from an evenly strided sample of at most ``HIST_SAMPLE`` values per layer and step (a full
-  histogram of a 256 x 500 layer costs torch's CPU kernels more than the layer's matmul);
-- ``saturated``: share of z in the activation's saturated region (|f'| < 5% of its max; C1, C15);
-- ``zero``: share of h exactly 0 (both shares, and the histogram, from ``SHARE_ROWS`` strided samples
-  of the batch unless ``exact``; the histogram and ``sign_coherence`` on the first sampled step of
-  each window and every ``update_every``-th); ``dead``: share of units whose z stayed in the activation's
-  zero-slope region for every sample of the window (C7; 0 for activations whose slope is never
-  exactly 0, NaN without an activation);
-- ``input_mean_over_std``: |mean x| / std x, how far the inputs are from zero-centred (C4, C19);
-  ``in_mean``, ``in_std``: of x (for a normalisation row, of what it normalises);
-- ``weight_grad_norm``: RMS over steps of ||dL/dW||; ``act_grad_norm``: RMS of ||dL/dh||;
-  ``grad_factor``: this layer's ``act_grad_norm`` over the next layer's (C2, C3);
-- ``glorot_forward`` = Var z / Var x and ``glorot_backward`` = Var(dL/dx) / Var(dL/dz): the two
-  conditions of Glorot & Bengio (2010), eqs. 10-11, both 1 when the layer keeps the variance (C18);
-- ``update_ratio``: ||W_t - W_{t-1}|| / ||W_{t-1}|| over one step, measured once every
-  ``update_every`` sampled steps (it needs a copy of the weights, so it is sampled more sparsely);
-- ``sign_coherence``: mean over units of the share of the unit's weight-gradient entries with the
-  majority sign (C4's zig-zag: 1.0 for a layer fed by sigmoid outputs at batch size 1), averaged
-  over at most ``SIGN_UNITS`` evenly spaced units per step;
-- ``distinct_units``: units that are not exact copies of another, read at the flush (C14).
+The columns of ``summary()`` and what each statistic measures: ``builtin`` (layer and activation
+rows), ``attention`` (heads) and ``recurrent`` (gates and gradients through time).
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
@@ -53,7 +29,7 @@ from . import builtin, ranks
 from .builtin import HIST_SAMPLE, SHARE_ROWS, SIGN_UNITS  # noqa: F401 - the sampling sizes, documented above
 from .functional import Calls
 from .history import History
-from .rows import Window
+from .rows import Window, assemble
 from .rows.calls import FunctionCalls
 from .rows.gates import Gates
 from .rows.heads import Heads
@@ -62,7 +38,7 @@ from .rows.norms import Norms
 from .schedule import Schedule
 from .skipped import skipped
 from .state import Context
-from .stats import GROUPS, choose as choose_stats  # (the parameter ``stats`` shadows the module)
+from .stats import choose as choose_stats  # (the parameter ``stats`` shadows the module)
 from .sums import Sums
 
 
@@ -79,7 +55,8 @@ class Probe:
         self.groups, self.custom = choose_stats(stats)
         self.schedule = Schedule(every, update_every, window, exact, "updates" in self.groups)
         self._history = History(keep_windows)
-        ctx = self._ctx = Context(Sums(_device(model)), bins, exact, self.world)
+        ctx = self._ctx = Context(Sums(_device(model)), bins, exact,
+                                  ranks.all_reduce if self.world > 1 else None)
         self._calls = Calls(self._on_call, self._on_sdpa)
         # the weight gradient read once per optimiser step: the accumulated (manual) or the
         # all-reduced (DistributedDataParallel) one, as the optimiser sees it
@@ -234,20 +211,12 @@ class Probe:
         across ranks first, build the rows in forward order, reset the state and keep the rows."""
         ctx, state = self._ctx, [row for kind in self._kinds for row in kind.state()]
         if self.world > 1:
-            ranks.reduce(state, ctx.sums, self.world)
+            ranks.reduce(state, ctx.sums, self.world, ctx.collective)
         host = ctx.sums.read()
         for row in state:
             row.read(host)
-        window = Window(self._window_start, self.step, self._window_sampled, self.manual)
-        rows = [row for _, row in sorted((p for kind in self._kinds for p in kind.rows(window)), key=lambda p: p[0])]
-        chain = [row for row in rows if "grad_factor" in row]  # the layer-to-layer gradient factor: over the next
-        for i, row in enumerate(chain):
-            nxt = chain[i + 1]["act_grad_norm"] if i + 1 < len(chain) else math.nan
-            row["grad_factor"] = row["act_grad_norm"] / nxt if nxt and math.isfinite(nxt) else math.nan
-        dropped = [col for group, cols in GROUPS.items() if group not in self.groups for col in cols]
-        for row in rows:
-            for col in dropped:
-                row.pop(col, None)
+        rows = assemble(self._kinds, Window(self._window_start, self.step, self._window_sampled, self.manual),
+                        self.groups)
         ctx.sums.zero()
         for row in state:
             row.zero()

@@ -9,9 +9,14 @@ a count every rank makes of the same steps (the sampled steps) has scale 1.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from .sums import Sums
+
+Collective = Callable[[torch.Tensor, bool], None]
+"""All-reduce a tensor in place across the ranks: its sum, or with ``True`` its largest value."""
 
 
 def ranks() -> tuple[int, int]:
@@ -23,11 +28,16 @@ def ranks() -> tuple[int, int]:
     return 1, 0
 
 
-def max_over_ranks(value: float, device: torch.device) -> float:
+def all_reduce(t: torch.Tensor, maximum: bool = False) -> None:
+    """torch.distributed's all-reduce of ``t`` in place over the default group: the sum, or the largest."""
     import torch.distributed as dist
 
+    dist.all_reduce(t, op=dist.ReduceOp.MAX if maximum else dist.ReduceOp.SUM)
+
+
+def max_over_ranks(value: float, device: torch.device, collective: Collective = all_reduce) -> float:
     t = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    collective(t, True)
     return float(t.item())
 
 
@@ -43,17 +53,16 @@ def _powers(rows, n: int) -> list[int]:
     return powers
 
 
-def reduce(rows: list, sums: Sums, world: int) -> None:
-    """Make every row's state the global batch's (two collectives), in place."""
-    import torch.distributed as dist
-
+def reduce(rows: list, sums: Sums, world: int, collective: Collective = all_reduce) -> None:
+    """Make every row's state the global batch's (two collectives), in place. ``collective(t, maximum)``
+    all-reduces ``t`` in place (``all_reduce``; a test passes its own group of threads)."""
     sums.settle()
     n = len(sums.host)
     summed = [(row, name, t) for row in rows for name, t in row.tensors.items()
               if t is not None and row.specs[name].op == "sum"]
     flat = torch.cat([sums.total + torch.tensor(sums.host, dtype=torch.float64, device=sums.device),
                       *[t.to(torch.float64).reshape(-1) for _, _, t in summed]])
-    dist.all_reduce(flat)
+    collective(flat, False)
     powers = _powers(rows, n)
     for row, name, t in summed:
         scale = row.specs[name].scale
@@ -70,7 +79,7 @@ def reduce(rows: list, sums: Sums, world: int) -> None:
              if t is not None and row.specs[name].op == "max"]
     if flags:
         alive = torch.cat([t.to(torch.uint8).reshape(-1) for _, _, t in flags])
-        dist.all_reduce(alive, op=dist.ReduceOp.MAX)
+        collective(alive, True)
         at = 0
         for row, name, t in flags:
             t.copy_(alive[at:at + t.numel()].reshape(t.shape).to(t.dtype))

@@ -18,6 +18,7 @@ or ``op="max"`` (a flag set on any rank). Reset and reduction are generic over t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -75,7 +76,7 @@ class Context:
     sums: Sums
     bins: int
     exact: bool
-    world: int
+    collective: Callable | None = None  # the all-reduce across ranks (``ranks.all_reduce``); None for one process
     active: bool = False  # this step is sampled and is a training pass: the taps measure
     heavy: bool = False  # this sampled step also counts the histogram and the sign coherence
     seen: int = 0  # rows placed in the forward pass so far

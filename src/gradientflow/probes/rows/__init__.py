@@ -4,11 +4,11 @@ Maxout), ``calls`` (nonlinearities called as functions), ``norms`` (normalisatio
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
-
-from torch import nn
 
 from ...layers import Layer
 from ..state import Row
@@ -58,7 +58,19 @@ class ActivationRow(Row):
     steps: float = 0.0
 
 
-def modules(model: nn.Module, kinds: tuple[type, ...], chosen, selects) -> list[tuple[str, nn.Module]]:
-    """The chosen modules of the given types, named (the model itself by its class name)."""
-    return [(name or type(m).__name__, m) for name, m in model.named_modules()
-            if isinstance(m, kinds) and selects(chosen, name, m)]
+def assemble(kinds, window: Window, groups: frozenset[str]) -> list[dict]:
+    """A closed window's rows from every kind, in forward order (a module's rows where it ran), with
+    the layer-to-layer gradient factor (``grad_factor``: a layer or activation row's ``act_grad_norm``
+    over the next such row's; C2, C3), less the columns of the statistics not asked for."""
+    from ..stats import GROUPS
+
+    rows = [row for _, row in sorted((p for kind in kinds for p in kind.rows(window)), key=lambda p: p[0])]
+    chain = [row for row in rows if "grad_factor" in row]
+    for i, row in enumerate(chain):
+        nxt = chain[i + 1]["act_grad_norm"] if i + 1 < len(chain) else math.nan
+        row["grad_factor"] = row["act_grad_norm"] / nxt if nxt and math.isfinite(nxt) else math.nan
+    dropped = [col for group, cols in GROUPS.items() if group not in groups for col in cols]
+    for row in rows:
+        for col in dropped:
+            row.pop(col, None)
+    return rows

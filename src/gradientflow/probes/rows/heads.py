@@ -21,7 +21,7 @@ from . import Window
 
 HEADS = Stat("attention", (), LOGITS, (State("heads", 0),),
              lambda row, seen: row.accumulate("heads", attention.logit_sums(seen.t)),
-             lambda row: {"heads": attention.rows(row.values["heads"].tolist())})
+             lambda row: {"per_head": attention.rows(row.values["heads"].tolist())})
 """Per head: queries, entropy sum, collapsed count, logit sum, logit sum of squares, logit count."""
 
 
@@ -71,7 +71,7 @@ class Heads:
         for row in self.state():
             if row.values["heads"] is None:
                 continue
-            for h in HEADS.columns(row)["heads"]:
+            for h in HEADS.columns(row)["per_head"]:
                 out.append((row.order, {"layer": f"{row.name}:head{h.pop('head')}", "type": "attention head",
                                         "activation": None, "units": self.head_dim[id(row)],
                                         "first_step": window.first_step, "last_step": window.last_step,
