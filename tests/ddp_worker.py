@@ -10,10 +10,29 @@ import torch.nn.functional as F
 STEPS, BATCH = 6, 64
 
 
-def net():
+def net(which: str = "mlp"):
     torch.manual_seed(0)
+    if which == "kinds":
+        return EveryKind()
     return torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.Tanh(), torch.nn.Linear(32, 32), torch.nn.ReLU(),
                                torch.nn.Linear(32, 4))
+
+
+class EveryKind(torch.nn.Module):
+    """A row of every kind: layers, a function call, a norm, attention heads, recurrent gates."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed, self.norm = torch.nn.Linear(2, 8), torch.nn.LayerNorm(8)
+        self.attn = torch.nn.MultiheadAttention(8, 2, batch_first=True)
+        self.rnn = torch.nn.LSTM(8, 6, batch_first=True, bidirectional=True)
+        self.head = torch.nn.Linear(12, 4)
+
+    def forward(self, x):
+        e = self.norm(F.relu(self.embed(x.reshape(x.shape[0], 4, 2))))
+        a, _ = self.attn(e, e, e, need_weights=False)
+        out, _ = self.rnn(e + a)
+        return self.head(out[:, -1])
 
 
 def batches():
@@ -35,7 +54,7 @@ def train(model, rows, probe_run=None, rank=0, world=1):
     return rows
 
 
-def rank_main(rank: int, world: int, folder: str) -> None:
+def rank_main(rank: int, world: int, folder: str, which: str = "mlp") -> None:
     import torch.distributed as dist
 
     from gradientflow.store import Run
@@ -44,7 +63,7 @@ def rank_main(rank: int, world: int, folder: str) -> None:
     dist.init_process_group("gloo", rank=rank, world_size=world)
     torch.set_num_threads(1)
     try:
-        model = torch.nn.parallel.DistributedDataParallel(net())
+        model = torch.nn.parallel.DistributedDataParallel(net(which))
         run = Run.create(f"{folder}/run", {"integration": "ddp"}) if rank == 0 else None
         rows = train(model, [], run, rank, world)
         with open(f"{folder}/rank{rank}.json", "w") as f:

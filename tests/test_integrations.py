@@ -276,6 +276,35 @@ def test_ddp_over_two_processes_gives_the_statistics_of_the_global_batch_and_ran
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["run"]  # rank 1 stored nothing
 
 
+def test_ddp_reduces_every_kind_of_row_attention_heads_and_recurrent_gates_included(tmp_path):
+    """Layers, a function call, a LayerNorm, nn.MultiheadAttention's heads and a bidirectional LSTM's gates
+    and gradients through time, over two gloo ranks with half of each batch each: every row on both ranks
+    gives the global batch's numbers (before issue 28 the head and recurrent rows were one rank's)."""
+    import torch.multiprocessing as mp
+
+    import ddp_worker
+
+    os.environ["GF_TEST_PORT"] = str(_free_port())
+    mp.spawn(ddp_worker.rank_main, args=(2, str(tmp_path), "kinds"), nprocs=2, join=True)
+    reference = ddp_worker.train(ddp_worker.net("kinds"), [])
+    kinds = {r["type"] for r in reference}
+    assert {"Linear", "function", "LayerNorm", "attention head", "LSTM", "LSTM gate"} <= kinds
+    numbers = ("act_mean", "act_std", "saturated", "zero", "dead", "in_mean", "in_std", "act_grad_norm",
+               "weight_grad_norm", "glorot_forward", "glorot_backward", "attn_entropy", "attn_collapsed",
+               "attn_logit_std", "time_grad_ratio", "sampled_steps")
+    for r in (0, 1):
+        rows = json.loads((tmp_path / f"rank{r}.json").read_text())
+        assert [row["layer"] for row in rows] == [f"module.{row['layer']}" for row in reference]
+        for got, want in zip(rows, reference):
+            for col in numbers:
+                if col in want and want[col] is None:
+                    assert got[col] is None, (got["layer"], col)
+                elif col in want:
+                    assert got[col] == pytest.approx(want[col], rel=1e-4, abs=1e-7, nan_ok=True), (got["layer"], col)
+            if want.get("time_grad") is not None:
+                assert got["time_grad"] == pytest.approx(want["time_grad"], rel=1e-4)
+
+
 def _free_port():
     import socket
 
