@@ -25,7 +25,7 @@ from gradientflow.probes import builtin, ranks
 from gradientflow.probes.rows import ActivationRow
 from gradientflow.probes.rows.gates import GATE_VALUES, HIDDEN_STATES, TIME
 from gradientflow.probes.rows.heads import HEADS
-from gradientflow.probes.state import (ACT, ACT_GRAD, GATES, INPUT, INPUT_GRAD, LOGITS, PRE, PRE_GRAD, STATES,
+from gradientflow.probes.state import (ACT, ACT_GRAD, CALL, GATES, INPUT, INPUT_GRAD, LOGITS, PRE, PRE_GRAD, STATES,
                                        TIME_GRAD, UPDATE, WEIGHT_GRAD, Context, Seen)
 from gradientflow.probes.stats import Statistic
 from gradientflow.probes.sums import Sums
@@ -70,7 +70,7 @@ def _part(b: dict, rank: int) -> dict:
 def _seen(tap: str, b: dict, act: str) -> Seen | None:
     f = CATALOG[act]
     return {
-        builtin.CALL: None, INPUT: Seen(b["x"]), PRE: Seen(b["z"]), ACT: Seen(f(b["z"]), z=b["z"]),
+        CALL: None, INPUT: Seen(b["x"]), PRE: Seen(b["z"]), ACT: Seen(f(b["z"]), z=b["z"]),
         ACT_GRAD: Seen(b["gh"]), PRE_GRAD: Seen(b["gz"]), INPUT_GRAD: Seen(b["gx"]),
         WEIGHT_GRAD: Seen(b["weight_grad"]), UPDATE: Seen(b["after"], z=b["before"]), LOGITS: Seen(b["logits"]),
         GATES: Seen(list(b["gates"])), STATES: Seen([list(row) for row in b["states"]]),

@@ -46,13 +46,12 @@ from torch import Tensor
 from ..activations import Maxout
 from . import stats
 from .ranks import max_over_ranks
-from .state import ACT, ACT_GRAD, INPUT, INPUT_GRAD, PRE, PRE_GRAD, UPDATE, WEIGHT_GRAD, Row, Seen, State
+from .state import (ACT, ACT_GRAD, CALL, INPUT, INPUT_GRAD, PRE, PRE_GRAD, UPDATE, WEIGHT, WEIGHT_GRAD, Row, Seen,
+                    State)
 
 HIST_SAMPLE = 8192  # values per row and step counted into the histogram (an evenly strided sample)
 SIGN_UNITS = 64  # units per layer and step whose sign coherence is averaged
 SHARE_ROWS = 32  # samples of the batch per step on which the shares (saturated, zero) are counted
-CALL = "call"  # the tap fed once per forward call of a row (with its output), whatever else it is fed
-WEIGHT = "weight"  # read at a window's close, never fed
 
 NAN = math.nan
 GRADIENT = (1, 2, 0)  # a gradient's sums over W ranks: the first over W, the second over W^2, the count as is

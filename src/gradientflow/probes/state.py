@@ -28,6 +28,7 @@ from .stats import moment_sums
 from .sums import Sums
 
 # the taps: where a row is handed the model's tensors (a statistic reads one)
+CALL = "call"  # once per forward call of the row, with nothing: whatever else it is fed
 INPUT = "input"  # x, the row's input
 PRE = "pre_activation"  # z = W x + b, the layer's output (a function or norm row: its input)
 ACT = "activation"  # h = f(z), with the z the nonlinearity was applied to (``Seen.z``)
@@ -36,6 +37,7 @@ PRE_GRAD = "pre_activation_grad"  # dL/dz
 INPUT_GRAD = "input_grad"  # dL/dx
 WEIGHT_GRAD = "weight_grad"  # dL/dW, once per step (or per backward pass)
 UPDATE = "update"  # W after an optimiser step, with ``Seen.z`` the weights before it
+WEIGHT = "weight"  # never fed: read from the module when a window closes
 LOGITS = "attention_logits"  # (batch, heads, queries, keys) masked attention logits
 GATES = "gates"  # per recurrent row, its gates' pre-activations (T, N, gates * H)
 STATES = "hidden_states"  # per recurrent row, its hidden states

@@ -5,13 +5,15 @@ Maxout), ``calls`` (nonlinearities called as functions), ``norms`` (normalisatio
 from __future__ import annotations
 
 import math
-
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
+import torch
+from torch import Tensor
+
 from ...layers import Layer
-from ..state import Row
+from ..state import Row, Seen
 
 
 class Window(NamedTuple):
@@ -74,3 +76,13 @@ def assemble(kinds, window: Window, groups: frozenset[str]) -> list[dict]:
         for col in dropped:
             row.pop(col, None)
     return rows
+
+
+def on_grad(row: ActivationRow, taps: tuple[str, ...]):
+    """A tensor hook handing a gradient to ``taps`` (its moments computed once)."""
+    def hook(grad: Tensor):
+        with torch.no_grad():
+            seen = Seen(grad)
+            for tap in taps:
+                row.feed(tap, seen)
+    return hook

@@ -18,9 +18,8 @@ from torch import Tensor, nn
 from ...activations import Activation
 from ...layers import LayerFilter, selects
 from .. import builtin
-from ..state import ACT, ACT_GRAD, INPUT, PRE, Context, Seen
-from . import ActivationRow, Window
-from .layers import _on_grad
+from ..state import ACT, ACT_GRAD, CALL, INPUT, PRE, Context, Seen
+from . import ActivationRow, Window, on_grad
 
 
 class CallRows:
@@ -51,7 +50,7 @@ class CallRows:
              unit_dim: int | None = None, norm: bool = False) -> None:
         row = self.by_name.get(name) or self.row(name, function, record, h, unit_dim, norm)
         with torch.no_grad():
-            row.feed(builtin.CALL, None)
+            row.feed(CALL, None)
             if z is not None:
                 before = Seen(z)
                 row.feed(INPUT, before)
@@ -59,7 +58,7 @@ class CallRows:
             regions = h if z is None and function == "relu" else z  # in place: relu reads the same on h
             row.feed(ACT, Seen(h, z=regions if h.dim() else None))
         if h.requires_grad and row.reads(ACT_GRAD):
-            h.register_hook(_on_grad(row, (ACT_GRAD,)))
+            h.register_hook(on_grad(row, (ACT_GRAD,)))
 
     def state(self) -> list[ActivationRow]:
         return list(self.by_name.values())

@@ -20,8 +20,8 @@ from ...activations import Maxout
 from ...layers import LayerFilter, walk
 from .. import builtin
 from ..schedule import Plan
-from ..state import ACT, ACT_GRAD, INPUT, INPUT_GRAD, PRE, PRE_GRAD, UPDATE, WEIGHT_GRAD, Context, Seen
-from . import ActivationRow, Window
+from ..state import ACT, ACT_GRAD, CALL, INPUT, INPUT_GRAD, PRE, PRE_GRAD, UPDATE, WEIGHT_GRAD, Context, Seen
+from . import ActivationRow, Window, on_grad
 
 
 class Layers:
@@ -79,7 +79,7 @@ class Layers:
             last = self.last
             linked = x is not None and last is not None and x is last[0]
             with torch.no_grad():
-                row.feed(builtin.CALL, None)
+                row.feed(CALL, None)
                 if x is not None:
                     row.feed(INPUT, last[1] if linked else Seen(x))
                 out = Seen(output, z=output)
@@ -87,11 +87,11 @@ class Layers:
                 if no_activation:  # z is the layer's output h
                     self._activation(row, out)
             if output.requires_grad and any(row.reads(t) for t in grad_taps):
-                output.register_hook(_on_grad(row, grad_taps))
+                output.register_hook(on_grad(row, grad_taps))
             if linked:
                 row.gx_from = last[2]  # dL/dx is the previous layer's dL/dh
             elif x is not None and x.requires_grad and row.reads(INPUT_GRAD):
-                x.register_hook(_on_grad(row, (INPUT_GRAD,)))
+                x.register_hook(on_grad(row, (INPUT_GRAD,)))
         return hook
 
     def _on_activation(self, row: ActivationRow):
@@ -101,7 +101,7 @@ class Layers:
             with torch.no_grad():
                 self._activation(row, Seen(output, z=inputs[0]))
             if output.requires_grad and row.reads(ACT_GRAD):
-                output.register_hook(_on_grad(row, (ACT_GRAD,)))
+                output.register_hook(on_grad(row, (ACT_GRAD,)))
         return hook
 
     def _on_weight_grad(self, row: ActivationRow):
@@ -145,12 +145,3 @@ class Layers:
                 covered[id(row.layer.activation_module)] = None
         return covered
 
-
-def _on_grad(row: ActivationRow, taps: tuple[str, ...]):
-    """A tensor hook handing a gradient to ``taps`` (its moments computed once)."""
-    def hook(grad: Tensor):
-        with torch.no_grad():
-            seen = Seen(grad)
-            for tap in taps:
-                row.feed(tap, seen)
-    return hook
