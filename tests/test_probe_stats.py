@@ -78,9 +78,13 @@ def _seen(tap: str, b: dict, act: str) -> Seen | None:
     }.get(tap)
 
 
+EXTRA = {"nonfinite": (builtin.INPUT_MOMENTS, builtin.ACT_MOMENTS, builtin.PRE_MOMENTS, builtin.ACT_GRAD_MOMENTS)}
+"""What a statistic reads besides its ``needs`` (the nonfinite flags read every moment's)."""
+
+
 def _row(stat, act: str, ctx: Context) -> ActivationRow:
     stats = []
-    for s in (builtin.CALLS, *stat.needs, stat):
+    for s in (builtin.CALLS, *stat.needs, *EXTRA.get(stat.name, ()), stat):
         if s not in stats:
             stats.append(s)
     record = CATALOG[act]
@@ -100,12 +104,14 @@ def _window(stat, bundles: list[dict], act: str, ctx: Context | None = None, red
     ctx = ctx or Context(Sums(torch.device("cpu")), BINS, exact=True)
     ctx.active = ctx.heavy = True
     row = _row(stat, act, ctx)
-    for b in bundles:
+    for step, b in enumerate(bundles, 1):
+        ctx.sums.step = step
         for s in row.stats:
             s.add(row, _seen(s.tap, b, act))
+        ctx.sums.settle()
     if reduce:
         ranks.reduce([row], ctx.sums, WORLD, ctx.collective)
-    row.read(ctx.sums.read())
+    row.read(ctx.sums.read(), ctx.sums.read_first_bad())
     row.steps = row.values["n"][0]
     return row
 
@@ -173,6 +179,12 @@ def _gates(bundles):
     return {"gates": sums, "steps": [len(bundles)]}
 
 
+def _first_bad(bundles, keys) -> float:
+    """The first step (from 1) at which any of ``keys`` held an inf or NaN; NaN when none did."""
+    bad = [k for k, b in enumerate(bundles, 1) if any(not np.isfinite(b[key].numpy()).all() for key in keys)]
+    return float(bad[0]) if bad else float("nan")
+
+
 def _var(t):
     return t.var()
 
@@ -203,6 +215,8 @@ REFERENCE = {  # statistic -> (activation, window -> what it must give)
     "hidden_states": ("tanh", lambda bs: {"states": [_moments(_np(bs, "states")[:, r]) for r in range(2)]}),
     "time_grad": ("tanh", lambda bs: {"time_sq": (np.linalg.norm(_np(bs, "time"), axis=(3, 4)) ** 2).sum(0).tolist(),
                                       "time_n": [float(len(bs))] * T}),
+    "nonfinite": ("tanh", lambda bs: {"nonfinite_step": _first_bad(bs, ("x", "z")),
+                                      "nonfinite_grad_step": _first_bad(bs, ("gh",))}),
     "act_l1": ("tanh", lambda bs: {"act_l1": np.mean([np.abs(np.tanh(b["z"].double().numpy())).mean() for b in bs])}),
 }
 
@@ -211,7 +225,8 @@ STATS = {s.name: s for s in (*builtin.LAYER, *builtin.ACTIVATION, HEADS, GATE_VA
 STATS["act_l1"] = builtin.custom(L1)
 CASES = [(name, stat, act) for name, stat in STATS.items() for key, (act, _) in REFERENCE.items()
          if key.split(":")[0] == name]
-REDUCED = [c for c in CASES if c[0] != "act_l1"]  # a user's statistic is averaged over the ranks as it is
+REDUCED = [c for c in CASES if c[0] not in ("act_l1", "nonfinite")]  # a user's statistic is averaged over the
+# ranks as it is; the first non-finite step is each rank's own
 
 
 def _windows(seed: int, k: int) -> list[dict]:
@@ -229,6 +244,8 @@ def _close(got, want, where):
             _close(g, w, f"{where}[{i}]")
     elif want is None:
         assert got is None, (where, got)
+    elif isinstance(want, float) and np.isnan(want):
+        assert isinstance(got, float) and np.isnan(got), (where, got)
     else:
         assert got == pytest.approx(float(want), rel=2e-5, abs=1e-9), (where, got, want)
 
@@ -293,6 +310,17 @@ def test_closing_a_window_resets_its_state(name, stat, act):
             assert v == [0.0] * s.size, s.name
         else:
             assert v is None or (s.op == "max" and not v.any()), s.name
+
+
+def test_the_first_non_finite_step_is_found_forward_and_backward():
+    """An inf planted in z at step 2 and a NaN in dL/dh at step 3 are found at those steps (kept after)."""
+    bundles = _windows(6, 4)
+    bundles[1]["z"][0, 0] = torch.inf
+    bundles[2]["gh"][1, 2] = torch.nan
+    row = _window(builtin.NONFINITE, bundles, "tanh")
+    want = REFERENCE["nonfinite"][1](bundles)
+    assert want == {"nonfinite_step": 2.0, "nonfinite_grad_step": 3.0}
+    _close(builtin.NONFINITE.columns(row), want, "planted")
 
 
 def test_the_contract_fails_on_a_doctored_statistic():

@@ -25,6 +25,20 @@ from .activations import Activation, Maxout
 
 PARAMETRIC = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, Maxout)
 
+
+def transposed_linear(module: nn.Module) -> bool:
+    """A linear layer that stores its weight as (in, out) and computes x W + b: GPT-2's ``Conv1D``
+    (``transformers.pytorch_utils``), recognised by its name and its ``nf`` (out) and weight shape."""
+    weight = getattr(module, "weight", None)
+    return type(module).__name__ == "Conv1D" and isinstance(weight, Tensor) and weight.dim() == 2 \
+        and weight.shape[1] == getattr(module, "nf", None)
+
+
+def parametric(module: nn.Module) -> bool:
+    """Whether a module is a layer with weights the walk knows."""
+    return isinstance(module, PARAMETRIC) or transposed_linear(module)
+
+
 LayerFilter = tuple[type, ...] | list[str] | Callable[[str, nn.Module], bool] | None
 """Which modules are layers: module types, module names or globs, or a predicate ``(name, module) -> bool``."""
 
@@ -44,8 +58,18 @@ class Layer:
     activation: Activation | None
 
     @property
-    def weight(self) -> Tensor:
+    def parameter(self) -> Tensor:
+        """The weight parameter itself, as the optimiser holds it."""
         return self.module.linear.weight if isinstance(self.module, Maxout) else self.module.weight
+
+    @property
+    def weight(self) -> Tensor:
+        """The weight with one row per unit (a transposed view for a ``Conv1D``-style layer)."""
+        return self.unit_rows(self.parameter)
+
+    def unit_rows(self, t: Tensor) -> Tensor:
+        """A weight-shaped tensor (the weight, its gradient) with one row per unit."""
+        return t.t() if transposed_linear(self.module) else t
 
     @property
     def bias(self) -> Tensor | None:
@@ -84,7 +108,10 @@ def activation_of(module: nn.Module) -> Activation | None:
         return activations.prelu(float(module.weight.detach().mean()))
     if isinstance(module, nn.Hardtanh) and (module.min_val, module.max_val) != (-1.0, 1.0):
         return None
-    return _catalog_by_type().get(type(module))
+    found = _catalog_by_type().get(type(module))
+    if found is None and "GELU" in type(module).__name__ and not any(True for _ in module.children()):
+        return activations.CATALOG["gelu"]  # a model's own GELU or its tanh approximation (GPT-2's NewGELUActivation)
+    return found
 
 
 @functools.cache
@@ -119,12 +146,12 @@ def walk(model: nn.Module, wanted: LayerFilter = None) -> list[Layer]:
     inside_maxout = {id(m) for _, mo in named if isinstance(mo, Maxout) for m in mo.modules() if m is not mo}
     found = []
     for i, (name, module) in enumerate(named):
-        if id(module) in inside_maxout or not isinstance(module, PARAMETRIC) or not selects(wanted, name, module):
+        if id(module) in inside_maxout or not parametric(module) or not selects(wanted, name, module):
             continue
         act_module, act = None, None
         if not isinstance(module, Maxout):
             for _, nxt in named[i + 1:]:
-                if isinstance(nxt, PARAMETRIC):
+                if parametric(nxt):
                     break
                 act = activation_of(nxt)
                 if act is not None:

@@ -28,9 +28,7 @@ def runs_list(root, as_json) -> None:
         if damage:  # listed and marked, so that one bad file does not hide the other runs
             rows.append({**r.final(), "status": "damaged", "damage": damage})
             continue
-        c = r.config()
-        rows.append({**r.final(), "data": c.get("data"), "model": f"{c.get('depth')}x{c.get('width')} "
-                     f"{c.get('activation')}/{c.get('init')}", "optimizer": f"{c.get('optimizer')} lr={c.get('lr')}"})
+        rows.append({**r.final(), **_described(r.config())})
     if as_json:
         echo_json(rows)
     elif not rows:
@@ -40,6 +38,15 @@ def runs_list(root, as_json) -> None:
         for row in rows:
             for problem in row.get("damage", []):
                 click.echo(f"damaged: {problem}")
+
+
+def _described(c: dict) -> dict:
+    """The data, model and optimiser columns of a run: ours from its config; a trainer callback's
+    run (Lightning, Hugging Face) names its trainer and its model's class, with '-' for what it does not record."""
+    if c.get("integration"):
+        return {"data": "-", "model": f"{c.get('model')} ({c['integration']})", "optimizer": "-"}
+    return {"data": c.get("data"), "model": f"{c.get('depth')}x{c.get('width')} {c.get('activation')}/{c.get('init')}",
+            "optimizer": f"{c.get('optimizer')} lr={c.get('lr')}"}
 
 
 @runs_group.command("show")

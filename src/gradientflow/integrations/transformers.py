@@ -52,6 +52,8 @@ class GradientflowCallback(Watching, TrainerCallback):
         scalars = self.close_window(state.global_step)
         if logs is not None:
             logs.update(scalars)
+        if scalars and state.log_history and state.log_history[-1].get("step") == state.global_step:
+            state.log_history[-1].update(scalars)  # the trainer copied ``logs`` into its history before this
 
     def on_epoch_end(self, args, state, control, **kwargs):
         lines = self.lines()

@@ -31,7 +31,9 @@ steps; x is the layer's input, z = W x + b its output (the pre-activation), h = 
 - ``sign_coherence``: mean over units of the share of the unit's weight-gradient entries with the
   majority sign (C4's zig-zag: 1.0 for a layer fed by sigmoid outputs at batch size 1), averaged
   over at most ``SIGN_UNITS`` evenly spaced units per step;
-- ``distinct_units``: units that are not exact copies of another, read at the flush (C14).
+- ``distinct_units``: units that are not exact copies of another, read at the flush (C14);
+- ``nonfinite_step``, ``nonfinite_grad_step``: the first step at which the row's x, z or h, or its
+  dL/dh, dL/dz, dL/dx or dL/dW, held an inf or NaN (NaN while they never did; kept across windows).
 """
 
 from __future__ import annotations
@@ -102,8 +104,8 @@ def _act_grad_columns(row: Row) -> dict:
 
 def _glorot_columns(row: Row) -> dict:
     """Glorot & Bengio (2010), eqs. 10-11: Var z / Var x and Var(dL/dx) / Var(dL/dz)."""
-    v, src = row.values, row.gx_from
-    gx = _var(v["gx"]) if src is None else _var(src.values["gh"])
+    v = row.values
+    gx = _var(v["gx"]) if row.gx_from is None else _var(row.gx_from[0].values[row.gx_from[1]])
     ratio = lambda a, b: a / b if b > 0 else NAN  # noqa: E731
     return {"glorot_forward": ratio(_var(v["z"]), _var(v["x"])), "glorot_backward": ratio(gx, _var(v["gz"]))}
 
@@ -193,6 +195,18 @@ def _distinct_columns(row: Row) -> dict:
     return {"distinct_units": stats.distinct_rows(walked.weight, bias)}
 
 
+def _first_bad(row: Row, states: tuple[str, ...]) -> float:
+    return min((row.first_bad.get(s, math.inf) for s in states), default=math.inf)
+
+
+def _nonfinite_columns(row: Row) -> dict:
+    """The first step at which the row's forward values (x, z, h) and its gradients (dL/dh, dL/dz,
+    dL/dx, dL/dW) held a non-finite number; NaN while they never did."""
+    forward, backward = _first_bad(row, ("x", "z", "h")), _first_bad(row, ("gh", "gz", "gx", "weight_grad"))
+    return {"nonfinite_step": forward if forward < math.inf else NAN,
+            "nonfinite_grad_step": backward if backward < math.inf else NAN}
+
+
 def _count(row: Row, seen: Seen) -> None:
     row.add("n", 1)
 
@@ -220,16 +234,17 @@ SIGN_COHERENCE = Stat("sign_coherence", ("sign_coherence",), WEIGHT_GRAD, (State
 UPDATE_RATIO = Stat("update_ratio", ("updates",), UPDATE, (State("update", 2),), _add_update,
                     _mean_of("update", "update_ratio"))
 DISTINCT = Stat("distinct_units", ("distinct_units",), WEIGHT, (), lambda row, seen: None, _distinct_columns)
+NONFINITE = Stat("nonfinite", (), WEIGHT, (), lambda row, seen: None, _nonfinite_columns)
 
-ACTIVATION = (CALLS, ACT_MOMENTS, INPUT_MOMENTS, ACT_GRAD_MOMENTS, SHARES, DEAD, HISTOGRAM)
+ACTIVATION = (CALLS, ACT_MOMENTS, INPUT_MOMENTS, ACT_GRAD_MOMENTS, SHARES, DEAD, HISTOGRAM, NONFINITE)
 """The statistics of a row without weights of its own (a function call, a normalisation layer)."""
 LAYER = (CALLS, ACT_MOMENTS, INPUT_MOMENTS, PRE_MOMENTS, ACT_GRAD_MOMENTS, INPUT_GRAD_MOMENTS, GLOROT, SHARES, DEAD,
-         HISTOGRAM, WEIGHT_GRAD_NORM, SIGN_COHERENCE, UPDATE_RATIO, DISTINCT)
+         HISTOGRAM, WEIGHT_GRAD_NORM, SIGN_COHERENCE, UPDATE_RATIO, DISTINCT, NONFINITE)
 """The statistics of a layer with weights."""
 
 COLUMNS = ("act_mean", "act_std", "saturated", "zero", "dead", "input_mean_over_std", "in_mean", "in_std",
            "weight_grad_norm", "act_grad_norm", "glorot_forward", "glorot_backward", "update_ratio", "sign_coherence",
-           "distinct_units", "hist_lo", "hist_hi", "hist")
+           "distinct_units", "hist_lo", "hist_hi", "hist", "nonfinite_step", "nonfinite_grad_step")
 """The columns of layer and activation rows, in their order (NaN where a row has no such statistic)."""
 
 

@@ -15,14 +15,14 @@ SATURATED = 0.30  # share of pre-activations with |f'| < 5% of its max (C1, C15)
 VANISHED = 1e-2  # a layer's dL/dh norm below this fraction of the largest layer's (C2)
 EXPLODED = 1e2  # the input-side layer's dL/dh norm above this multiple of the output side's (C3)
 COLLAPSED = 1e-3  # last hidden layer's activation std below this fraction of the first's (C15)
-OFF_CENTRE = 1.0  # |mean x| / std x of a layer's input (C4, C19)
+OFF_CENTRE = 1.0  # |mean x| / std x of a layer's input (C4, C19): named as the zig-zag's cause
 COHERENT = 0.9  # share of a unit's weight-gradient entries sharing one sign (C4)
 UPDATE_RANGE = (1e-5, 1e-1)  # ||dW|| / ||W|| per step; CS231n's rule of thumb is about 1e-3
+DIVERGING = 1e3  # a layer's activation std over its first window's: the run is diverging
 # one-sided activations: their "saturated" side is the negative half-line, reported as dead units instead
 ATTENTION_COLLAPSED = 0.5  # share of a head's queries with one key over 99% of the weight
 HIDDEN_SCALE = (1e-2, 1e2)  # a normalisation layer's input std over its output std outside this range
-NORM_TYPES = ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d",
-              "LayerNorm", "GroupNorm")
+DIVERGED_STD = 1e2  # ... and above this absolute std (a layer that starts near zero may grow a thousandfold)
 RECURRENT_TYPES = ("LSTM", "GRU", "RNN")  # rows of recurrent layers
 RECURRENT_GATES = tuple(f"{k} gate" for k in RECURRENT_TYPES)  # and of their gates
 KEEP_STATE = {"RNN": "gated cells (LSTM or GRU)", "LSTM": "a forget-gate bias of 1 or more",
@@ -83,6 +83,9 @@ def analyse(rows: list[dict]) -> list[Finding]:
         return []
     last_step = max(r["last_step"] for r in rows)
     last = [r for r in rows if r["last_step"] == last_step]
+    diverged = _diverged(rows, last)
+    if diverged is not None:  # every other statistic of a diverged run describes the divergence
+        return [diverged]
     found: list[Finding] = _recurrent(last, rows)
     last = [r for r in last if not _recurrent_row(r)]  # the depth-wise rules are about layers in depth order
     hidden = [r for r in last if r.get("activation") not in (None, "", *NOT_HIDDEN) and not _nan(r.get("act_std"))] or last
@@ -120,7 +123,7 @@ def analyse(rows: list[dict]) -> list[Finding]:
                              "the initial scale is too small (C15): use Xavier (tanh) or He (ReLU)",
                              {"first_std": stds[0][1], "last_std": stds[-1][1]}))
     for r in last:  # a normalisation layer whose input has collapsed or blown up, rescaled to look healthy
-        if r.get("type") in NORM_TYPES and not _nan(r.get("in_std")) and not _nan(r.get("act_std")) \
+        if _norm_row(r) and not _nan(r.get("in_std")) and not _nan(r.get("act_std")) \
                 and r["act_std"] > 0 and not HIDDEN_SCALE[0] <= r["in_std"] / r["act_std"] <= HIDDEN_SCALE[1]:
             ratio = r["in_std"] / r["act_std"]
             found.append(Finding("hidden_scale", [r["layer"]],
@@ -140,33 +143,73 @@ def analyse(rows: list[dict]) -> list[Finding]:
                              "another guise): lower the learning rate or add warm-up, scale down the query/key "
                              "initialisation, or normalise queries and keys",
                              {r["layer"]: r["attn_collapsed"] for r in heads}))
-    off = [(r["layer"], r["input_mean_over_std"]) for r in last
-           if not _nan(r.get("input_mean_over_std")) and r["input_mean_over_std"] > OFF_CENTRE]
-    if off:
-        found.append(Finding("off_centre", [n for n, _ in off], f"layers {_span([n for n, _ in off])}: inputs not "
-                             f"zero-centred (|mean|/std up to {max(m for _, m in off):.2g})",
-                             "all-positive inputs make a unit's weight gradients share one sign (zig-zag, C4): "
-                             "centre the data (--normalize standardize, C19), prefer tanh to sigmoid (C5)",
-                             dict(off)))
-    coherent = [(r["layer"], r["sign_coherence"]) for r in last
-                if not _nan(r.get("sign_coherence")) and r["sign_coherence"] > COHERENT]
-    if coherent:
-        found.append(Finding("zigzag", [n for n, _ in coherent], f"layers {_span([n for n, _ in coherent])}: up to "
-                             f"{max(c for _, c in coherent):.0%} of each unit's weight gradients share one sign",
-                             "zig-zag updates (C4): zero-centred inputs, larger batches", dict(coherent)))
+    coherent = {r["layer"]: r["sign_coherence"] for r in last
+                if not _nan(r.get("sign_coherence")) and r["sign_coherence"] > COHERENT}
+    if coherent:  # the zig-zag measured; its cause named where the inputs are off-centre (C4, C19)
+        off = {r["layer"]: r["input_mean_over_std"] for r in last if r["layer"] in coherent
+               and not _nan(r.get("input_mean_over_std")) and r["input_mean_over_std"] > OFF_CENTRE}
+        names = list(coherent)
+        cause = (f"; their inputs are not zero-centred (|mean|/std up to {max(off.values()):.2g})" if off else "")
+        found.append(Finding("zigzag", names, f"layers {_span(names)}: up to {max(coherent.values()):.0%} of each "
+                             f"unit's weight gradients share one sign{cause}",
+                             "zig-zag updates (C4): centre the inputs (--normalize standardize, C19), prefer tanh to "
+                             "sigmoid (C5), larger batches" if off else "zig-zag updates (C4): larger batches",
+                             {**coherent, **{f"{k}:input_mean_over_std": v for k, v in off.items()}}))
     for r in last:
         units, distinct = r.get("units"), r.get("distinct_units")
         if units and distinct is not None and units > 1 and distinct == 1:
             found.append(Finding("symmetry", [r["layer"]], f"layer {r['layer']}: all {int(units)} units are "
                                  "copies of one", "symmetric (e.g. all-zero) init (C14): initialise weights "
                                  "randomly", {"distinct_units": distinct}))
-        u = r.get("update_ratio", math.nan)
-        if not _nan(u) and not UPDATE_RANGE[0] <= u <= UPDATE_RANGE[1]:
-            verdict = "too small: learning stalls" if u < UPDATE_RANGE[0] else "too large: training is unstable"
-            found.append(Finding("update_ratio", [r["layer"]], f"layer {r['layer']}: update/weight ratio "
-                                 f"{_fmt(u)} per step ({verdict})", "adjust the learning rate; about 1e-3 is "
-                                 "typical", {"update_ratio": u}))
+    found += _update_ratios(last)
     return found
+
+
+def _update_ratios(last: list[dict]) -> list[Finding]:
+    """One finding for the layers whose update/weight ratio per step is out of range, too small and too
+    large apart (a frozen layer has no update ratio, and says nothing)."""
+    found = []
+    for low, verdict in ((True, "too small: learning stalls"), (False, "too large: training is unstable")):
+        out = {r["layer"]: r["update_ratio"] for r in last if not _nan(r.get("update_ratio"))
+               and (r["update_ratio"] < UPDATE_RANGE[0] if low else r["update_ratio"] > UPDATE_RANGE[1])}
+        if out:
+            names, worst = list(out), (min if low else max)(out.values())
+            found.append(Finding("update_ratio", names, f"layers {_span(names)}: update/weight ratio per step "
+                                 f"down to {_fmt(worst)} ({verdict})" if low else f"layers {_span(names)}: update/weight "
+                                 f"ratio per step up to {_fmt(worst)} ({verdict})",
+                                 "adjust the learning rate; about 1e-3 is typical", out))
+    return found
+
+
+def _diverged(rows: list[dict], last: list[dict]) -> Finding | None:
+    """The first step and place where values stopped being finite (the probes' own device-side flags):
+    forward values first appear in the earliest layer, gradients in the last one the backward reached
+    first; or, while finite, activations grown over ``DIVERGING`` times their first window's scale."""
+    marks = [(r["nonfinite_step"], i, r["layer"], "activations") for i, r in enumerate(last)
+             if not _nan(r.get("nonfinite_step"))]
+    marks += [(r["nonfinite_grad_step"], -i, r["layer"], "gradients") for i, r in enumerate(last)
+              if not _nan(r.get("nonfinite_grad_step"))]
+    if marks:
+        step, _, layer, what = min(marks)
+        names = [m[2] for m in sorted(marks) if m[0] == step]
+        return Finding("diverged", [layer], f"values stopped being finite at step {int(step)}: first in layer {layer}'s "
+                       f"{what}" + (f" (then {_span(names[1:])})" if len(names) > 1 else ""),
+                       "divergence (C3): lower the learning rate, clip gradients by norm (--clip-norm), add warm-up",
+                       {"step": int(step), "layer": layer, "in": what})
+    first = {}
+    for r in sorted(rows, key=lambda r: r["last_step"]):
+        if not _nan(r.get("act_std")) and r["act_std"] > 0:
+            first.setdefault(r["layer"], r)
+    grown = [(r["act_std"] / first[r["layer"]]["act_std"], r) for r in last
+             if r["layer"] in first and not _nan(r.get("act_std")) and first[r["layer"]] is not r
+             and not _norm_row(r)]
+    grown = [(g, r) for g, r in grown if g > DIVERGING and r["act_std"] > DIVERGED_STD]
+    if not grown:
+        return None
+    ratio, r = grown[0]  # forward order: where the growth starts
+    return Finding("diverged", [r["layer"]], f"activations grew {_fmt(ratio)}× since step {first[r['layer']]['first_step']}, "
+                   f"from layer {r['layer']} on", "divergence (C3): lower the learning rate, clip gradients by norm "
+                   "(--clip-norm), add warm-up", {"ratio": ratio, "layer": r["layer"]})
 
 
 def _saturated(kind: str, noun: str, rows: list[dict], advice: str, detail=lambda r: "") -> list[Finding]:
@@ -213,6 +256,11 @@ def _recurrent(last: list[dict], rows: list[dict]) -> list[Finding]:
                                  f"{_fmt(ratio)}× by the first", "exploding gradients through time (C3): clip by "
                                  "norm (--clip-norm), smaller recurrent weights", {"ratio": ratio}))
     return found
+
+
+def _norm_row(r: dict) -> bool:
+    """A normalisation layer's row (torch's, or a model's own such as ``LlamaRMSNorm``)."""
+    return "Norm" in str(r.get("type") or "") and r.get("activation") in (None, "")
 
 
 def _nan(v) -> bool:

@@ -8,7 +8,10 @@ A call is named after the module whose output it is applied to (``F.relu(self.fc
 module: ``"block.fc1:relu"``), else after the innermost module running (``"block:relu"``), with
 ``#2``, ``#3`` for further calls under the same name in one forward pass. Calls made by an
 activation *module* (``nn.ReLU`` calls ``F.relu``) are left to that module's own hook.
-``F.scaled_dot_product_attention`` calls are handed on as attention (``"block:attention"``).
+``F.scaled_dot_product_attention`` calls are handed on as attention (``"block:attention"``), and so
+is a softmax over the last dimension of a 4-d tensor (batch, heads, queries, keys) taken inside a
+module whose class name says it is attention (the eager path of Hugging Face models): its input
+is the masked, scaled logits.
 
 The first sampled step is a discovery pass; if the model makes no such call, nothing is
 installed again and the other steps cost nothing. Where it does, the mode and the hooks are
@@ -69,6 +72,13 @@ for _fns, _name, _record in (
         FUNCTIONS[_fn] = (_name, _record)
 
 
+_QUIET = threading.local()  # inside any probe's own recomputation on this thread (a nested probe's too)
+
+
+def _quiet() -> bool:
+    return getattr(_QUIET, "depth", 0) > 0
+
+
 def _is_activation_module(module: nn.Module) -> bool:
     return activation_of(module) is not None or isinstance(module, (nn.Softmax, nn.GELU, nn.SiLU, nn.Mish))
 
@@ -78,25 +88,26 @@ class Calls(TorchFunctionMode):
     ``seen``; every other call passes straight through."""
 
     def __init__(self, seen: Callable[[str, str, Activation | None, Tensor, Tensor], None],
-                 attended: Callable[[str, tuple, dict], None] | None = None):
+                 attended: Callable[[str, tuple, dict], None] | None = None,
+                 weighed: Callable[[str, Tensor], None] | None = None):
         super().__init__()
-        self.seen, self.attended = seen, attended
+        self.seen, self.attended, self.weighed = seen, attended, weighed
         self.stack: list[tuple[str, nn.Module]] = []
         self.counts: dict[tuple[str, str], int] = {}
         self.names: dict[int, str] = {}
         self.produced: dict[int, tuple[Tensor, str]] = {}  # id(output) -> (the output, its module's name)
         self.handles: list = []
-        self.quiet = 0
 
     @contextmanager
     def paused(self):
         """The probe's own recomputations (attention weights, unrolled recurrent layers) are not
-        the model's calls: inside this block every call passes straight through."""
-        self.quiet += 1
+        the model's calls: inside this block every call passes straight through, for every probe
+        watching on this thread (a probe nested in another's ``with`` block)."""
+        _QUIET.depth = getattr(_QUIET, "depth", 0) + 1
         try:
             yield
         finally:
-            self.quiet -= 1
+            _QUIET.depth -= 1
 
     def start(self, model: nn.Module) -> None:
         """Before the model's forward: name its modules, track the module stack, enter the mode."""
@@ -135,21 +146,34 @@ class Calls(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        if func is F.scaled_dot_product_attention and self.attended is not None and not self.quiet \
+        if func is F.scaled_dot_product_attention and self.attended is not None and not _quiet() \
                 and not (self.stack and isinstance(self.stack[-1][1], nn.MultiheadAttention)):  # that has its own hook
             self.attended(self._name(self.stack[-1][0] if self.stack else "", "attention"), args, kwargs)
             return out
         entry = FUNCTIONS.get(func)
-        if entry is None or self.quiet or not isinstance(out, Tensor) or not args or not isinstance(args[0], Tensor):
+        if entry is None or _quiet() or not isinstance(out, Tensor) or not args or not isinstance(args[0], Tensor):
             return out
         if self.stack and _is_activation_module(self.stack[-1][1]):
             return out  # nn.ReLU and friends: their own module hook sees them
         fn, record = entry
+        if fn == "softmax" and self.weighed is not None and self._over_keys(args, kwargs):
+            self.weighed(self._name(self._attention_module(), "attention"), args[0])
+            return out
         made = self.produced.get(id(args[0]))
         where = made[1] if made is not None and made[0] is args[0] else self.stack[-1][0] if self.stack else ""
         z = args[0] if out is not args[0] else None  # in place (relu_): the input is gone
         self.seen(self._name(where, fn), fn, record(args, kwargs), z, out)
         return out
+
+    def _attention_module(self) -> str | None:
+        """The innermost running module whose class name says it is attention, or None."""
+        return next((name for name, module in reversed(self.stack) if "Attention" in type(module).__name__), None)
+
+    def _over_keys(self, args: tuple, kwargs: dict) -> bool:
+        """A softmax over the keys of (batch, heads, queries, keys) logits inside an attention module."""
+        dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+        return args[0].dim() == 4 and dim in (-1, 3) and self._attention_module() is not None \
+            and not any(isinstance(m, nn.MultiheadAttention) for _, m in self.stack)  # that has its own hook
 
     def _name(self, where: str, fn: str) -> str:
         """"where:fn", then "where:fn#2", ... for further calls under the same name in one forward."""

@@ -55,19 +55,19 @@ class Probe:
         self.groups, self.custom = choose_stats(stats)
         self.schedule = Schedule(every, update_every, window, exact, "updates" in self.groups)
         self._history = History(keep_windows)
-        ctx = self._ctx = Context(Sums(_device(model)), bins, exact,
-                                  ranks.all_reduce if self.world > 1 else None)
-        self._calls = Calls(self._on_call, self._on_sdpa)
+        self._calls = Calls(self._on_call, self._on_sdpa, self._on_weights)
+        ctx = self._ctx = Context(Sums(_device(model)), bins, exact, ranks.all_reduce if self.world > 1 else None,
+                                  self._calls.paused)
         # the weight gradient read once per optimiser step: the accumulated (manual) or the
         # all-reduced (DistributedDataParallel) one, as the optimiser sees it
         at_step = self.manual or self.world > 1
-        self._layers = Layers(model, layers, ctx, builtin.chosen(builtin.LAYER, self.groups, self.custom), self.custom,
-                              at_step)
         activation_stats = builtin.chosen(builtin.ACTIVATION, self.groups, self.custom)
+        self._layers = Layers(model, layers, ctx, builtin.chosen(builtin.LAYER, self.groups, self.custom), self.custom,
+                              at_step, activation_stats)
         self._functions = FunctionCalls(model, layers, ctx, activation_stats, self.custom)
         self._norms = Norms(model, layers, ctx, activation_stats, self.custom)
-        self._heads = Heads(model, layers, ctx, self._calls.paused, self._functions.chooses)
-        self._gates = Gates(model, layers, ctx, self._calls.paused)
+        self._heads = Heads(model, layers, ctx, self._functions.chooses)
+        self._gates = Gates(model, layers, ctx)
         self._kinds = (self._layers, self._functions, self._norms, self._heads, self._gates)
         if not (self._layers.found or self._norms.modules or self._heads.modules or self._gates.found):
             if layers is not None:
@@ -111,11 +111,11 @@ class Probe:
     def attach(self) -> "Probe":
         if not self.manual:
             self._handles.append(self.model.register_forward_pre_hook(self._on_step))
-            self._handles.append(self.model.register_forward_hook(self._on_step_end, always_call=True))
+        self._handles.append(self.model.register_forward_hook(self._on_forward_end, always_call=True))
         if self.world > 1 and not self.manual:  # DDP: the gradient after the all-reduce, before the update
             from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-            weights = {id(layer.weight) for layer in self.layers}
+            weights = {id(layer.parameter) for layer in self.layers}
 
             def before_step(optimizer, args, kwargs):
                 if any(id(p) in weights for group in optimizer.param_groups for p in group["params"]):
@@ -134,8 +134,11 @@ class Probe:
         self._on_step(self.model, ())
 
     def end_step(self) -> None:
-        """The step begun by ``begin_step`` has ended."""
-        self._on_step_end(self.model, (), None)
+        """The step begun by ``begin_step`` has ended: nothing is measured until the next one begins
+        (a validation or evaluation loop run between steps is not seen)."""
+        self._layers.end_forward()
+        self._stop_looking()
+        self._ctx.active = False
 
     def before_optimizer_step(self) -> None:
         """The step's gradients are complete (``steps="manual"``): read each probed layer's weight
@@ -184,6 +187,7 @@ class Probe:
         elif not plan.measure and self._step_handles:
             self._uninstall()
         ctx.sums.settle()  # the last step's values, in one go
+        ctx.sums.step = self.step
         if plan.measure:
             self._window_sampled += 1
             self._sampled += 1
@@ -194,7 +198,14 @@ class Probe:
         if plan.measure and self._look:  # functional activations: sampled steps only
             self._calls.start(self.model)
 
-    def _on_step_end(self, module, inputs, output) -> None:
+    def _on_forward_end(self, module, inputs, output) -> None:
+        """The watched model's forward has ended (with ``steps="manual"``, one forward of the step)."""
+        self._layers.end_forward()
+        if not self.manual:
+            self._stop_looking()
+
+    def _stop_looking(self) -> None:
+        """Leave the function mode at the end of a step's forward (a manual step's end)."""
         if self._calls.active:
             self._calls.stop()
             if not self._looked:  # none found at the first look: never look again
@@ -206,15 +217,18 @@ class Probe:
     def _on_sdpa(self, name: str, args: tuple, kwargs: dict) -> None:
         self._heads.seen(name, args, kwargs)
 
+    def _on_weights(self, name: str, logits) -> None:
+        self._heads.weighed(name, logits)
+
     def _close_window(self) -> list[dict]:
         """Read every row's state back (one transfer for the scalars, one per tensor state), reduced
         across ranks first, build the rows in forward order, reset the state and keep the rows."""
         ctx, state = self._ctx, [row for kind in self._kinds for row in kind.state()]
         if self.world > 1:
             ranks.reduce(state, ctx.sums, self.world, ctx.collective)
-        host = ctx.sums.read()
+        host, first_bad = ctx.sums.read(), ctx.sums.read_first_bad()
         for row in state:
-            row.read(host)
+            row.read(host, first_bad)
         rows = assemble(self._kinds, Window(self._window_start, self.step, self._window_sampled, self.manual),
                         self.groups)
         ctx.sums.zero()

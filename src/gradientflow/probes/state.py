@@ -18,6 +18,7 @@ or ``op="max"`` (a flag set on any rank). Reset and reduction are generic over t
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -79,6 +80,7 @@ class Context:
     bins: int
     exact: bool
     collective: Callable | None = None  # the all-reduce across ranks (``ranks.all_reduce``); None for one process
+    paused: Callable = contextlib.nullcontext  # inside it, torch calls are the probe's own, not the model's
     active: bool = False  # this step is sampled and is a training pass: the taps measure
     heavy: bool = False  # this sampled step also counts the histogram and the sign coherence
     seen: int = 0  # rows placed in the forward pass so far
@@ -102,6 +104,7 @@ class Row:
     at: dict[str, int] = field(default_factory=dict)  # scalar state -> where it starts in the buffer
     tensors: dict[str, Tensor | None] = field(default_factory=dict)
     values: dict = field(default_factory=dict)
+    first_bad: dict = field(default_factory=dict)
     _by_tap: dict[str, list] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -139,11 +142,14 @@ class Row:
         have = self.tensors[name]
         self.tensors[name] = value if have is None else have + value
 
-    def read(self, host: list[float]) -> None:
-        """Take this row's values from the buffer's ``host`` copy (the tensors stay tensors)."""
+    def read(self, host: list[float], first_bad: list[float] | None = None) -> None:
+        """Take this row's values from the buffer's ``host`` copy (the tensors stay tensors), and per
+        scalar state the first step it saw a non-finite value (``first_bad``; inf: never)."""
         specs = self.specs
         self.values = {name: host[at:at + specs[name].size] for name, at in self.at.items()}
         self.values.update(self.tensors)
+        if first_bad is not None:
+            self.first_bad = {name: min(first_bad[at:at + specs[name].size]) for name, at in self.at.items()}
 
     def zero(self) -> None:
         """The tensors start again (the buffer is zeroed by its owner, once for every row)."""
@@ -152,3 +158,8 @@ class Row:
                 t.zero_()
             else:
                 self.tensors[name] = None
+
+
+def recomputing() -> bool:
+    """A forward run inside a backward pass (activation checkpointing recomputes it): not a new call."""
+    return torch._C._current_graph_task_id() != -1

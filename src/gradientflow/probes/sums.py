@@ -6,6 +6,10 @@ statistic itself for a 256 x 500 layer. Here a step's scalars wait in lists, sti
 on the device, and join the buffer together: one stack and one ``index_add_`` per dtype, at the
 start of the next step or when the sums are read. Numbers known on the host (how many values a
 statistic saw) are added in Python and never touch the device. Nothing is read back until ``read``.
+
+Beside the sums, per sum, the first step (``step``, set by the probe) at which a value added to it
+was not finite (inf or NaN): what a diverging run is found by, flagged on the device in the same
+settle, with no read-back per step. It is kept across windows (``zero`` leaves it).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ class Sums:
     def __init__(self, device: torch.device):
         self.device = device
         self.total = torch.zeros(0, dtype=torch.float64, device=device)
+        self.first_bad = torch.zeros(0, dtype=torch.float64, device=device)
+        self.step = 0  # the step whose values are waiting
         self.host: list[float] = []
         self.waiting: dict[torch.dtype, tuple[list[Tensor], list[int]]] = {}
 
@@ -27,6 +33,7 @@ class Sums:
         start = len(self.host)
         self.host += [0.0] * slots
         self.total = torch.cat([self.total, torch.zeros(slots, dtype=torch.float64, device=self.device)])
+        self.first_bad = torch.cat([self.first_bad, torch.full((slots,), torch.inf, dtype=torch.float64, device=self.device)])
         return start
 
     def add(self, at: int, value: Tensor | float) -> None:
@@ -42,13 +49,21 @@ class Sums:
         """Add every waiting value into the buffer: per dtype, one stack and one index_add_."""
         for values, where in self.waiting.values():
             index = torch.tensor(where, device=self.device)
-            self.total.index_add_(0, index, torch.stack(values).reshape(-1).to(torch.float64))
+            stacked = torch.stack(values).reshape(-1).to(torch.float64)
+            self.total.index_add_(0, index, stacked)
+            bad = torch.where(torch.isfinite(stacked), torch.inf, float(self.step)).to(torch.float64)
+            self.first_bad.scatter_reduce_(0, index, bad, "amin")
         self.waiting = {}
 
     def read(self) -> list[float]:
         """Every sum (one transfer from the device)."""
         self.settle()
         return [d + h for d, h in zip(self.total.tolist(), self.host)]
+
+    def read_first_bad(self) -> list[float]:
+        """Per sum, the first step a non-finite value was added to it (inf: never; one transfer)."""
+        self.settle()
+        return self.first_bad.tolist()
 
     def zero(self) -> None:
         self.settle()

@@ -12,6 +12,7 @@ from typing import NamedTuple, Protocol
 import torch
 from torch import Tensor
 
+from ...activations import Activation
 from ...layers import Layer
 from ..state import Row, Seen
 
@@ -54,8 +55,9 @@ class ActivationRow(Row):
     saturated_region: tuple = ()
     dead_region: tuple = ()
     hist_range: tuple = (None, None)
-    gx_from: Row | None = None  # the row whose dL/dh is this layer's dL/dx
+    gx_from: tuple[Row, str] | None = None  # the row and gradient state that hold this layer's dL/dx
     layer: Layer | None = None
+    record: Activation | None = None  # its nonlinearity's catalog record (a layer's: paired by data flow)
     units: int = 0
     steps: float = 0.0
 

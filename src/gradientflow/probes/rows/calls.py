@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from ...activations import Activation
 from ...layers import LayerFilter, selects
 from .. import builtin
-from ..state import ACT, ACT_GRAD, CALL, INPUT, PRE, Context, Seen
+from ..state import ACT, ACT_GRAD, CALL, INPUT, PRE, Context, Seen, recomputing
 from . import ActivationRow, Window, on_grad
 
 
@@ -31,24 +31,28 @@ class CallRows:
         self.kinds: dict[str, tuple[str, str | None]] = {}  # row name -> (type, activation) columns
 
     def row(self, name: str, function: str, record: Activation | None, h: Tensor, unit_dim: int | None,
-            norm: bool) -> ActivationRow:
+            kind: str) -> ActivationRow:
         if unit_dim is None:
             unit_dim = 1 if h.dim() == 4 else -1  # (N, C, H, W): channels; else the last dimension
         if h.dim() < 2:
             unit_dim = 0
-        lo_hi = record.output_range() if record is not None else ((0.0, 1.0) if function == "softmax" else (None, None))
-        row = ActivationRow(name, self.ctx, self.stats, unit_dim=unit_dim, nonlinear=record is not None,
-                            saturated_region=record.saturated_region() if record is not None else (),
-                            dead_region=record.dead_region() if record is not None else (), hist_range=lo_hi)
+        with self.ctx.paused():  # the regions are found with torch calls of the probe's own
+            lo_hi = record.output_range() if record is not None else ((0.0, 1.0) if function == "softmax" else (None, None))
+            row = ActivationRow(name, self.ctx, self.stats, unit_dim=unit_dim, nonlinear=record is not None,
+                                saturated_region=record.saturated_region() if record is not None else (),
+                                dead_region=record.dead_region() if record is not None else (), hist_range=lo_hi)
         row.units = h.shape[unit_dim] if h.dim() else 1
         self.ctx.place(row)
         self.by_name[name] = row
-        self.kinds[name] = (function, None) if norm else ("function", record.name if record is not None else function)
+        activation = record.name if record is not None else function
+        self.kinds[name] = {"norm": (function, None), "activation": (function, activation)}.get(kind, ("function", activation))
         return row
 
     def seen(self, name: str, function: str, record: Activation | None, z: Tensor | None, h: Tensor,
-             unit_dim: int | None = None, norm: bool = False) -> None:
-        row = self.by_name.get(name) or self.row(name, function, record, h, unit_dim, norm)
+             unit_dim: int | None = None, kind: str = "function") -> None:
+        """A call of ``function`` (a torch function's name, or a module's class name): its row is of
+        type "function", or for ``kind`` "norm" and "activation" (a module's call) of its class name."""
+        row = self.by_name.get(name) or self.row(name, function, record, h, unit_dim, kind)
         with torch.no_grad():
             row.feed(CALL, None)
             if z is not None:
@@ -89,6 +93,8 @@ class FunctionCalls:
         """Nothing: the probe's mode hands the calls over (``seen``)."""
 
     def seen(self, name: str, function: str, record: Activation | None, z: Tensor | None, h: Tensor) -> None:
+        if recomputing():
+            return
         if name in self.calls.by_name or self.chooses(name):
             self.calls.seen(name, function, record, z, h)
 

@@ -19,7 +19,7 @@ from ...activations import CATALOG
 from ...layers import LayerFilter, selects
 from .. import recurrent, stats
 from ..builtin import Stat
-from ..state import GATES, STATES, TIME_GRAD, Context, Row, Seen, State
+from ..state import GATES, STATES, TIME_GRAD, Context, Row, Seen, State, recomputing
 from . import Window
 
 
@@ -64,8 +64,8 @@ TIME = Stat("time_grad", (), TIME_GRAD, (State("time_sq", 0, (2,)), State("time_
 
 
 class Gates:
-    def __init__(self, model: nn.Module, chosen: LayerFilter, ctx: Context, paused: Callable):
-        self.ctx, self.paused = ctx, paused
+    def __init__(self, model: nn.Module, chosen: LayerFilter, ctx: Context):
+        self.ctx = ctx
         self.found: list[Row] = []
         for name, m in model.named_modules():
             if (isinstance(m, recurrent.CELLS) or isinstance(m, nn.RNNBase) and m.mode in recurrent.GATES) \
@@ -81,15 +81,15 @@ class Gates:
 
     def _on_layer(self, row: Row):
         def hook(module, args, kwargs, output):
-            if not self.ctx.active:
+            if not self.ctx.active or recomputing():
                 return
-            with self.paused(), torch.enable_grad():  # its tanh calls are not the model's
+            with self.ctx.paused(), torch.enable_grad():  # its tanh calls are not the model's
                 unrolled = recurrent.unroll(module, args, kwargs)
             if unrolled is None:
                 row.unmodelled = "PackedSequence input: gates and gradients through time are not probed for it"
                 return
             self.ctx.place(row)
-            with torch.no_grad(), self.paused():
+            with torch.no_grad(), self.ctx.paused():
                 row.feed(GATES, Seen(unrolled.gates))
                 row.feed(STATES, Seen(unrolled.states))
             outputs = recurrent.module_outputs(module, output)
@@ -101,9 +101,9 @@ class Gates:
 
     def _on_cell(self, row: Row):
         def hook(module, args, kwargs, output):
-            if not self.ctx.active:
+            if not self.ctx.active or recomputing():
                 return
-            with torch.no_grad(), self.paused():
+            with torch.no_grad(), self.ctx.paused():
                 pre = recurrent.cell_gates(module, args, kwargs)
                 if pre is None:
                     return

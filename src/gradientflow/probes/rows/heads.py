@@ -16,7 +16,7 @@ from torch import nn
 from ...layers import LayerFilter, selects
 from .. import attention
 from ..builtin import Stat
-from ..state import LOGITS, Context, Row, Seen, State
+from ..state import LOGITS, Context, Row, Seen, State, recomputing
 from . import Window
 
 HEADS = Stat("attention", (), LOGITS, (State("heads", 0),),
@@ -26,8 +26,8 @@ HEADS = Stat("attention", (), LOGITS, (State("heads", 0),),
 
 
 class Heads:
-    def __init__(self, model: nn.Module, chosen: LayerFilter, ctx: Context, paused: Callable, chooses: Callable):
-        self.ctx, self.paused, self.chooses = ctx, paused, chooses
+    def __init__(self, model: nn.Module, chosen: LayerFilter, ctx: Context, chooses: Callable):
+        self.ctx, self.chooses = ctx, chooses
         self.modules = [(Row(name or type(m).__name__, ctx, (HEADS,)), m) for name, m in model.named_modules()
                         if isinstance(m, nn.MultiheadAttention) and selects(chosen, name, m)]
         self.head_dim = {id(row): m.head_dim for row, m in self.modules}
@@ -39,23 +39,29 @@ class Heads:
 
     def _on_module(self, row: Row):
         def hook(module, args, kwargs, output):
-            if self.ctx.active:
-                with self.paused():
+            if self.ctx.active and not recomputing():
+                with self.ctx.paused():
                     self._feed(row, attention.head_logits(module, args, kwargs))
         return hook
 
     def seen(self, name: str, args: tuple, kwargs: dict) -> None:
         """A ``scaled_dot_product_attention`` call, named after the module that made it."""
-        if name not in self.calls and not self.chooses(name):
+        if recomputing() or name not in self.calls and not self.chooses(name):
             return
-        with self.paused():
+        with self.ctx.paused():
             logits = attention.sdpa_logits(args, kwargs)
         if logits is not None:
-            if name not in self.calls:
-                self.calls[name] = Row(name, self.ctx, (HEADS,))
-                query = args[0] if args else kwargs["query"]
-                self.head_dim[id(self.calls[name])] = query.shape[-1]
-            self._feed(self.calls[name], logits)
+            query = args[0] if args else kwargs["query"]
+            self.weighed(name, logits, query.shape[-1])
+
+    def weighed(self, name: str, logits, head_dim: int | None = None) -> None:
+        """(batch, heads, queries, keys) logits of an attention computed by hand (a softmax over keys)."""
+        if recomputing() or name not in self.calls and not self.chooses(name):
+            return
+        if name not in self.calls:
+            self.calls[name] = Row(name, self.ctx, (HEADS,))
+            self.head_dim[id(self.calls[name])] = head_dim
+        self._feed(self.calls[name], logits.detach())
 
     @torch.no_grad()
     def _feed(self, row: Row, logits) -> None:

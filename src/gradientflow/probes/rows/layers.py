@@ -1,105 +1,166 @@
-"""Layer rows: each parametric module ``layers.walk`` finds (Linear, Conv1d/2d/3d, Maxout), with the
-activation module it feeds.
+"""Layer rows: each parametric module ``layers.walk`` finds (Linear, Conv1d/2d/3d, Maxout, and
+transposed linear layers such as GPT-2's ``Conv1D``), each with the nonlinearity that consumes its
+output, found by data flow on every call.
 
-Taps: the module's forward hook hands it x (``INPUT``) and z (``PRE``; with no activation module,
-z is also h, ``ACT``); the activation module's hook hands it h with z; tensor hooks hand it dL/dz,
+On a sampled step the forward hooks follow each layer call's output z through the modules that
+pass a signal on unchanged in kind (normalisation, dropout, ``Identity``) to the activation module
+that consumes it: that call's activation is this row's. An activation module shared by several
+layers (one ``ReLU`` called after each of two convolutions) is seen at each of them; a layer whose
+output no activation consumes has h = z (a read-out, a projection into a residual sum). An
+activation module call that consumes no probed layer's output (a ReLU after a residual sum) gets a
+row of its own, named after the module, with the activation columns.
+
+Taps: the layer's forward hook hands it x (``INPUT``) and z (``PRE``); the consuming activation's
+hook hands it h with z (``ACT``), or the end of the forward z itself; tensor hooks hand it dL/dz,
 dL/dx and dL/dh; the weight's post-accumulate hook (or ``weight_grads``, once per optimiser step)
 dL/dW; the step's start the weights after an update beside a copy from before it (``UPDATE``).
-A layer whose input is the previous layer's activation (the same tensor) takes that tensor's
-moments and its dL/dx from the previous row instead of measuring them again.
+An input that is a tensor some row already measured (its z or h) reuses its moments and its
+gradient instead of measuring them again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from ...activations import Maxout
-from ...layers import LayerFilter, walk
+from ...activations import Activation, Maxout
+from ...layers import LayerFilter, activation_of, walk
 from .. import builtin
 from ..schedule import Plan
-from ..state import ACT, ACT_GRAD, CALL, INPUT, INPUT_GRAD, PRE, PRE_GRAD, UPDATE, WEIGHT_GRAD, Context, Seen
+from ..state import (ACT, ACT_GRAD, CALL, INPUT, INPUT_GRAD, PRE, PRE_GRAD, UPDATE, WEIGHT_GRAD, Context, Seen,
+                     recomputing)
 from . import ActivationRow, Window, on_grad
+from .calls import CallRows
+from .norms import is_norm
+
+PASS_THROUGH = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity)
+"""Modules between a layer and its activation that keep the pairing (besides normalisation layers)."""
+
+
+@dataclass(eq=False)
+class _Call:
+    """One call of a layer in this forward: its output z and whether an activation consumed it."""
+
+    row: ActivationRow
+    z: Tensor
+    seen: Seen
+    consumed: bool = False
 
 
 class Layers:
     def __init__(self, model: nn.Module, chosen: LayerFilter, ctx: Context, stats: tuple, users: tuple,
-                 grads_at_step: bool):
+                 grads_at_step: bool, activation_stats: tuple = ()):
         self.ctx, self.users, self.grads_at_step = ctx, users, grads_at_step
-        self.found: list[ActivationRow] = []
-        for layer in walk(model, chosen):
-            act = layer.activation
-            self.found.append(ActivationRow(
-                layer.name, ctx, stats, unit_dim=layer.unit_dim, nonlinear=layer.nonlinearity is not None,
-                saturated_region=act.saturated_region() if act else (), dead_region=act.dead_region() if act else (),
-                hist_range=act.output_range() if act else (None, None), layer=layer))
-        self.last: tuple[Tensor, Seen, ActivationRow] | None = None  # the last activation seen in this forward
+        self.found = [ActivationRow(layer.name, ctx, stats, unit_dim=layer.unit_dim, layer=layer,
+                                    nonlinear=isinstance(layer.module, Maxout)) for layer in walk(model, chosen)]
+        named = list(model.named_modules())
+        inside = {id(m) for row in self.found if isinstance(row.layer.module, Maxout) for m in row.layer.module.modules()}
+        self.activations = [(name, m, record) for name, m in named if id(m) not in inside
+                            for record in [activation_of(m)] if record is not None and not isinstance(m, nn.Identity)]
+        self.passing = [m for _, m in named if isinstance(m, PASS_THROUGH) or is_norm(m)]
+        self.alone = CallRows(ctx, activation_stats, users)  # activation calls that consume no layer's output
         self.snapshots: dict[int, Tensor] = {}
+        self._forward()
+
+    def _forward(self) -> None:
+        """Forget the last forward's tensors (the next one starts)."""
+        self.source: dict[int, tuple[Tensor, _Call]] = {}  # a tensor that carries a layer call's output z
+        self.made: dict[int, tuple[Tensor, ActivationRow, Seen, str]] = {}  # a row's z or h: its moments, grad state
+        self.calls: list[_Call] = []
 
     def install(self, add: Callable) -> None:
         for row in self.found:
             layer = row.layer
             add(layer.module.register_forward_hook(self._on_output(row)))
-            if layer.activation_module is not None:
-                add(layer.activation_module.register_forward_hook(self._on_activation(row)))
-            if layer.weight.requires_grad and row.reads(WEIGHT_GRAD) and not self.grads_at_step:
-                add(layer.weight.register_post_accumulate_grad_hook(self._on_weight_grad(row)))
+            if layer.parameter.requires_grad and row.reads(WEIGHT_GRAD) and not self.grads_at_step:
+                add(layer.parameter.register_post_accumulate_grad_hook(self._on_weight_grad(row)))
+        for name, module, record in self.activations:
+            add(module.register_forward_hook(self._on_activation(name or type(module).__name__, record)))
+        for module in self.passing:
+            add(module.register_forward_hook(self._on_passing))
 
     @torch.no_grad()
     def step(self, plan: Plan, measure_update: bool) -> None:
-        """A step starts: measure the update since the copy, copy the weights if the plan says so."""
+        """A step starts: measure the update since the copy, copy the weights if the plan says so.
+        A frozen weight has no update to measure."""
         if measure_update:
             for i, row in enumerate(self.found):
                 if i in self.snapshots:
-                    row.feed(UPDATE, Seen(row.layer.weight.detach(), z=self.snapshots[i]))
+                    row.feed(UPDATE, Seen(row.layer.parameter.detach(), z=self.snapshots[i]))
         if plan.snapshot:
             for i, row in enumerate(self.found):
-                if row.reads(UPDATE):
-                    w = row.layer.weight.detach()
+                w = row.layer.parameter
+                if row.reads(UPDATE) and w.requires_grad:
                     if i not in self.snapshots or self.snapshots[i].shape != w.shape:
                         self.snapshots[i] = torch.empty_like(w)
-                    self.snapshots[i].copy_(w)
-        self.last = None
+                    self.snapshots[i].copy_(w.detach())
+        self._forward()
 
-    def _activation(self, row: ActivationRow, seen: Seen) -> None:
-        row.feed(ACT, seen)
-        self.last = (seen.t, seen, row)
+    def end_forward(self) -> None:
+        """The forward has ended: a layer call whose output no activation consumed has h = z."""
+        with torch.no_grad():
+            for call in self.calls:
+                if not call.consumed:
+                    call.row.feed(ACT, call.seen)
+        self._forward()
 
     def _on_output(self, row: ActivationRow):
-        no_activation = row.layer.activation_module is None
-        grad_taps = (PRE_GRAD, ACT_GRAD) if no_activation else (PRE_GRAD,)
-
         def hook(module, inputs, output):
-            if not self.ctx.active or not isinstance(output, Tensor):
+            if not self.ctx.active or not isinstance(output, Tensor) or recomputing():
                 return
             self.ctx.place(row)
             x = inputs[0] if inputs and isinstance(inputs[0], Tensor) else None
-            last = self.last
-            linked = x is not None and last is not None and x is last[0]
+            known = self.made.get(id(x)) if x is not None else None
+            known = known if known is not None and known[0] is x else None
+            out = Seen(output, z=output)
             with torch.no_grad():
                 row.feed(CALL, None)
                 if x is not None:
-                    row.feed(INPUT, last[1] if linked else Seen(x))
-                out = Seen(output, z=output)
+                    row.feed(INPUT, known[2] if known else Seen(x))
                 row.feed(PRE, out)
-                if no_activation:  # z is the layer's output h
-                    self._activation(row, out)
-            if output.requires_grad and any(row.reads(t) for t in grad_taps):
-                output.register_hook(on_grad(row, grad_taps))
-            if linked:
-                row.gx_from = last[2]  # dL/dx is the previous layer's dL/dh
+                if isinstance(module, Maxout):  # its own nonlinearity: h is its output
+                    row.feed(ACT, out)
+            call = _Call(row, output, out, consumed=isinstance(module, Maxout))
+            if not call.consumed:
+                self.calls.append(call)
+                self.source[id(output)] = (output, call)
+            self.made[id(output)] = (output, row, out, "gh" if call.consumed else "gz")
+            if output.requires_grad and (row.reads(PRE_GRAD) or row.reads(ACT_GRAD)):
+                output.register_hook(_on_z_grad(call))
+            if known:
+                row.gx_from = (known[1], known[3])  # dL/dx is that row's gradient of the same tensor
             elif x is not None and x.requires_grad and row.reads(INPUT_GRAD):
                 x.register_hook(on_grad(row, (INPUT_GRAD,)))
         return hook
 
-    def _on_activation(self, row: ActivationRow):
+    def _on_passing(self, module, inputs, output) -> None:
+        if self.ctx.active and inputs and isinstance(output, Tensor):
+            src = self.source.get(id(inputs[0]))
+            if src is not None and src[0] is inputs[0]:
+                self.source[id(output)] = (output, src[1])
+
+    def _on_activation(self, name: str, record: Activation):
         def hook(module, inputs, output):
-            if not self.ctx.active or not isinstance(output, Tensor):
+            if not self.ctx.active or not isinstance(output, Tensor) or not inputs \
+                    or not isinstance(inputs[0], Tensor) or recomputing():
                 return
+            z = inputs[0]
+            src = self.source.get(id(z))
+            call = src[1] if src is not None and src[0] is z else None
+            if call is None or call.consumed:
+                self.alone.seen(name, type(module).__name__, record, z, output, kind="activation")
+                return
+            call.consumed, row = True, call.row
+            if row.record is None:
+                with self.ctx.paused():  # the regions are found with torch calls of the probe's own
+                    _pair(row, record)
+            seen = Seen(output, z=z)
             with torch.no_grad():
-                self._activation(row, Seen(output, z=inputs[0]))
+                row.feed(ACT, seen)
+            self.made[id(output)] = (output, row, seen, "gh")
             if output.requires_grad and row.reads(ACT_GRAD):
                 output.register_hook(on_grad(row, (ACT_GRAD,)))
         return hook
@@ -108,19 +169,19 @@ class Layers:
         def hook(param: Tensor):
             if self.ctx.active and param.grad is not None:
                 with torch.no_grad():
-                    row.feed(WEIGHT_GRAD, Seen(param.grad))
+                    row.feed(WEIGHT_GRAD, Seen(row.layer.unit_rows(param.grad)))
         return hook
 
     @torch.no_grad()
     def weight_grads(self) -> None:
         """Each layer's weight gradient as the optimiser will see it (accumulated, all-reduced)."""
         for row in self.found:
-            g = row.layer.weight.grad
-            if g is not None and row.layer.weight.requires_grad:
-                row.feed(WEIGHT_GRAD, Seen(g))
+            g = row.layer.parameter.grad
+            if g is not None and row.layer.parameter.requires_grad:
+                row.feed(WEIGHT_GRAD, Seen(row.layer.unit_rows(g)))
 
     def state(self) -> list[ActivationRow]:
-        return self.found
+        return [*self.found, *self.alone.state()]
 
     def rows(self, window: Window) -> list[tuple[int, dict]]:
         out = []
@@ -129,19 +190,36 @@ class Layers:
                 continue
             row.steps = window.steps(row)
             walked = row.layer
-            header = {"layer": row.name, "type": type(walked.module).__name__, "activation": walked.nonlinearity,
+            activation = "maxout" if isinstance(walked.module, Maxout) else row.record.name if row.record else None
+            header = {"layer": row.name, "type": type(walked.module).__name__, "activation": activation,
                       "units": walked.units, "first_step": window.first_step, "last_step": window.last_step,
                       "sampled_steps": int(row.steps)}
             out.append((row.order, builtin.columns(row, header, self.users)))
-        return out
+        return out + self.alone.rows(window)
 
     def covers(self) -> dict[int, str | None]:
         covered = {}
         for row in self.found:
             module = row.layer.module
-            inside = module.modules() if isinstance(module, Maxout) else (module,)
-            covered.update({id(m): None for m in inside})
-            if row.layer.activation_module is not None:
-                covered[id(row.layer.activation_module)] = None
+            covered.update({id(m): None for m in (module.modules() if isinstance(module, Maxout) else (module,))})
+        covered.update({id(m): None for _, m, _ in self.activations})
         return covered
 
+
+def _pair(row: ActivationRow, record: Activation) -> None:
+    """The row's nonlinearity, from the first activation that consumes its output."""
+    row.record, row.nonlinear = record, True
+    row.saturated_region, row.dead_region = record.saturated_region(), record.dead_region()
+    if row.hist_range == (None, None):
+        row.hist_range = record.output_range()
+
+
+def _on_z_grad(call: _Call):
+    """dL/dz of one call; it is also dL/dh when no activation consumed z (known once the forward ended)."""
+    def hook(grad: Tensor):
+        with torch.no_grad():
+            seen = Seen(grad)
+            call.row.feed(PRE_GRAD, seen)
+            if not call.consumed:
+                call.row.feed(ACT_GRAD, seen)
+    return hook

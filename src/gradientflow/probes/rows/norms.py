@@ -1,6 +1,10 @@
-"""Normalisation layers (batch, instance, layer and group norm; torch's and a model's own RMSNorm
-are not yet known): a row each, with the activation columns of its output and its input's mean and
-std (``calls.CallRows``; units along the channels, or the last dimension for ``LayerNorm``)."""
+"""Normalisation layers: a row each, with the activation columns of its output and its input's mean
+and std (``calls.CallRows``; units along the channels, or the last dimension for layer and RMS norms).
+
+Torch's batch, instance, layer, group and RMS norms by type; a model's own (Llama's ``LlamaRMSNorm``,
+T5's ``T5LayerNorm``) by what it is: a module without children whose class name says it normalises
+and whose parameters are all vectors (a per-feature gain and bias).
+"""
 
 from __future__ import annotations
 
@@ -9,18 +13,32 @@ from collections.abc import Callable
 from torch import Tensor, nn
 
 from ...layers import LayerFilter, selects
-from ..state import Context
+from ..state import Context, recomputing
 from . import ActivationRow, Window
 from .calls import CallRows
 
-NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)
+
+
+def is_norm(module: nn.Module) -> bool:
+    if isinstance(module, NORMS):
+        return True
+    name = type(module).__name__
+    params = list(module.parameters(recurse=False))
+    return "Norm" in name and not any(True for _ in module.children()) and all(p.dim() == 1 for p in params) \
+        and not isinstance(module, nn.Embedding)
+
+
+def _last_dim(module: nn.Module) -> bool:
+    """Whether the norm normalises over the last dimension (layer and RMS norms) rather than channels."""
+    return isinstance(module, (nn.LayerNorm, nn.RMSNorm)) or not isinstance(module, NORMS)
 
 
 class Norms:
     def __init__(self, model: nn.Module, chosen: LayerFilter, ctx: Context, stats: tuple, users: tuple):
         self.ctx = ctx
         self.modules = [(name or type(m).__name__, m) for name, m in model.named_modules()
-                        if isinstance(m, NORMS) and selects(chosen, name, m)]
+                        if is_norm(m) and selects(chosen, name, m)]
         self.calls = CallRows(ctx, stats, users)
 
     def install(self, add: Callable) -> None:
@@ -29,9 +47,10 @@ class Norms:
 
     def _on_norm(self, name: str):
         def hook(module, inputs, output):
-            if self.ctx.active and inputs and isinstance(inputs[0], Tensor) and isinstance(output, Tensor):
+            if self.ctx.active and inputs and isinstance(inputs[0], Tensor) and isinstance(output, Tensor) \
+                    and not recomputing():
                 self.calls.seen(name, type(module).__name__, None, inputs[0], output,
-                                unit_dim=-1 if isinstance(module, nn.LayerNorm) else 1, norm=True)
+                                unit_dim=-1 if _last_dim(module) else 1, kind="norm")
         return hook
 
     def state(self) -> list[ActivationRow]:
