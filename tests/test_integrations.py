@@ -127,6 +127,28 @@ def test_the_lightning_callback_counts_an_optimiser_step_of_accumulated_batches_
     assert set(callback.probe.history()["sampled_steps"]) == {4}
 
 
+def test_only_training_batches_enter_the_lightning_windows(tmp_path):
+    """Validation batches 70 times the training data's scale, before training and twice an epoch
+    between its steps: the first layer's input std stays the training data's (about 1), and the runs
+    list names the trainer and the model."""
+    from gradientflow.integrations.lightning import GradientflowCallback
+
+    module = _lightning_module(depth=2, std=0.3)
+    module.validation_step = lambda batch, *_: module.net(batch[0]).sum()
+    callback = GradientflowCallback(out=tmp_path / "gf", every=1)
+    big = _loader()
+    big.dataset.tensors = (big.dataset.tensors[0] * 70, big.dataset.tensors[1])
+    trainer = _trainer(tmp_path, callback, epochs=1, num_sanity_val_steps=2, val_check_interval=0.5)
+    trainer.fit(module, _loader(), big)
+    history = callback.probe.history()
+    first = history[history["layer"] == "net.0"]
+    assert len(first) == 1 and first["sampled_steps"].iloc[0] == 8  # the 8 training batches, no others
+    assert 0.8 < first["in_std"].iloc[0] < 1.2
+    assert "saturated" not in {f.kind for f in callback.findings}
+    r = _invoke("runs", "list", str(tmp_path))
+    assert r.exit_code == 0 and "Tiny (lightning)" in r.output and "None" not in r.output
+
+
 def test_the_lightning_callback_stores_a_run_logs_scalars_and_finds_the_vanishing_gradient(tmp_path, caplog):
     import csv
     import logging
@@ -166,8 +188,9 @@ def _hf_models():
                                                     max_position_embeddings=32, num_labels=2))
     gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_embd=32, n_layer=2, n_head=2, n_positions=32,
                                       activation_function="gelu", bos_token_id=0, eos_token_id=0))
-    return {"bert": (bert, "bert.encoder.layer.0.attention.self:attention:head0", "bert.encoder.layer.0.intermediate.dense:gelu"),
-            "gpt2": (gpt2, "transformer.h.0.attn:attention:head0", "transformer.h.0.mlp.c_fc:gelu")}
+    # the MLP's first layer with the GELU module that consumes its output (GPT-2's is a Conv1D)
+    return {"bert": (bert, "bert.encoder.layer.0.attention.self:attention:head0", "bert.encoder.layer.0.intermediate.dense"),
+            "gpt2": (gpt2, "transformer.h.0.attn:attention:head0", "transformer.h.0.mlp.c_fc")}
 
 
 @pytest.mark.parametrize("name", ["bert", "gpt2"])
@@ -202,6 +225,7 @@ def test_the_transformers_callback_watches_attention_and_mlp_per_optimiser_step(
     assert run.status()["status"] == "finished"
     stored = {r["layer"] for r in run.table("probes").to_pylist()}
     assert {head, mlp} <= stored
+    assert {r["activation"] for r in run.table("probe_layers").to_pylist() if r["layer"] == mlp} == {"gelu"}
     r = _invoke("inspect", str(run.path), "--json")
     assert r.exit_code == 0 and {head, mlp} <= {x["layer"] for x in json.loads(r.output)["layers"]}
 
