@@ -99,3 +99,20 @@ def test_prelu_module_learns_one_slope_per_unit_or_one_shared():
 def test_lecun_tanh_maps_one_to_about_one():
     assert float(CATALOG["lecun_tanh"](torch.tensor(1.0, dtype=torch.float64))) == pytest.approx(1.0, abs=1e-4)
     assert math.isclose(float(CATALOG["lecun_tanh"](torch.tensor(1e6))), 1.7159, rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("make,dead", [
+    (activations.relu6, ((None, 0.0), (6.0, None))),
+    (activations.hardsigmoid, ((None, -3.0), (3.0, None))),
+    (activations.hardswish, ((None, -3.0),)),
+])
+def test_the_probes_records_beyond_the_catalog_have_autograds_derivative_and_their_dead_sides(make, dead):
+    """ReLU6, hard sigmoid and hard swish (MobileNets): the closed-form derivative is autograd's on a
+    grid and at the kinks; f' = 0 exactly on the sides the formulas say."""
+    act = make()
+    x = torch.cat([torch.linspace(-8, 8, 3201, dtype=torch.float64),
+                   torch.tensor(act.kinks, dtype=torch.float64)]).requires_grad_(True)
+    act.fn(x).sum().backward()
+    torch.testing.assert_close(act.derivative(x.detach()), x.grad, rtol=0, atol=0)
+    assert act.dead_region() == dead
+    assert act.name not in activations.CATALOG

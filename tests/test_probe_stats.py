@@ -30,7 +30,7 @@ from gradientflow.probes.state import (ACT, ACT_GRAD, CALL, GATES, INPUT, INPUT_
 from gradientflow.probes.stats import Statistic
 from gradientflow.probes.sums import Sums
 
-N, UNITS, FAN, HEADS_N, L, S, T, HIDDEN, BINS, WORLD = 8, 6, 5, 2, 3, 4, 4, 3, 10, 2
+N, UNITS, FAN, HEADS_N, L, S, T, HIDDEN, BINS, WORLD = 8, 6, 16, 2, 3, 4, 4, 3, 10, 2
 LSTM = torch.nn.LSTM(2, HIDDEN, bidirectional=True)  # two (layer, direction) rows; only its shape is read
 SAT_TANH = np.arctanh(np.sqrt(0.95))  # |tanh'(z)| = 1 - tanh(z)^2 < 5% of its maximum 1 (C1)
 SAT_SIGMOID = np.log((1 + np.sqrt(0.95)) / (1 - np.sqrt(0.95)))  # sigma (1 - sigma) < 5% of its maximum 1/4

@@ -131,6 +131,38 @@ def elu(alpha: float = 1.0) -> Activation:
     )
 
 
+def relu6() -> Activation:
+    """ReLU6, f(x) = min(max(0, x), 6) (Krizhevsky 2010; MobileNetV2, Sandler et al. 2018).
+
+    f'(x) = 1 for 0 < x < 6, else 0 (torch's convention at both kinks): dead on both sides.
+    Not in ``CATALOG`` (the probes know it in users' models; the experiments do not use it).
+    """
+    return Activation("relu6", F.relu6, lambda x: ((x > 0) & (x < 6)).to(x.dtype), lambda width: nn.ReLU6(),
+                      "min(max(0, x), 6)", "Krizhevsky 2010; Sandler et al. 2018", kinks=(0.0, 6.0))
+
+
+def hardsigmoid() -> Activation:
+    """Hard sigmoid, f(x) = relu6(x + 3) / 6 (MobileNetV3, Howard et al. 2019).
+
+    f'(x) = 1/6 for -3 < x < 3, else 0 (torch's backward uses 1/6 rounded to float32, so does this).
+    Not in ``CATALOG``, like ``relu6``.
+    """
+    sixth = float(torch.tensor(1 / 6, dtype=torch.float32))
+    return Activation("hardsigmoid", F.hardsigmoid, lambda x: ((x > -3) & (x < 3)).to(x.dtype) * sixth,
+                      lambda width: nn.Hardsigmoid(), "relu6(x + 3) / 6", "Howard et al. 2019", kinks=(-3.0, 3.0))
+
+
+def hardswish() -> Activation:
+    """Hard swish, f(x) = x relu6(x + 3) / 6 (MobileNetV3, Howard et al. 2019).
+
+    f'(x) = 0 for x <= -3, x / 3 + 1/2 for -3 < x < 3, 1 for x >= 3 (torch's branches and arithmetic).
+    Not in ``CATALOG``, like ``relu6``.
+    """
+    return Activation("hardswish", F.hardswish,
+                      lambda x: torch.where(x <= -3, torch.zeros_like(x), torch.where(x < 3, x / 3 + 0.5, torch.ones_like(x))),
+                      lambda width: nn.Hardswish(), "x relu6(x + 3) / 6", "Howard et al. 2019", kinks=(-3.0, 3.0))
+
+
 def _sigmoid_derivative(x: Tensor) -> Tensor:
     s = torch.sigmoid(x)
     return s * (1 - s)

@@ -106,12 +106,27 @@ def activation_of(module: nn.Module) -> Activation | None:
         return activations.elu(module.alpha)
     if isinstance(module, nn.PReLU):
         return activations.prelu(float(module.weight.detach().mean()))
+    if isinstance(module, nn.ReLU6):
+        return _named_variant("relu6")
     if isinstance(module, nn.Hardtanh) and (module.min_val, module.max_val) != (-1.0, 1.0):
         return None
+    if isinstance(module, (nn.Hardswish, nn.Hardsigmoid)):
+        return _named_variant(type(module).__name__.lower())
     found = _catalog_by_type().get(type(module))
-    if found is None and "GELU" in type(module).__name__ and not any(True for _ in module.children()):
-        return activations.CATALOG["gelu"]  # a model's own GELU or its tanh approximation (GPT-2's NewGELUActivation)
+    name = type(module).__name__
+    if found is None and not any(True for _ in module.children()) and not any(True for _ in module.parameters()):
+        # a model's own: a GELU or its tanh approximation (GPT-2's NewGELUActivation), a SiLU (HF's SiLUActivation)
+        if "GELU" in name:
+            return activations.CATALOG["gelu"]
+        if "SiLU" in name or "Swish" in name:
+            return activations.CATALOG["silu"]
     return found
+
+
+@functools.cache
+def _named_variant(name: str) -> Activation:
+    """The records the probes know beyond the catalog, built once each."""
+    return {"relu6": activations.relu6, "hardswish": activations.hardswish, "hardsigmoid": activations.hardsigmoid}[name]()
 
 
 @functools.cache

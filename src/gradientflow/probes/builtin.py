@@ -30,7 +30,8 @@ steps; x is the layer's input, z = W x + b its output (the pre-activation), h = 
   ``update_every`` sampled steps (it needs a copy of the weights, so it is sampled more sparsely);
 - ``sign_coherence``: mean over units of the share of the unit's weight-gradient entries with the
   majority sign (C4's zig-zag: 1.0 for a layer fed by sigmoid outputs at batch size 1), averaged
-  over at most ``SIGN_UNITS`` evenly spaced units per step;
+  over at most ``SIGN_UNITS`` evenly spaced units per step (NaN for units of fewer than
+  ``SIGN_MIN_FAN`` weights);
 - ``distinct_units``: units that are not exact copies of another, read at the flush (C14);
 - ``nonfinite_step``, ``nonfinite_grad_step``: the first step at which the row's x, z or h, or its
   dL/dh, dL/dz, dL/dx or dL/dW, held an inf or NaN (NaN while they never did; kept across windows).
@@ -53,6 +54,7 @@ from .state import (ACT, ACT_GRAD, CALL, INPUT, INPUT_GRAD, PRE, PRE_GRAD, UPDAT
 
 HIST_SAMPLE = 8192  # values per row and step counted into the histogram (an evenly strided sample)
 SIGN_UNITS = 64  # units per layer and step whose sign coherence is averaged
+SIGN_MIN_FAN = 16  # the fewest weights per unit for which sign coherence is measured
 SHARE_ROWS = 32  # samples of the batch per step on which the shares (saturated, zero) are counted
 
 NAN = math.nan
@@ -171,7 +173,9 @@ def _add_weight_grad(row: Row, seen: Seen) -> None:
 
 
 def _add_sign(row: Row, seen: Seen) -> None:
-    if row.ctx.heavy:
+    """On heavy steps, for units with at least ``SIGN_MIN_FAN`` weights (a depthwise 3 x 3 convolution's
+    nine entries share a sign for reasons of their own: neighbouring pixels of one channel)."""
+    if row.ctx.heavy and seen.t[0].numel() >= SIGN_MIN_FAN:
         row.add("sign", stats.sign_coherence(seen.t, SIGN_UNITS))
         row.add("sign", 1, 1)
 

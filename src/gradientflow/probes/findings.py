@@ -28,7 +28,7 @@ RECURRENT_GATES = tuple(f"{k} gate" for k in RECURRENT_TYPES)  # and of their ga
 KEEP_STATE = {"RNN": "gated cells (LSTM or GRU)", "LSTM": "a forget-gate bias of 1 or more",
               "GRU": "an update-gate bias that carries more of the state"}  # what lets a gradient through time
 NOT_HIDDEN = ("softmax",)  # a distribution over classes or keys (functional rows), not a hidden layer
-ONE_SIDED = ("relu", "leaky_relu", "prelu", "elu", "selu", "gelu", "silu", "mish", "softplus")
+ONE_SIDED = ("relu", "leaky_relu", "prelu", "elu", "selu", "gelu", "silu", "mish", "softplus", "relu6", "hardswish")
 
 
 @dataclass(frozen=True)

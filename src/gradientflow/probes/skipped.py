@@ -26,6 +26,8 @@ def skipped(model: nn.Module, covers: dict[int, str | None], chosen) -> list[tup
 def _why(module: nn.Module) -> str | None:
     """Why a module has no row of its own; None for a container whose parts are judged one by one."""
     kind = type(module).__name__
+    if isinstance(module, nn.Identity):
+        return f"{kind}: passes its input on unchanged"
     if isinstance(module, nn.Embedding):
         return f"{kind}: a table lookup, not a layer with a nonlinearity"
     if activation_of(module) is not None:
