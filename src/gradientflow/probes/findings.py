@@ -23,6 +23,7 @@ DIVERGING = 1e3  # a layer's activation std over its first window's: the run is 
 ATTENTION_COLLAPSED = 0.5  # share of a head's queries with one key over 99% of the weight
 HIDDEN_SCALE = (1e-2, 1e2)  # a normalisation layer's input std over its output std outside this range
 DIVERGED_STD = 1e2  # ... and above this absolute std (a layer that starts near zero may grow a thousandfold)
+BLOWN_UP = 1e4  # an activation or input std above this: the signal has blown up (a norm layer may hide it)
 RECURRENT_TYPES = ("LSTM", "GRU", "RNN")  # rows of recurrent layers
 RECURRENT_GATES = tuple(f"{k} gate" for k in RECURRENT_TYPES)  # and of their gates
 KEEP_STATE = {"RNN": "gated cells (LSTM or GRU)", "LSTM": "a forget-gate bias of 1 or more",
@@ -184,7 +185,8 @@ def _update_ratios(last: list[dict]) -> list[Finding]:
 def _diverged(rows: list[dict], last: list[dict]) -> Finding | None:
     """The first step and place where values stopped being finite (the probes' own device-side flags):
     forward values first appear in the earliest layer, gradients in the last one the backward reached
-    first; or, while finite, activations grown over ``DIVERGING`` times their first window's scale."""
+    first; or, while finite, the first layer (in forward order) whose activations or inputs blew up
+    past ``BLOWN_UP`` in std, or grew over ``DIVERGING`` times their first window's scale."""
     marks = [(r["nonfinite_step"], i, r["layer"], "activations") for i, r in enumerate(last)
              if not _nan(r.get("nonfinite_step"))]
     marks += [(r["nonfinite_grad_step"], -i, r["layer"], "gradients") for i, r in enumerate(last)
@@ -196,6 +198,14 @@ def _diverged(rows: list[dict], last: list[dict]) -> Finding | None:
                        f"{what}" + (f" (then {_span(names[1:])})" if len(names) > 1 else ""),
                        "divergence (C3): lower the learning rate, clip gradients by norm (--clip-norm), add warm-up",
                        {"step": int(step), "layer": layer, "in": what})
+    blown = [(max(r.get(k) or 0.0 for k in ("act_std", "in_std") if not _nan(r.get(k))), r) for r in last
+             if any(not _nan(r.get(k)) for k in ("act_std", "in_std"))]
+    blown = [(std, r) for std, r in blown if std > BLOWN_UP]
+    if blown:
+        std, r = blown[0]
+        return Finding("diverged", [r["layer"]], f"the signal blew up: std {_fmt(std)} at layer {r['layer']} first "
+                       f"(of {len(blown)} layers over {_fmt(BLOWN_UP)})", "divergence (C3): lower the learning rate, "
+                       "clip gradients by norm (--clip-norm), add warm-up", {"std": std, "layer": r["layer"]})
     first = {}
     for r in sorted(rows, key=lambda r: r["last_step"]):
         if not _nan(r.get("act_std")) and r["act_std"] > 0:
