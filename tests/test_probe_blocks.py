@@ -226,3 +226,30 @@ def test_rms_norms_transposed_linears_and_gelu_modules_are_known():
     assert not any("tanh" in name for name in s.index)  # the GELU's inner tanh is no nonlinearity of its own
     assert s.loc["2", "weight_grad_norm"] > 0 and s.loc["2", "distinct_units"] == 24
     assert not [name for name, _ in probe.skipped if name in ("1", "2", "3", "4")]
+
+
+def test_a_compiled_model_is_probed_as_the_eager_one():
+    """``torch.compile`` (the eager backend: Dynamo's graph capture, no code generation): the probe's hooks
+    run outside the graph, so the compiled model gives the eager model's rows and numbers."""
+    def run(compile_it):
+        torch.manual_seed(9)
+        net = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 3))
+        model = torch.compile(net, backend="eager") if compile_it else net
+        s, found, _ = _train(model, torch.randn(32, 8), torch.randint(0, 3, (32,)), steps=4)
+        return s.rename(index=lambda name: name.removeprefix("_orig_mod.")), found
+
+    (eager, _), (compiled, found) = run(False), run(True)
+    assert list(compiled.index) == list(eager.index) == ["0", "2", "4"]
+    for col in ("act_std", "dead", "act_grad_norm", "weight_grad_norm", "glorot_forward"):
+        assert compiled[col].tolist() == pytest.approx(eager[col].tolist(), rel=1e-5, nan_ok=True), col
+    assert found == []
+
+
+def test_autocast_to_bfloat16_keeps_the_probe_working():
+    torch.manual_seed(10)
+    net = nn.Sequential(nn.Linear(8, 32), nn.GELU(), nn.Linear(32, 3))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        s, found, _ = _train(net, torch.randn(32, 8), torch.randint(0, 3, (32,)), steps=4)
+    assert s.loc["0", "activation"] == "gelu" and 0 < s.loc["0", "act_std"] < 10
+    assert s.loc["0", "act_grad_norm"] > 0 and s.loc["0", "weight_grad_norm"] > 0
+    assert found == []

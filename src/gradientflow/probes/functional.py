@@ -116,8 +116,8 @@ class Calls(TorchFunctionMode):
         # the module hooks below are the process's, seen by every thread: keep to this one (two
         # probes training in two threads, as the lab's sessions do, would fill each other's stack)
         self.thread = threading.get_ident()
-        self.handles = [nn.modules.module.register_module_forward_pre_hook(self._push),
-                        nn.modules.module.register_module_forward_hook(self._pop)]
+        self.handles = [nn.modules.module.register_module_forward_pre_hook(torch.compiler.disable(self._push)),
+                        nn.modules.module.register_module_forward_hook(torch.compiler.disable(self._pop))]
         self.__enter__()
 
     def stop(self) -> None:
@@ -146,24 +146,30 @@ class Calls(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
+        if func in FUNCTIONS or func is F.scaled_dot_product_attention:
+            self._after(func, args, kwargs, out)
+        return out
+
+    @torch.compiler.disable  # the probe's own bookkeeping stays out of a compiled graph
+    def _after(self, func, args: tuple, kwargs: dict, out) -> None:
+        """Hand a call of an activation (or of ``scaled_dot_product_attention``) to the probe."""
         if func is F.scaled_dot_product_attention and self.attended is not None and not _quiet() \
                 and not (self.stack and isinstance(self.stack[-1][1], nn.MultiheadAttention)):  # that has its own hook
             self.attended(self._name(self.stack[-1][0] if self.stack else "", "attention"), args, kwargs)
-            return out
+            return
         entry = FUNCTIONS.get(func)
         if entry is None or _quiet() or not isinstance(out, Tensor) or not args or not isinstance(args[0], Tensor):
-            return out
+            return
         if self.stack and _is_activation_module(self.stack[-1][1]):
-            return out  # nn.ReLU and friends: their own module hook sees them
+            return  # nn.ReLU and friends: their own module hook sees them
         fn, record = entry
         if fn == "softmax" and self.weighed is not None and self._over_keys(args, kwargs):
             self.weighed(self._name(self._attention_module(), "attention"), args[0])
-            return out
+            return
         made = self.produced.get(id(args[0]))
         where = made[1] if made is not None and made[0] is args[0] else self.stack[-1][0] if self.stack else ""
         z = args[0] if out is not args[0] else None  # in place (relu_): the input is gone
         self.seen(self._name(where, fn), fn, record(args, kwargs), z, out)
-        return out
 
     def _attention_module(self) -> str | None:
         """The innermost running module whose class name says it is attention, or None."""

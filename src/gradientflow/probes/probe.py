@@ -37,7 +37,7 @@ from .rows.layers import Layers
 from .rows.norms import Norms
 from .schedule import Schedule
 from .skipped import skipped
-from .state import Context
+from .state import Context, eager
 from .stats import choose as choose_stats  # (the parameter ``stats`` shadows the module)
 from .sums import Sums
 
@@ -110,8 +110,8 @@ class Probe:
 
     def attach(self) -> "Probe":
         if not self.manual:
-            self._handles.append(self.model.register_forward_pre_hook(self._on_step))
-        self._handles.append(self.model.register_forward_hook(self._on_forward_end, always_call=True))
+            self._handles.append(self.model.register_forward_pre_hook(eager(self._on_step)))
+        self._handles.append(self.model.register_forward_hook(eager(self._on_forward_end), always_call=True))
         if self.world > 1 and not self.manual:  # DDP: the gradient after the all-reduce, before the update
             from torch.optim.optimizer import register_optimizer_step_pre_hook
 

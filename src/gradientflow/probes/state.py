@@ -163,3 +163,9 @@ class Row:
 def recomputing() -> bool:
     """A forward run inside a backward pass (activation checkpointing recomputes it): not a new call."""
     return torch._C._current_graph_task_id() != -1
+
+
+def eager(hook: Callable) -> Callable:
+    """A hook that runs as plain Python under ``torch.compile`` (Dynamo breaks the graph there rather
+    than trace the probe's own code: the model compiles, the probe measures what eager hooks see)."""
+    return torch.compiler.disable(hook)

@@ -19,7 +19,7 @@ from ...activations import CATALOG
 from ...layers import LayerFilter, selects
 from .. import recurrent, stats
 from ..builtin import Stat
-from ..state import GATES, STATES, TIME_GRAD, Context, Row, Seen, State, recomputing
+from ..state import GATES, STATES, TIME_GRAD, Context, Row, Seen, State, eager, recomputing
 from . import Window
 
 
@@ -77,7 +77,7 @@ class Gates:
     def install(self, add: Callable) -> None:
         for row in self.found:
             hook = self._on_cell if isinstance(row.module, recurrent.CELLS) else self._on_layer
-            add(row.module.register_forward_hook(hook(row), with_kwargs=True))
+            add(row.module.register_forward_hook(eager(hook(row)), with_kwargs=True))
 
     def _on_layer(self, row: Row):
         def hook(module, args, kwargs, output):

@@ -16,7 +16,7 @@ from torch import nn
 from ...layers import LayerFilter, selects
 from .. import attention
 from ..builtin import Stat
-from ..state import LOGITS, Context, Row, Seen, State, recomputing
+from ..state import LOGITS, Context, Row, Seen, State, eager, recomputing
 from . import Window
 
 HEADS = Stat("attention", (), LOGITS, (State("heads", 0),),
@@ -35,7 +35,7 @@ class Heads:
 
     def install(self, add: Callable) -> None:
         for row, module in self.modules:
-            add(module.register_forward_hook(self._on_module(row), with_kwargs=True))
+            add(module.register_forward_hook(eager(self._on_module(row)), with_kwargs=True))
 
     def _on_module(self, row: Row):
         def hook(module, args, kwargs, output):

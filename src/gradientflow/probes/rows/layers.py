@@ -31,7 +31,7 @@ from ...layers import LayerFilter, activation_of, walk
 from .. import builtin
 from ..schedule import Plan
 from ..state import (ACT, ACT_GRAD, CALL, INPUT, INPUT_GRAD, PRE, PRE_GRAD, UPDATE, WEIGHT_GRAD, Context, Seen,
-                     recomputing)
+                     eager, recomputing)
 from . import ActivationRow, Window, on_grad
 from .calls import CallRows
 from .norms import is_norm
@@ -74,13 +74,13 @@ class Layers:
     def install(self, add: Callable) -> None:
         for row in self.found:
             layer = row.layer
-            add(layer.module.register_forward_hook(self._on_output(row)))
+            add(layer.module.register_forward_hook(eager(self._on_output(row))))
             if layer.parameter.requires_grad and row.reads(WEIGHT_GRAD) and not self.grads_at_step:
                 add(layer.parameter.register_post_accumulate_grad_hook(self._on_weight_grad(row)))
         for name, module, record in self.activations:
-            add(module.register_forward_hook(self._on_activation(name or type(module).__name__, record)))
+            add(module.register_forward_hook(eager(self._on_activation(name or type(module).__name__, record))))
         for module in self.passing:
-            add(module.register_forward_hook(self._on_passing))
+            add(module.register_forward_hook(eager(self._on_passing)))
 
     @torch.no_grad()
     def step(self, plan: Plan, measure_update: bool) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from torch import Tensor, nn
 
 from ...layers import LayerFilter, selects
-from ..state import Context, recomputing
+from ..state import Context, eager, recomputing
 from . import ActivationRow, Window
 from .calls import CallRows
 
@@ -43,7 +43,7 @@ class Norms:
 
     def install(self, add: Callable) -> None:
         for name, module in self.modules:
-            add(module.register_forward_hook(self._on_norm(name)))
+            add(module.register_forward_hook(eager(self._on_norm(name))))
 
     def _on_norm(self, name: str):
         def hook(module, inputs, output):
