@@ -105,7 +105,8 @@ class Calls(TorchFunctionMode):
         watching on this thread (a probe nested in another's ``with`` block)."""
         _QUIET.depth = getattr(_QUIET, "depth", 0) + 1
         try:
-            yield
+            with torch._C.DisableTorchFunction():  # no mode on this thread sees them, nor pays for them
+                yield
         finally:
             _QUIET.depth -= 1
 

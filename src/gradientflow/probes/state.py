@@ -124,8 +124,11 @@ class Row:
         return tap in self._by_tap
 
     def feed(self, tap: str, seen: Seen) -> None:
-        for stat in self._by_tap.get(tap, ()):
-            stat.add(self, seen)
+        stats = self._by_tap.get(tap)
+        if stats:
+            with torch._C.DisableTorchFunction():  # the statistics' torch calls are the probe's, no mode's
+                for stat in stats:
+                    stat.add(self, seen)
 
     def add(self, name: str, value, i: int = 0) -> None:
         """Add ``value`` (a 0-d tensor or a host number) to element ``i`` of scalar state ``name``."""
