@@ -253,3 +253,27 @@ def test_autocast_to_bfloat16_keeps_the_probe_working():
     assert s.loc["0", "activation"] == "gelu" and 0 < s.loc["0", "act_std"] < 10
     assert s.loc["0", "act_grad_norm"] > 0 and s.loc["0", "weight_grad_norm"] > 0
     assert found == []
+
+
+def test_several_forwards_per_optimiser_step_are_one_step_without_being_told():
+    """Two micro-batches per optimiser step in a plain loop (no steps="manual"): once the optimiser has
+    stepped, a step is an optimiser step, and the weight gradient is the accumulated one it applies."""
+    torch.manual_seed(11)
+    net = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 3))
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    g = torch.Generator().manual_seed(0)
+    norms = []
+    with watch(net) as probe:
+        for k in range(8):
+            opt.zero_grad()
+            for _ in range(2):
+                x, y = torch.randn(16, 8, generator=g), torch.randint(0, 3, (16,), generator=g)
+                (F.cross_entropy(net(x), y) / 2).backward()
+            norms.append(float(net[0].weight.grad.norm()))
+            opt.step()
+            if k == 0:
+                probe.flush()  # the first optimiser step: before it, nothing says the two forwards are one step
+        rows = probe.summary().set_index("layer")
+    assert probe.step == 1 + 1 + 7
+    assert rows.loc["0", "sampled_steps"] == 7
+    assert rows.loc["0", "weight_grad_norm"] == pytest.approx(math.sqrt(sum(n * n for n in norms[1:]) / 7), rel=1e-5)

@@ -167,7 +167,7 @@ class Layers:
 
     def _on_weight_grad(self, row: ActivationRow):
         def hook(param: Tensor):
-            if self.ctx.active and param.grad is not None:
+            if self.ctx.active and param.grad is not None and not self.grads_at_step:
                 with torch.no_grad():
                     row.feed(WEIGHT_GRAD, Seen(row.layer.unit_rows(param.grad)))
         return hook
