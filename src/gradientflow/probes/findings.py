@@ -24,6 +24,9 @@ ATTENTION_COLLAPSED = 0.5  # share of a head's queries with one key over 99% of 
 HIDDEN_SCALE = (1e-2, 1e2)  # a normalisation layer's input std over its output std outside this range
 DIVERGED_STD = 1e2  # ... and above this absolute std (a layer that starts near zero may grow a thousandfold)
 BLOWN_UP = 1e4  # an activation or input std above this: the signal has blown up (a norm layer may hide it)
+NORMALISED_VANISHING = ("vanishing gradients in a normalised network (C2): the initial scale is reset by its norm "
+                        "layers, so look at the path the gradient takes: residual connections around the blocks, "
+                        "norms before (not after) them, a smaller depth or learning rate, warm-up")
 RECURRENT_TYPES = ("LSTM", "GRU", "RNN")  # rows of recurrent layers
 RECURRENT_GATES = tuple(f"{k} gate" for k in RECURRENT_TYPES)  # and of their gates
 KEEP_STATE = {"RNN": "gated cells (LSTM or GRU)", "LSTM": "a forget-gate bias of 1 or more",
@@ -90,6 +93,7 @@ def analyse(rows: list[dict]) -> list[Finding]:
     found: list[Finding] = _recurrent(last, rows)
     last = [r for r in last if not _recurrent_row(r)]  # the depth-wise rules are about layers in depth order
     hidden = [r for r in last if r.get("activation") not in (None, "", *NOT_HIDDEN) and not _nan(r.get("act_std"))] or last
+    normalised = any(_norm_row(r) for r in last)  # its scale is reset by norm layers: init advice does not fit
     for r in last:
         dead = r.get("dead", math.nan)
         if not _nan(dead) and dead >= DEAD:
@@ -109,8 +113,9 @@ def analyse(rows: list[dict]) -> list[Finding]:
             low = min(g for n, g in grads if n in weak)
             found.append(Finding("vanishing", weak, f"layers {_span(weak)}: gradient {_fmt(low / top)} of layer "
                                  f"{top_name}'s (norm of dL/d output)",
-                                 "vanishing gradients (C2): ReLU-family activations, Xavier/He init (C16, C17), "
-                                 "input normalisation, a shallower net", {"ratio": low / top, "largest": top}))
+                                 NORMALISED_VANISHING if normalised else "vanishing gradients (C2): ReLU-family "
+                                 "activations, Xavier/He init (C16, C17), input normalisation, a shallower net",
+                                 {"ratio": low / top, "largest": top}))
         first, lastg = grads[0][1], grads[-1][1]
         if lastg > 0 and first > EXPLODED * lastg:
             found.append(Finding("exploding", [grads[0][0]], f"layer {grads[0][0]}'s gradient is {_fmt(first / lastg)}× "
@@ -118,7 +123,7 @@ def analyse(rows: list[dict]) -> list[Finding]:
                                  "exploding gradients (C3): clip by norm (--clip-norm), lower the initial scale",
                                  {"ratio": first / lastg}))
     stds = [(r["layer"], r.get("act_std", math.nan)) for r in hidden if not _nan(r.get("act_std"))]
-    if len(stds) >= 2 and stds[0][1] > 0 and stds[-1][1] < COLLAPSED * stds[0][1]:
+    if len(stds) >= 2 and not normalised and stds[0][1] > 0 and stds[-1][1] < COLLAPSED * stds[0][1]:
         found.append(Finding("collapse", [stds[-1][0]], f"activations collapse: layer {stds[-1][0]} std "
                              f"{_fmt(stds[-1][1])} against {_fmt(stds[0][1])} at layer {stds[0][0]}",
                              "the initial scale is too small (C15): use Xavier (tanh) or He (ReLU)",

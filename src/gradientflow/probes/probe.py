@@ -153,7 +153,9 @@ class Probe:
         where the watched module's own forward is not called once per step (a Lightning module
         whose ``training_step`` calls ``self.net``; several micro-batches per optimiser step). Call
         ``before_optimizer_step()`` when the step's gradients are complete: the weight-gradient
-        statistics are read there, once per step."""
+        statistics are read there, once per step. The step is the caller's word: it counts even when
+        the model is still in eval mode from an evaluation loop (a trainer calls ``train()`` later).
+        """
         self._on_step(self.model, ())
 
     def end_step(self) -> None:
@@ -196,7 +198,7 @@ class Probe:
         """A step starts: follow the schedule's plan. The taps are installed while steps are sampled and
         go at the first step that is not (a step the probe does not sample runs only the two step hooks)."""
         ctx = self._ctx
-        if not (module.training and torch.is_grad_enabled()):
+        if not self.manual and not (module.training and torch.is_grad_enabled()):  # an evaluation pass
             ctx.active = False
             return
         self._forwards += 1
