@@ -46,18 +46,23 @@ class Heads:
 
     def seen(self, name: str, args: tuple, kwargs: dict) -> None:
         """A ``scaled_dot_product_attention`` call, named after the module that made it."""
-        if recomputing() or name not in self.calls and not self.chooses(name):
-            return
-        with self.ctx.paused():
-            logits = attention.sdpa_logits(args, kwargs)
-        if logits is not None:
-            query = args[0] if args else kwargs["query"]
-            self.weighed(name, logits, query.shape[-1])
+        if self._wanted(name):
+            with self.ctx.paused():
+                logits = attention.sdpa_logits(args, kwargs)
+            if logits is not None:
+                query = args[0] if args else kwargs["query"]
+                self._call(name, logits, query.shape[-1])
 
-    def weighed(self, name: str, logits, head_dim: int | None = None) -> None:
+    def weighed(self, name: str, logits) -> None:
         """(batch, heads, queries, keys) logits of an attention computed by hand (a softmax over keys)."""
-        if recomputing() or name not in self.calls and not self.chooses(name):
-            return
+        if self._wanted(name):
+            self._call(name, logits, None)
+
+    def _wanted(self, name: str) -> bool:
+        """A call's row is kept when ``layers=`` chooses its module, and not for a recomputed forward."""
+        return not recomputing() and (name in self.calls or self.chooses(name))
+
+    def _call(self, name: str, logits, head_dim: int | None) -> None:
         if name not in self.calls:
             self.calls[name] = Row(name, self.ctx, (HEADS,))
             self.head_dim[id(self.calls[name])] = head_dim
