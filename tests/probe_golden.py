@@ -59,6 +59,16 @@ def _loop(model, probe, run, data, lr=0.1, loss=F.cross_entropy):
             probe.flush(run)
 
 
+def _watched(net, batches, options=None, **loop):
+    """Train ``net`` on ``batches`` under ``watch(net, **options)``, flushing into a stand-in run: (probe, run)."""
+    from gradientflow.probes import watch
+
+    run = _Run()
+    with watch(net, **(options or {})) as probe:
+        _loop(net, probe, run, batches, **loop)
+        return probe, run
+
+
 def _mlp():
     from gradientflow.probes import Statistic, stats, watch
 
@@ -79,41 +89,27 @@ def _mlp():
 
 
 def _mlp_sparse():
-    from gradientflow.probes import watch
-
     torch.manual_seed(1)
     net = nn.Sequential(nn.Linear(6, 24), nn.LeakyReLU(0.1), nn.Linear(24, 24), nn.ELU(), nn.Linear(24, 3))
-    run = _Run()
-    with watch(net, every=2, exact=True, stats=["gradients", "dead", "updates"], window=4) as probe:
-        _loop(net, probe, run, _batches(11, (12, 6), 3, 2))
-        return probe, run
+    return _watched(net, _batches(11, (12, 6), 3, 2),
+                    dict(every=2, exact=True, stats=["gradients", "dead", "updates"], window=4))
 
 
 def _sampled():
     """Batches larger than the probe's sampled rows (``SHARE_ROWS``) and layers wider than its sampled units."""
-    from gradientflow.probes import watch
-
     torch.manual_seed(10)
     net = nn.Sequential(nn.Linear(20, 96), nn.Tanh(), nn.Linear(96, 96), nn.ReLU(), nn.Conv1d(1, 4, 5), nn.Hardtanh(),
                         nn.Flatten(), nn.Linear(4 * 92, 5))
     net.insert(4, nn.Unflatten(1, (1, 96)))
-    run = _Run()
-    with watch(net, window=4, update_every=3) as probe:
-        _loop(net, probe, run, _batches(9, (80, 20), 5, 11))
-        return probe, run
+    return _watched(net, _batches(9, (80, 20), 5, 11), dict(window=4, update_every=3))
 
 
 def _cnn_bn():
-    from gradientflow.probes import watch
-
     torch.manual_seed(2)
     net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
                         nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
                         nn.Flatten(), nn.Linear(16, 5))
-    run = _Run()
-    with watch(net, window=3) as probe:
-        _loop(net, probe, run, _batches(6, (8, 3, 8, 8), 5, 3), lr=0.05)
-        return probe, run
+    return _watched(net, _batches(6, (8, 3, 8, 8), 5, 3), dict(window=3), lr=0.05)
 
 
 class _Functional(nn.Module):
@@ -129,27 +125,17 @@ class _Functional(nn.Module):
 
 
 def _functional():
-    from gradientflow.probes import watch
-
     torch.manual_seed(3)
     net = _Functional()
-    run = _Run()
-    with watch(net, window=2) as probe:
-        _loop(net, probe, run, _batches(5, (10, 8), 4, 4), loss=F.nll_loss)
-        return probe, run
+    return _watched(net, _batches(5, (10, 8), 4, 4), dict(window=2), loss=F.nll_loss)
 
 
 def _norms():
-    from gradientflow.probes import watch
-
     torch.manual_seed(4)
     net = nn.Sequential(nn.Linear(8, 24), nn.LayerNorm(24), nn.GELU(), nn.Linear(24, 24), nn.BatchNorm1d(24),
                         nn.SiLU(), nn.Unflatten(1, (6, 4)), nn.GroupNorm(2, 6), nn.InstanceNorm1d(6, affine=True),
                         nn.Flatten(), nn.Linear(24, 3))
-    run = _Run()
-    with watch(net) as probe:
-        _loop(net, probe, run, _batches(6, (12, 8), 3, 5))
-        return probe, run
+    return _watched(net, _batches(6, (12, 8), 3, 5))
 
 
 class _MHA(nn.Module):
@@ -169,14 +155,9 @@ class _MHA(nn.Module):
 
 
 def _mha():
-    from gradientflow.probes import watch
-
     torch.manual_seed(5)
     net = _MHA()
-    run = _Run()
-    with watch(net, window=3) as probe:
-        _loop(net, probe, run, _batches(6, (4, 7, 6), 3, 6))
-        return probe, run
+    return _watched(net, _batches(6, (4, 7, 6), 3, 6), dict(window=3))
 
 
 class _CausalBlock(nn.Module):
@@ -194,14 +175,9 @@ class _CausalBlock(nn.Module):
 
 
 def _sdpa():
-    from gradientflow.probes import watch
-
     torch.manual_seed(6)
     net = nn.Sequential(nn.Linear(5, 16), _CausalBlock())
-    run = _Run()
-    with watch(net, window=3) as probe:
-        _loop(net, probe, run, _batches(6, (3, 7, 5), 3, 7))
-        return probe, run
+    return _watched(net, _batches(6, (3, 7, 5), 3, 7), dict(window=3))
 
 
 class _Reader(nn.Module):
@@ -216,14 +192,9 @@ class _Reader(nn.Module):
 
 
 def _lstm():
-    from gradientflow.probes import watch
-
     torch.manual_seed(7)
     net = _Reader()
-    run = _Run()
-    with watch(net, window=2) as probe:
-        _loop(net, probe, run, _batches(5, (3, 9, 4), 3, 8))
-        return probe, run
+    return _watched(net, _batches(5, (3, 9, 4), 3, 8), dict(window=2))
 
 
 class _Stepped(nn.Module):
@@ -239,14 +210,9 @@ class _Stepped(nn.Module):
 
 
 def _gru_cell():
-    from gradientflow.probes import watch
-
     torch.manual_seed(8)
     net = _Stepped()
-    run = _Run()
-    with watch(net, window=3) as probe:
-        _loop(net, probe, run, _batches(5, (4, 6, 4), 3, 9))
-        return probe, run
+    return _watched(net, _batches(5, (4, 6, 4), 3, 9), dict(window=3))
 
 
 def _manual():
