@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from gradientflow import store
-from gradientflow.store import Run, StoreError, query
+from gradientflow.sql import query
+from gradientflow.store import Run, StoreError
 
 
 def _rows(steps, name="loss", split="train"):
@@ -87,10 +88,10 @@ def test_list_and_query_across_runs(tmp_path):
     (tmp_path / "not-a-run").mkdir()
     runs = store.list_runs(tmp_path)
     assert [r.name for r in runs] == ["a", "b"]
-    rows = store.query("select run, lr, sum(value) as s from metrics join runs using (run) "
+    rows = query("select run, lr, sum(value) as s from metrics join runs using (run) "
                        "group by run, lr order by run", runs).to_pylist()
     assert rows == [{"run": "a", "lr": 0.1, "s": 3.0}, {"run": "b", "lr": 0.2, "s": 3.0}]
-    assert store.query("select count(*) as n from metrics", []).to_pylist() == [{"n": 0}]
+    assert query("select count(*) as n from metrics", []).to_pylist() == [{"n": 0}]
     with pytest.raises(StoreError, match="not a folder"):
         store.list_runs(tmp_path / "absent")
     with pytest.raises(StoreError, match="not a run"):
@@ -116,7 +117,7 @@ def test_epochs_pivot_the_long_metrics_and_final_reads_the_status(tmp_path):
 def test_query_reads_file_names_that_would_break_quoted_sql(tmp_path):
     run = Run.create(tmp_path / "it's a run", {"lr": 0.1})
     run.append_metrics(1, {"step": [1], "epoch": [0], "split": ["train"], "name": ["loss"], "value": [2.0]})
-    got = store.query("select run, value from metrics", [run]).to_pylist()
+    got = query("select run, value from metrics", [run]).to_pylist()
     assert got == [{"run": "it's a run", "value": 2.0}]
 
 

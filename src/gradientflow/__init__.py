@@ -14,7 +14,7 @@ from .propagate import LayerStats, propagate
 __version__ = "0.1.0"
 
 _MODULES = ("activations", "data", "experiments", "gaussian", "init", "job", "layers", "optim", "probes",
-            "properties", "report", "schedules", "store", "theory", "train")
+            "properties", "report", "schedules", "sql", "store", "theory", "train")
 _NAMES = {
     "Activation": "activations", "CATALOG": "activations", "Maxout": "activations",
     "DataSpec": "config", "ModelSpec": "config", "ProbeSpec": "config", "TrainConfig": "config",

@@ -99,7 +99,8 @@ def runs_sql(query_text, root, as_json) -> None:
     read-only: no COPY, ATTACH, INSTALL, writes or file access."""
     import duckdb
 
-    from ..store import list_runs, query
+    from ..sql import query
+    from ..store import list_runs
 
     with bad_input():
         runs = list_runs(root)
