@@ -15,10 +15,16 @@ place (``os.replace`` is atomic), so readers see a whole file or none. Inside ``
 the writes run in order on one background thread (a bounded queue), off the training step's path. Metric parts are named by
 the step of the checkpoint they precede; resuming from checkpoint ``s`` drops parts after ``s``,
 so a resumed run holds each step's rows exactly once. Queries across runs (``sql``) go through DuckDB.
+
+No symbolic link inside a run is followed: a run whose files or folders are links (``.lock``,
+``checkpoints``, a part, ...) is refused for writing and listed as damaged, its linked parts are
+never read, and nothing is deleted outside the run's own folders. A run received from elsewhere or
+kept on a shared volume cannot make a training process write, truncate or delete someone else's file.
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -39,6 +45,8 @@ import torch
 METRIC_SCHEMA = pa.schema([("step", pa.int64()), ("epoch", pa.int32()), ("split", pa.string()),
                            ("name", pa.string()), ("value", pa.float64())])
 _PART = re.compile(r"^(?P<kind>.+)-(?P<step>\d{9})\.(parquet|pt)$")
+_FOLDERS = ("metrics", "tables", "checkpoints")
+_FILES = ("config.json", "status.json", ".lock")
 
 
 class StoreError(ValueError):
@@ -99,6 +107,22 @@ def _first_line(err: BaseException) -> str:
     return (text.splitlines()[0] if text else type(err).__name__)[:200]
 
 
+def _named(paths: list[Path]) -> str:
+    return ", ".join(repr(str(p)) for p in paths)
+
+
+def _read_own(path: Path) -> str:
+    """A small text file of the run, opened without following a symbolic link (OSError if it is one)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise OSError(err.errno, "a symbolic link (not followed)") from None
+        raise
+    with os.fdopen(fd, "rb") as f:
+        return f.read().decode()
+
+
 def _read_part(path: Path, schema: pa.Schema | None = None) -> pa.Table:
     """One Parquet part; StoreError naming the file when it is truncated or corrupt."""
     try:
@@ -154,6 +178,22 @@ class Run:
         self._writer: _Writer | None = None
         self._locked = False
 
+    def links(self) -> list[Path]:
+        """The symbolic links among the run's own files and folders (and inside its folders); a
+        gradientflow run has none, and the store follows none of them."""
+        found = [self.path / n for n in (*_FILES, *_FOLDERS) if (self.path / n).is_symlink()]
+        for folder in _FOLDERS:
+            if (self.path / folder).is_dir() and not (self.path / folder).is_symlink():
+                found += [p for p in (self.path / folder).iterdir() if p.is_symlink()]
+        return sorted(found)
+
+    def _refuse_links(self) -> None:
+        links = self.links()
+        if links:
+            raise StoreError(f"{str(self.path)!r} is not written: {_named(links)} "
+                             f"{'is a symbolic link' if len(links) == 1 else 'are symbolic links'} "
+                             "(a run's files must be its own; remove the links)")
+
     @contextmanager
     def background(self):
         """Inside the block, ``append_metrics``, ``append_table``, ``save_checkpoint`` and ``set_status``
@@ -185,7 +225,11 @@ class Run:
         if fcntl is None or self._locked:  # re-entered by the holder
             yield self
             return
-        fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o666)
+        self._refuse_links()
+        try:  # O_NOFOLLOW: a link planted after the check above is refused too, never truncated
+            fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+        except OSError as err:
+            raise StoreError(f"cannot lock {str(self.path / '.lock')!r}: {err.strerror}") from None
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -220,7 +264,7 @@ class Run:
         # folder such a kill leaves behind is removed by the next create of the same run
         stale = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp")
         for left in path.parent.iterdir():
-            if stale.fullmatch(left.name) and left.is_dir():
+            if stale.fullmatch(left.name) and left.is_dir() and not left.is_symlink():
                 shutil.rmtree(left, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
         try:
@@ -242,7 +286,7 @@ class Run:
     def config(self) -> dict:
         path = self.path / "config.json"
         try:
-            config = json.loads(path.read_text())
+            config = json.loads(_read_own(path))
         except (OSError, ValueError) as err:  # unreadable, not UTF-8, not JSON
             raise StoreError(f"{str(path)!r} is damaged: {_first_line(err)}") from None
         if not isinstance(config, dict):
@@ -254,7 +298,7 @@ class Run:
         every file reads. Parquet parts and checkpoints are checked by their footer and zip directory."""
         import zipfile
 
-        problems = []
+        problems = [f"{str(p)!r} is a symbolic link (not followed)" for p in self.links()]
         try:
             self.config()
         except StoreError as err:
@@ -272,7 +316,7 @@ class Run:
 
     def status(self) -> dict:
         try:
-            return json.loads((self.path / "status.json").read_text())
+            return json.loads(_read_own(self.path / "status.json"))
         except (OSError, ValueError):
             return {"status": "unknown"}
 
@@ -319,10 +363,15 @@ class Run:
         self._write(job)
 
     def _parts(self, folder: str, kind: str | None = None) -> list[tuple[int, Path]]:
+        """The parts in ``folder``, by step; a linked folder or part is not the run's and is left out
+        (``damage`` names it), so it is never read, overwritten or deleted."""
+        where = self.path / folder
+        if where.is_symlink() or not where.is_dir():
+            return []
         found = []
-        for p in (self.path / folder).glob("*"):
+        for p in where.iterdir():
             m = _PART.match(p.name)
-            if m and (kind is None or m["kind"] == kind):
+            if m and (kind is None or m["kind"] == kind) and not p.is_symlink():
                 found.append((int(m["step"]), p))
         return sorted(found)
 
@@ -412,8 +461,11 @@ class Run:
             for s, p in self._parts(folder):
                 if s > step:
                     p.unlink()
-        for p in self.path.rglob(".*.tmp"):
-            p.unlink(missing_ok=True)
+        for folder in ("", *_FOLDERS):
+            where = self.path / folder
+            if where.is_dir() and not where.is_symlink():
+                for p in where.glob(".*.tmp"):
+                    p.unlink(missing_ok=True)  # a link itself is removed, never what it points to
 
 
 def list_runs(root: str | os.PathLike) -> list[Run]:
