@@ -72,7 +72,7 @@ def resume(out: str | os.PathLike, *, epochs: int | None = None, progress: bool 
     must equal the stored value once validated, else a ValueError names both ("stored X, given Y").
     Only ``epochs`` may change."""
     store = Run(out)
-    stored = store.config()
+    stored = stored_config(store)
     if same_as:
         kept = TrainConfig(**stored).model_dump()  # defaults filled in for fields newer than the run
         asked = TrainConfig(**{**stored, **same_as}).model_dump()  # validated and normalised the same way
@@ -88,6 +88,22 @@ def resume(out: str | os.PathLike, *, epochs: int | None = None, progress: bool 
         if cfg.epochs != stored["epochs"]:
             write_json(store.path / "config.json", cfg.model_dump())
         return train(cfg, net, d, run=store, resume=True, progress=progress, observers=observers)
+
+
+def stored_config(run: Run) -> dict:
+    """The run's config.json checked with the same typed model as a new config (``TrainConfig``),
+    its defaults filled in; StoreError naming the file and the first problem for one that does not
+    validate (a field missing, of another type, out of range)."""
+    from pydantic import ValidationError
+
+    from .config import describe_error
+    from .store import StoreError
+
+    try:
+        return TrainConfig(**run.config()).model_dump()
+    except (ValidationError, TypeError) as err:
+        why = describe_error(err) if isinstance(err, ValidationError) else str(err)
+        raise StoreError(f"{str(run.path / 'config.json')!r} is damaged: {why}") from None
 
 
 def default_folder(cfg: TrainConfig, root: str | os.PathLike = "runs") -> str:

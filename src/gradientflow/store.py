@@ -123,12 +123,54 @@ def _read_own(path: Path) -> str:
         return f.read().decode()
 
 
+def _columns(schema: pa.Schema) -> str:
+    return ", ".join(f"{f.name}: {f.type}" for f in schema)
+
+
+def _check_schema(path: Path, schema: pa.Schema | None) -> pa.Schema:
+    """The part's schema, read from its footer; StoreError naming the file when it does not read or,
+    given ``schema``, when its columns differ (a part written by something else parses, and Arrow
+    would read its missing columns as nulls)."""
+    try:
+        found = pq.read_schema(path)
+    except Exception as err:  # noqa: BLE001 - Arrow raises several types for a bad file
+        raise StoreError(f"{str(path)!r} is damaged: {_first_line(err)}") from None
+    if schema is not None and not found.equals(schema, check_metadata=False):
+        raise StoreError(f"{str(path)!r} is damaged: its columns are ({_columns(found)}), "
+                         f"not ({_columns(schema)})")
+    return found
+
+
 def _read_part(path: Path, schema: pa.Schema | None = None) -> pa.Table:
-    """One Parquet part; StoreError naming the file when it is truncated or corrupt."""
+    """One Parquet part, checked against ``schema`` when given; StoreError naming the file when it is
+    truncated, corrupt or of another schema."""
+    _check_schema(path, schema)
     try:
         return pq.read_table(path, schema=schema)
     except Exception as err:  # noqa: BLE001 - Arrow raises several types for a bad file
         raise StoreError(f"{str(path)!r} is damaged: {_first_line(err)}") from None
+
+
+def _table_schema(path: Path) -> pa.Schema:
+    """The schema of a table's part, which must have an integer ``step`` column (what thinning and
+    the readers sort and select by)."""
+    schema = _check_schema(path, None)
+    if "step" not in schema.names or not pa.types.is_integer(schema.field("step").type):
+        raise StoreError(f"{str(path)!r} is damaged: no integer step column ({_columns(schema)})")
+    return schema
+
+
+def _same_columns(path: Path, first: pa.Schema) -> None:
+    """A later part of a table has the first part's columns, of types that combine (a column of
+    nulls in one part takes the other part's type); StoreError naming the part otherwise."""
+    found = _check_schema(path, None)
+    try:
+        if found.names != first.names:
+            raise ValueError
+        pa.unify_schemas([first, found])
+    except (ValueError, pa.ArrowInvalid, pa.ArrowTypeError):
+        raise StoreError(f"{str(path)!r} is damaged: its columns are ({_columns(found)}), "
+                         f"not those of the table's first part ({_columns(first)})") from None
 
 
 class _Writer:
@@ -303,12 +345,19 @@ class Run:
             self.config()
         except StoreError as err:
             problems.append(str(err))
+        expected: dict[str, pa.Schema] = {}  # a table's parts share its first part's columns
         for folder in ("metrics", "tables"):
             for _, part in self._parts(folder):
+                kind = _PART.match(part.name)["kind"]
                 try:
-                    pq.read_metadata(part)
-                except Exception as err:  # noqa: BLE001 - any Arrow error means the part is unreadable
-                    problems.append(f"{str(part)!r} is damaged: {_first_line(err)}")
+                    if folder == "metrics":
+                        _check_schema(part, METRIC_SCHEMA)
+                    elif kind in expected:
+                        _same_columns(part, expected[kind])
+                    else:
+                        expected[kind] = _table_schema(part)
+                except StoreError as err:
+                    problems.append(str(err))
         for _, ckpt in self._parts("checkpoints"):
             if not zipfile.is_zipfile(ckpt):
                 problems.append(f"{str(ckpt)!r} is damaged: not a whole checkpoint")
@@ -381,8 +430,15 @@ class Run:
         return pa.concat_tables(parts) if parts else METRIC_SCHEMA.empty_table()
 
     def table(self, name: str) -> pa.Table | None:
-        parts = [_read_part(p) for _, p in self._parts("tables", name)]
-        return pa.concat_tables(parts) if parts else None
+        """Table ``name``'s parts, in step order; every part must have the first one's columns (and a
+        ``step`` column), else StoreError names the part that differs."""
+        parts = self._parts("tables", name)
+        if not parts:
+            return None
+        first = _table_schema(parts[0][1])
+        for _, p in parts[1:]:
+            _same_columns(p, first)
+        return pa.concat_tables([_read_part(p) for _, p in parts], promote_options="default")
 
     def final(self) -> dict:
         """The run's status and its last epoch-level numbers (from status.json)."""
@@ -434,16 +490,23 @@ class Run:
             raise StoreError(f"checkpoint {str(path)!r} is not a gradientflow checkpoint")
         return state
 
-    def last_good_checkpoint(self, device: torch.device | str = "cpu") -> tuple[int, dict]:
-        """The newest checkpoint that reads (``read_checkpoint``), as (step, state). A damaged newer one
-        is renamed ``*.pt.damaged`` (kept, no longer a checkpoint), so the run goes on from the one
-        before it; StoreError if none reads."""
+    def last_good_checkpoint(self, device: torch.device | str = "cpu",
+                             fits: Callable[[dict, int], str | None] | None = None) -> tuple[int, dict]:
+        """The newest checkpoint that reads (``read_checkpoint``) and fits (``fits(state, step)`` returns
+        None, else why not), as (step, state). A damaged or foreign newer one is renamed
+        ``*.pt.damaged`` (kept, no longer a checkpoint), so the run goes on from the one before it;
+        StoreError naming each refused file and why if none will do."""
         errors, damaged = [], []
         for step, path in reversed(self._parts("checkpoints", "step")):
             try:
                 state = self.read_checkpoint(path, device)
+                why = fits(state, step) if fits is not None else None
             except StoreError as err:
-                errors.append(str(err))
+                why = str(err)
+            except Exception as err:  # noqa: BLE001 - a foreign state can break any check in its own way
+                why = f"checkpoint {str(path)!r} does not fit this run: {_first_line(err)}"
+            if why is not None:
+                errors.append(why if why.startswith("checkpoint ") else f"checkpoint {str(path)!r} does not fit this run: {why}")
                 damaged.append(path)
                 continue
             for path in damaged:

@@ -281,6 +281,30 @@ def _clone(obj):
     return copy.deepcopy(obj)
 
 
+def _described(value) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"{value.dtype} {tuple(value.shape)}"
+    return type(value).__name__
+
+
+def _optimizer_misfit(saved, opt: torch.optim.Optimizer, params: list[torch.Tensor]) -> str | None:
+    """Why an optimiser state dict cannot be loaded into ``opt`` (over ``params``), or None: its groups
+    or their sizes differ, or a per-parameter buffer (momentum, second moments) has another shape."""
+    if not isinstance(saved, dict) or not isinstance(saved.get("state"), dict) or not isinstance(saved.get("param_groups"), list):
+        return "its optimiser state is not one"
+    sizes = [len(g["params"]) if isinstance(g, dict) and isinstance(g.get("params"), list) else None
+             for g in saved["param_groups"]]
+    if sizes != [len(g["params"]) for g in opt.param_groups]:
+        return "its optimiser has other parameter groups"
+    for index, buffers in saved["state"].items():
+        if not isinstance(index, int) or not 0 <= index < len(params) or not isinstance(buffers, dict):
+            return "its optimiser state names parameters this model does not have"
+        for name, value in buffers.items():
+            if isinstance(value, torch.Tensor) and value.ndim and value.shape != params[index].shape:
+                return f"its optimiser's {name} for parameter {index} is {tuple(value.shape)}, not {tuple(params[index].shape)}"
+    return None
+
+
 class _Rollback(Exception):
     """The guard saw a non-finite value at ``step`` (``what``: the loss or gradient, or the state)."""
 
@@ -343,6 +367,35 @@ class _Loop:
             if saved is not None:
                 obs.load_state_dict(_clone(saved))
 
+    def misfit(self, state: dict, step: int) -> str | None:
+        """Why a checkpoint's ``state`` (stored as step ``step``) cannot continue this loop, or None:
+        its model or optimiser state has other names or shapes, or its position, RNG state, history
+        or epoch sums are not what this loop writes. A checkpoint from another run, or one edited
+        by hand, is refused here instead of failing inside ``load`` or later in training."""
+        own = self.model.state_dict()
+        saved = state["model"]
+        if not isinstance(saved, dict) or set(saved) != set(own):
+            return "its model has other parameters than this run's"
+        for name, value in own.items():
+            got = saved[name]
+            if not isinstance(got, torch.Tensor) or got.shape != value.shape or got.dtype != value.dtype:
+                return f"its {name} is {_described(got)}, this model's is {_described(value)}"
+        epoch, batch, at = state["epoch"], state["batch"], state.get("step", step)
+        if not all(type(v) is int for v in (epoch, batch, at)) or not 0 <= batch < self.per_epoch \
+                or epoch < 0 or not epoch * self.per_epoch + batch == at == step:
+            return f"its position (epoch, batch, step) = {(epoch, batch, at)!r} is not step {step} of this run"
+        rng = state.get("rng")
+        if not isinstance(rng, torch.Tensor) or rng.dtype != torch.uint8 or rng.shape != torch.get_rng_state().shape:
+            return "its random generator state is not one"
+        history = state.get("history")
+        if not isinstance(history, list) or len(history) != state["epoch"] or not all(isinstance(r, dict) for r in history):
+            return "its history is not one row per finished epoch"
+        acc = state.get("acc")
+        if not isinstance(acc, torch.Tensor) or acc.numel() != 3:
+            return "its epoch sums are not three numbers"
+        return _optimizer_misfit(state["optimizer"], self.opt, self.params) or (
+            "its scheduler state does not match the config" if (state.get("scheduler") is None) != (self.sched is None) else None)
+
     def restore(self) -> None:
         """Continue from the run's latest checkpoint; what was logged after it is dropped. A run killed
         before its first checkpoint starts again from step 0 (the fresh model is the same one)."""
@@ -351,7 +404,7 @@ class _Loop:
         if self.run.latest_checkpoint() is None:
             self.run.rewind(0)
             return
-        step, state = self.run.last_good_checkpoint(self.device)
+        step, state = self.run.last_good_checkpoint(self.device, fits=self.misfit)
         self.load(state, step)
         self.run.rewind(step)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .app import BadInput, main, open_runs, output_folder
+from .app import BadInput, bad_input, main, open_runs, output_folder
 from .render import echo_json
 
 
@@ -17,10 +17,11 @@ def inspect_cmd(run, plot_dir, as_json) -> None:
     from ..probes import findings
 
     (r,) = open_runs([run])
-    long, layers = r.table("probes"), r.table("probe_layers")
+    with bad_input():  # a part of another schema, damaged or linked
+        long, layers, time = r.table("probes"), r.table("probe_layers"), r.table("time_gradients")
+        stored = r.table("histograms") if plot_dir else None
     if long is None:
         raise BadInput(f"run {run!r} has no probe statistics; train it with --probe")
-    time = r.table("time_gradients")
     rows = findings.from_long(long.to_pylist(), layers.to_pylist() if layers is not None else [],
                               time.to_pylist() if time is not None else [])
     found = findings.analyse(rows)
@@ -28,7 +29,6 @@ def inspect_cmd(run, plot_dir, as_json) -> None:
     if plot_dir:
         from .. import plots
 
-        stored = r.table("histograms")
         hists = findings.histograms(stored.to_pylist()) if stored is not None else {}
         figures = [str(p) for p in plots.save_probe_figures(rows, hists, output_folder(plot_dir))]
     if as_json:
