@@ -21,11 +21,13 @@ def test_every_public_name_has_a_docstring():
 # closing note of issue 11 says why: model -> layers (initialize_ walks the layers), propagate -> model (a
 # fresh mlp), config -> train (LoopSpec lives beside the loop that uses it), train -> data (the Dataset it
 # takes).
-_BELOW_EXPERIMENTS = {"gaussian", "schedules", "data", "store", "probes/stats", "activations", "properties",
+_BELOW_EXPERIMENTS = {"jsontext", "gaussian", "schedules", "data", "store", "probes/stats", "activations", "properties",
                       "theory", "init", "layers", "model", "propagate", "optim", "train", "probes", "config", "job",
                       "plots"}
 ALLOWED = {
-    "gaussian": set(), "schedules": set(), "data": set(), "store": set(), "probes/stats": set(),
+    "gaussian": set(), "schedules": set(), "data": set(), "probes/stats": set(),
+    # beyond DESIGN.md: standard JSON (NaN as null) for every file and --json output (issue 30)
+    "jsontext": set(), "store": {"jsontext"},
     # beyond DESIGN.md: SQL over runs is its own module beside the store (issue 30: its limits)
     "sql": {"store"},
     "activations": {"gaussian"},
@@ -47,7 +49,7 @@ ALLOWED = {
     # beyond DESIGN.md: X1 (issue 15) trains its grid with the sweep's batched trainer
     "experiments": _BELOW_EXPERIMENTS | {"sweep"},
     # beyond DESIGN.md: each claim's "open in the lab" link (lab.links, plain data)
-    "report": {"store", "lab"},
+    "report": {"store", "lab", "jsontext"},
     # beyond DESIGN.md: the batched trainer shows each net fit's sample order (train.epoch_order) and
     # hands back fit's Summary, so its runs read like fit's, with optim's default momentum (issue 15)
     "sweep": {"job", "config", "store", "theory", "train", "optim"},
@@ -55,7 +57,7 @@ ALLOWED = {
     # schedules, data), its "gain" init reads properties.gain, and its play/pause loop steps with
     # the engine's own parts (optim.build, optim.clip_, train.epoch_order) (issue 14)
     "lab": {"job", "config", "probes", "theory", "store", "activations", "init", "optim", "properties", "train",
-            "data", "schedules"},
+            "data", "schedules", "jsontext"},
     "integrations": {"probes", "store"},
     "cli": _BELOW_EXPERIMENTS | {"sql", "experiments", "report", "sweep", "lab", "integrations"},
 }

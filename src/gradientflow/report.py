@@ -12,6 +12,7 @@ from pathlib import Path
 
 from jinja2 import Environment, select_autoescape
 
+from . import jsontext
 from .store import write_atomic
 
 TEMPLATE = """<!doctype html>
@@ -90,7 +91,7 @@ def write(out: str | Path, claims: list[dict], *, seed: int, quick: bool) -> tup
     """Write ``out/claims.json`` and ``out/report.html``; return their paths."""
     out = Path(out)
     html = render(out, claims, seed=seed, quick=quick)
-    data = json.dumps(claims, indent=2) + "\n"
+    data = jsontext.dumps(claims, indent=2) + "\n"
     write_atomic(out / "claims.json", lambda f: f.write(data.encode()))
     write_atomic(out / "report.html", lambda f: f.write(html.encode()))
     return out / "claims.json", out / "report.html"

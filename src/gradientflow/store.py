@@ -42,6 +42,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
+from .jsontext import dumps
+
 METRIC_SCHEMA = pa.schema([("step", pa.int64()), ("epoch", pa.int32()), ("split", pa.string()),
                            ("name", pa.string()), ("value", pa.float64())])
 _PART = re.compile(r"^(?P<kind>.+)-(?P<step>\d{9})\.(parquet|pt)$")
@@ -99,7 +101,9 @@ def output_folder(path: str | os.PathLike, option: str = "--out") -> Path:
 
 
 def write_json(path: Path, obj) -> None:
-    write_atomic(path, lambda f: f.write((json.dumps(obj, indent=2, default=str) + "\n").encode()))
+    """``obj`` as standard JSON (``jsontext``: NaN as null, infinities as "inf" and "-inf"), atomically."""
+    text = dumps(obj, indent=2, default=str) + "\n"
+    write_atomic(path, lambda f: f.write(text.encode()))
 
 
 def _first_line(err: BaseException) -> str:

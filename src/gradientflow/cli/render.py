@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import click
@@ -18,7 +17,10 @@ def fmt(v, digits: int = 4) -> str:
 
 
 def echo_json(obj, **kwargs) -> None:
-    click.echo(json.dumps(obj, indent=2, **kwargs))
+    """``obj`` as standard JSON on stdout (``jsontext``: NaN as null, infinities as "inf" and "-inf")."""
+    from ..jsontext import dumps
+
+    click.echo(dumps(obj, indent=2, **kwargs))
 
 
 def table(rows: list[dict], columns: list[str], digits: int = 4) -> None:

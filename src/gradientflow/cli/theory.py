@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import math
-
 import click
+
+from .. import jsontext
 
 from .app import bad_input, main, output_folder
 from .render import fmt
@@ -13,9 +12,7 @@ from .render import fmt
 
 def _strict(row: dict) -> str:
     """JSON with NaN as null and infinity as the string "inf" (a depth scale at the critical point)."""
-    clean = {k: (None if isinstance(v, float) and math.isnan(v) else
-                 ("inf" if v > 0 else "-inf") if isinstance(v, float) and math.isinf(v) else v) for k, v in row.items()}
-    return json.dumps(clean, indent=2)
+    return jsontext.dumps(row, indent=2)
 
 
 @main.group("theory", invoke_without_command=True)
@@ -54,7 +51,7 @@ def theory_critical(activation, sigma_b2, as_json) -> None:
         cfg = TheoryPoint(activation=activation, sigma_b2=sigma_b2)
         w = float(theory.critical_sigma_w2(cfg.activation, cfg.sigma_b2))
     if as_json:
-        click.echo(json.dumps({"activation": cfg.activation, "sigma_b2": cfg.sigma_b2, "sigma_w2": w}))
+        click.echo(jsontext.dumps({"activation": cfg.activation, "sigma_b2": cfg.sigma_b2, "sigma_w2": w}))
     else:
         click.echo(f"{cfg.activation}: critical sigma_w2 = {w:.6g} at sigma_b2 = {cfg.sigma_b2:g}")
 

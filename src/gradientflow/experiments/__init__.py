@@ -22,6 +22,7 @@ from importlib import import_module
 from pathlib import Path
 from types import ModuleType
 
+from .. import jsontext
 from ..store import output_folder, write_atomic, write_json
 from .claim import Claim, Size, Verdict, rounded
 
@@ -104,7 +105,7 @@ def _stored(out: Path, name: str, header: dict) -> dict | None:
     """The measurements an earlier ``reproduce`` stored for ``name`` (``data/<name>.json``), when the file
     reads and was made with the same size, quick and seed; else None (the experiment runs again)."""
     try:
-        stored = json.loads((out / "data" / f"{name}.json").read_text())
+        stored = jsontext.loads((out / "data" / f"{name}.json").read_text(), exact=True)
     except (OSError, ValueError):
         return None
     ok = isinstance(stored, dict) and isinstance(stored.get("measured"), dict) and \
@@ -143,8 +144,8 @@ def run_one(name: str, *, quick: bool, seed: int, out: str | Path, resume: bool 
                 torch.manual_seed(seed)
                 measured = mod.run(size, seed, folder)
             stored = {**header, "seconds": time.perf_counter() - started, "measured": measured}
-            text = json.dumps(stored, indent=1)  # Python's JSON: NaN and Infinity written as such, read back exactly
-            stored = json.loads(text)
+            text = jsontext.dumps(stored, exact=True, indent=1)  # standard JSON, non-finite numbers read back exactly
+            stored = jsontext.loads(text, exact=True)
             fresh = True
         else:
             fresh = False

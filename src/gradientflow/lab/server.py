@@ -28,6 +28,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from .. import jsontext
 from ..config import describe_error
 from .session import LabConfig, Session
 
@@ -85,7 +86,7 @@ def create_app(runs: str | Path = "runs", open_url: str | None = None) -> Starle
                             sender = asyncio.create_task(_send_frames(ws, session))
                         else:
                             await asyncio.to_thread(session.reset, cfg)
-                        await ws.send_json({"type": "setup", **session.static})
+                        await ws.send_text(jsontext.dumps({"type": "setup", **session.static}))
                     except ValueError as err:
                         await ws.send_json({"type": "error", "message": str(err)})
                 elif session is None:
@@ -98,7 +99,7 @@ def create_app(runs: str | Path = "runs", open_url: str | None = None) -> Starle
                     session.one_step()
                 elif kind == "reset":
                     await asyncio.to_thread(session.reset)
-                    await ws.send_json({"type": "setup", **session.static})
+                    await ws.send_text(jsontext.dumps({"type": "setup", **session.static}))
                 elif kind == "keep":
                     folder = Path(runs) / f"lab-{time.strftime('%Y%m%d-%H%M%S')}-{id(session) % 10000:04d}"
                     Path(runs).mkdir(parents=True, exist_ok=True)
@@ -149,5 +150,5 @@ async def _send_frames(ws: WebSocket, session: Session) -> None:
         if session.step_count != last_step or session.error:
             frame = await asyncio.to_thread(session.frame)
             last_step = frame["step"]
-            await ws.send_text(json.dumps(frame))
+            await ws.send_text(jsontext.dumps(frame))  # standard JSON: NaN would stop the page's parse
         await asyncio.sleep(max(0.0, 1 / FPS - (time.monotonic() - started)))
