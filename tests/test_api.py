@@ -21,13 +21,15 @@ def test_every_public_name_has_a_docstring():
 # closing note of issue 11 says why: model -> layers (initialize_ walks the layers), propagate -> model (a
 # fresh mlp), config -> train (LoopSpec lives beside the loop that uses it), train -> data (the Dataset it
 # takes).
-_BELOW_EXPERIMENTS = {"jsontext", "gaussian", "schedules", "data", "store", "probes/stats", "activations", "properties",
+_BELOW_EXPERIMENTS = {"jsontext", "memory", "gaussian", "schedules", "data", "store", "probes/stats", "activations", "properties",
                       "theory", "init", "layers", "model", "propagate", "optim", "train", "probes", "config", "job",
                       "plots"}
 ALLOWED = {
     "gaussian": set(), "schedules": set(), "data": set(), "probes/stats": set(),
     # beyond DESIGN.md: standard JSON (NaN as null) for every file and --json output (issue 30)
     "jsontext": set(), "store": {"jsontext"},
+    # beyond DESIGN.md: memory estimates from sizes, checked before allocating (issue 30)
+    "memory": set(),
     # beyond DESIGN.md: SQL over runs is its own module beside the store (issue 30: its limits)
     "sql": {"store"},
     "activations": {"gaussian"},
@@ -37,14 +39,14 @@ ALLOWED = {
     "init": {"activations", "theory", "layers"},
     "layers": {"activations"},
     "model": {"activations", "init", "layers"},
-    "propagate": {"layers", "init", "theory", "probes/stats", "model"},
+    "propagate": {"layers", "init", "theory", "probes/stats", "model", "memory"},
     "optim": {"schedules"},
     "train": {"optim", "schedules", "store", "data"},
     # beyond DESIGN.md: probe.report(path) (issue 13) draws the probe figures and writes the page
     # atomically; imported inside the method, so importing the probes stays light, and no cycle
     "probes": {"activations", "layers", "probes/stats", "plots", "store"},
     "config": {"activations", "init", "data", "optim", "train"},
-    "job": {"config", "data", "model", "train", "probes", "store"},
+    "job": {"config", "data", "model", "train", "probes", "store", "memory"},
     "plots": {"activations", "properties", "theory", "store"},
     # beyond DESIGN.md: X1 (issue 15) trains its grid with the sweep's batched trainer
     "experiments": _BELOW_EXPERIMENTS | {"sweep"},

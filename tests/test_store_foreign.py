@@ -132,3 +132,19 @@ def test_a_config_without_epochs_resumes_with_the_default_not_a_traceback(tmp_pa
     code, out = _cli("train", "--resume", "--out", run.path, "--quiet", "--json")
     assert code == 0, out
     assert json.loads(out)["steps"] == TrainConfig().epochs * 5
+
+
+def test_metric_rows_are_written_on_a_clock_within_a_long_epoch(tmp_path, monkeypatch):
+    """With batch size 1 an epoch is thousands of steps; its rows must not wait in memory for the
+    epoch's checkpoint. Checkpoints by the clock change no number the run computes."""
+    from gradientflow import train
+
+    plain = _trained(tmp_path, "plain", epochs=1, batch_size=1, checkpoint_every=None)
+    monkeypatch.setattr(train, "FLUSH_SECONDS", 0.0)  # a checkpoint after every step
+    clocked = _trained(tmp_path, "clocked", epochs=1, batch_size=1, checkpoint_every=None)
+    assert len(clocked._parts("metrics")) == 160 and len(plain._parts("metrics")) == 1
+    rows = lambda run: sorted(run.metrics().to_pylist(), key=lambda r: (r["step"], r["split"], r["name"]))
+    assert rows(clocked) == rows(plain)
+    a = clocked.read_checkpoint(clocked.latest_checkpoint()[1])["model"]
+    b = plain.read_checkpoint(plain.latest_checkpoint()[1])["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -11,10 +11,11 @@ labels in ``[0, classes)``, matching shapes, nothing empty.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import gzip
 import math
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ FILE_KINDS = ("idx", "npz")
 MAX_CLASSES = 100_000
 NORMALIZATIONS = ("none", "center", "standardize", "shift")
 MAX_SAMPLES = 10_000_000
+MAX_FILE_BYTES = 4 * 2**30  # a data file's content once decompressed (MNIST's training images: 47 MB)
 
 
 class DataError(ValueError):
@@ -59,6 +61,19 @@ def check_spec(spec: str) -> str:
     if spec in BUILTIN or (kind in FILE_KINDS and path):
         return spec
     raise DataError(f"unknown data {spec!r}; expected one of {', '.join(BUILTIN)}, idx:DIR or npz:FILE")
+
+
+_USUAL = {"mnist1d": (4000, 1000, 40, 10), "digits": (1437, 360, 64, 10)}  # n_train, n_test, features, classes
+
+
+def planned(spec: str, n_train: int | None = None, n_test: int | None = None, dim: int = 20,
+            classes: int = 4) -> tuple[int, int, int] | None:
+    """(samples, features, classes) that ``load`` will make for a built-in source, known before it is
+    made (for ``memory`` to check); None for a file, whose sizes are known once it is read."""
+    if spec not in BUILTIN:
+        return None
+    a, b, features, k = _USUAL.get(spec, (800, 200, dim if spec == "mixture" else 2, classes if spec == "mixture" else 2))
+    return (n_train or a) + (n_test or b), features, k
 
 
 def load(spec: str, *, n_train: int | None = None, n_test: int | None = None, noise: float = 0.1,
@@ -161,10 +176,32 @@ def _mnist1d_generated(n_train: int, n_test: int, seed: int):
     args.num_samples, args.train_split, args.seed = total, n_train / total, seed
     state = np.random.get_state()  # mnist1d seeds numpy's global generator; leave it as it was
     try:
-        d = make_dataset(args)
+        with _counted_samples(total):
+            d = make_dataset(args)
     finally:
         np.random.set_state(state)
     return d["x"], d["y"], d["x_test"], d["y_test"]
+
+
+@contextlib.contextmanager
+def _counted_samples(total: int):
+    """A progress bar on stderr while mnist1d makes ``total`` samples, shown when it takes over 2 s
+    (about 20,000 samples) and stderr is a terminal. mnist1d has no progress hook: its per-sample
+    ``transform`` is wrapped to count, which changes no number it draws."""
+    import mnist1d.data as made
+    from tqdm import tqdm
+
+    transform = made.transform
+    with tqdm(total=total, unit="sample", desc="mnist1d", delay=2, disable=None, leave=False) as bar:
+        def counted(*args, **kwargs):
+            bar.update()
+            return transform(*args, **kwargs)
+
+        made.transform = counted
+        try:
+            yield
+        finally:
+            made.transform = transform
 
 
 def _digits(n_train: int | None, n_test: int | None, seed: int):
@@ -195,10 +232,7 @@ def read_idx(path: Path) -> np.ndarray:
     except OSError as err:
         raise DataError(f"cannot read {str(path)!r}: {err.strerror or err}") from None
     if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as err:
-            raise DataError(f"{str(path)!r} is a damaged gzip file: {err}") from None
+        raw = _gunzipped(path, raw)
     if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] not in _IDX_TYPES or not 1 <= raw[3] <= 4:
         raise DataError(f"{str(path)!r} is not an IDX file (bad magic number {raw[:4].hex() or 'empty'})")
     ndim = raw[3]
@@ -210,6 +244,21 @@ def read_idx(path: Path) -> np.ndarray:
     if len(raw) != expected:
         raise DataError(f"{str(path)!r} has {len(raw)} bytes; its header {shape} needs {expected} (truncated or padded)")
     return np.frombuffer(raw, dtype, offset=4 + 4 * ndim).reshape(shape)
+
+
+def _gunzipped(path: Path, raw: bytes) -> bytes:
+    """A gzip file's content, decompressed at most to ``MAX_FILE_BYTES`` (a small file can expand to
+    any size: it is refused in one line instead of filling the memory)."""
+    inflate = zlib.decompressobj(wbits=31)  # 31: a gzip header
+    try:
+        out = inflate.decompress(raw, MAX_FILE_BYTES + 1)
+    except zlib.error as err:
+        raise DataError(f"{str(path)!r} is a damaged gzip file: {err}") from None
+    if len(out) > MAX_FILE_BYTES:
+        raise DataError(f"{str(path)!r} decompresses to more than {MAX_FILE_BYTES:,} bytes; data files are limited to that")
+    if not inflate.eof:
+        raise DataError(f"{str(path)!r} is a damaged gzip file: it ends before its compressed stream does")
+    return out
 
 
 def _read_idx_dir(folder: Path):
@@ -240,6 +289,10 @@ def _read_idx_dir(folder: Path):
 def _read_npz(path: Path):
     try:
         with np.load(path, allow_pickle=False) as f:
+            unpacked = sum(i.file_size for i in f.zip.infolist()) if f.zip is not None else 0
+            if unpacked > MAX_FILE_BYTES:
+                raise DataError(f"npz:{path}: its arrays unpack to {unpacked:,} bytes; data files are limited to "
+                                f"{MAX_FILE_BYTES:,}")
             missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in f.files]
             if missing:
                 raise DataError(f"npz:{path}: missing array(s) {', '.join(missing)} "

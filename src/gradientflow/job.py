@@ -11,7 +11,7 @@ import os
 
 import torch
 
-from . import data, model
+from . import data, memory, model
 from .config import TrainConfig
 from .store import Run, write_json
 from .train import Observer, Summary, fit
@@ -30,10 +30,23 @@ def network(cfg: TrainConfig, d: data.Dataset) -> torch.nn.Module:
                      scale=cfg.scale(), generator=g, lsuv_batch=d.x_train[:512] if cfg.init == "lsuv" else None)
 
 
-def prepare(cfg: TrainConfig) -> tuple[torch.nn.Module, data.Dataset]:
-    """The normalised dataset and a freshly initialised ``mlp`` for it (weights from ``cfg.seed``)."""
+def prepare(cfg: TrainConfig, max_memory: int | None = None) -> tuple[torch.nn.Module, data.Dataset]:
+    """The normalised dataset and a freshly initialised ``mlp`` for it (weights from ``cfg.seed``).
+    Its memory is estimated from the sizes (``memory.training``) and a run that would not fit in
+    ``max_memory`` bytes (default: the machine's) is refused in one line: before the data is made when
+    the source's sizes are known, else once the file is read, and always before the net is drawn."""
+    planned = data.planned(cfg.data, cfg.n_train, cfg.n_test)
+    if planned is not None:
+        _refuse_oversized(cfg, *planned, max_memory)
     d = dataset(cfg)
+    _refuse_oversized(cfg, len(d.y_train) + len(d.y_test), d.features, d.classes, max_memory)
     return network(cfg, d), d
+
+
+def _refuse_oversized(cfg: TrainConfig, samples: int, features: int, classes: int, max_memory: int | None) -> None:
+    needed = memory.training(features, cfg.width, cfg.depth, classes, batch=cfg.batch_size, samples=samples)
+    memory.refuse(f"training a {cfg.depth} x {cfg.width} net on {samples:,} samples of {features} features "
+                  f"with batches of {cfg.batch_size:,}", needed, max_memory)
 
 
 def train(cfg: TrainConfig, net: torch.nn.Module, d: data.Dataset, *, run: Run | None = None, resume: bool = False,
@@ -57,15 +70,15 @@ def train(cfg: TrainConfig, net: torch.nn.Module, d: data.Dataset, *, run: Run |
 
 
 def run(cfg: TrainConfig, out: str | os.PathLike | None = None, *, progress: bool = False,
-        observers: tuple[Observer, ...] = ()) -> Summary:
+        observers: tuple[Observer, ...] = (), max_memory: int | None = None) -> Summary:
     """Train a new run as ``cfg`` says, stored in ``out`` when given (a new or empty folder)."""
-    net, d = prepare(cfg)  # bad data is refused before the run folder exists
+    net, d = prepare(cfg, max_memory)  # bad data, and sizes that would not fit, are refused before the run folder exists
     store = Run.create(out, cfg.model_dump()) if out is not None else None
     return train(cfg, net, d, run=store, progress=progress, observers=observers)
 
 
 def resume(out: str | os.PathLike, *, epochs: int | None = None, progress: bool = False,
-           observers: tuple[Observer, ...] = (), same_as: dict | None = None) -> Summary:
+           observers: tuple[Observer, ...] = (), same_as: dict | None = None, max_memory: int | None = None) -> Summary:
     """Continue a stored run from its latest checkpoint (optionally for more epochs in all).
 
     ``same_as``: config fields the caller asks for (a repeated command line, a config file); each
@@ -83,7 +96,7 @@ def resume(out: str | os.PathLike, *, epochs: int | None = None, progress: bool 
         if epochs is None and "epochs" in same_as:
             epochs = asked["epochs"]
     cfg = TrainConfig(**{**stored, "epochs": stored["epochs"] if epochs is None else epochs})
-    net, d = prepare(cfg)
+    net, d = prepare(cfg, max_memory)
     with store.writing():  # refused here, before config.json changes, while another process trains into it
         if cfg.epochs != stored["epochs"]:
             write_json(store.path / "config.json", cfg.model_dump())

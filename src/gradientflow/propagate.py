@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from . import init, layers, model, theory
+from . import init, layers, memory, model, theory
 from .probes.stats import in_region
 
 
@@ -79,9 +79,14 @@ class Study:
 
 
 def study(activation: str, init_name: str, *, depth: int, width: int, batch: int, scale: init.Scale = init.Scale(),
-          pieces: int = 2, bias: bool = True, seed: int = 0) -> Study:
+          pieces: int = 2, bias: bool = True, seed: int = 0, max_memory: int | None = None) -> Study:
     """Draw a ``depth`` x ``width`` ``mlp`` and ``batch`` unit-Gaussian inputs from one generator seeded
-    with ``seed`` (weights first), propagate them, and predict the same layers from the theory."""
+    with ``seed`` (weights first), propagate them, and predict the same layers from the theory. A study
+    whose estimated memory (``memory.propagation``) exceeds ``max_memory`` bytes (default: the
+    machine's) is refused with a ValueError before anything is drawn."""
+    kept = pieces if activation == "maxout" else 1
+    memory.refuse(f"propagating a batch of {batch:,} through {depth} x {width}", memory.propagation(width, depth, batch, kept),
+                  max_memory)
     g = torch.Generator().manual_seed(seed)
     net = model.mlp(width, width, depth, activation=activation, init_name=init_name, scale=scale, bias=bias,
                     pieces=pieces, generator=g)

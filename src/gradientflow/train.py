@@ -192,6 +192,7 @@ def locate_nonfinite(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -
 
 GUARD_EVERY = 256  # at most this many steps unread by the NaN guard: its only host synchronisation
 GUARD_ELEMENTS = 1 << 22  # ... or sooner, once the kept logits hold this many numbers
+FLUSH_SECONDS = 60.0  # a stored run checkpoints (and so writes its metric rows) at least this often
 GATHER_BYTES = 32 << 20  # the most training rows copied out at once, in the epoch's order (``_Loop.batches``)
 
 
@@ -341,6 +342,7 @@ class _Loop:
         self.history: list[dict] = []
         self.strict_until = 0  # steps up to this one are checked one by one (a replay after a rollback)
         self.good: dict = {}  # the last snapshot known to be finite
+        self.flush_by = math.inf  # the next checkpoint by the clock (set at each snapshot)
 
     def snapshot(self, epoch: int, batch: int) -> dict:
         """A copy of the whole state (model, optimiser, scheduler, RNG, position, epoch sums, observers):
@@ -443,6 +445,7 @@ class _Loop:
         if not checked:
             self.check(state=True)
         self.good = self.snapshot(epoch, batch)
+        self.flush_by = time.monotonic() + FLUSH_SECONDS  # long epochs (batch size 1) still write their rows
         if self.run is None:
             return
         self.run.append_metrics(self.step, self.log.rows())
@@ -516,7 +519,8 @@ class _Loop:
             for batch, xb, yb in self.batches(order, start_batch if epoch == start_epoch else 0):
                 self.train_step(epoch, xb, yb)
                 bar.update(1)
-                if self.step % self.ckpt_every == 0 and batch + 1 < self.per_epoch:
+                due = self.step % self.ckpt_every == 0 or (self.run is not None and time.monotonic() > self.flush_by)
+                if due and batch + 1 < self.per_epoch:
                     self.save(epoch, batch + 1)
             row = self.end_epoch(epoch)
             if not bar.disable:
@@ -526,6 +530,7 @@ class _Loop:
         """Every remaining epoch; after a rollback, again from the snapshot."""
         self.model.train()
         self.good = self.snapshot(self.epoch, self.batch)
+        self.flush_by = time.monotonic() + FLUSH_SECONDS
         while True:
             try:
                 return self.epochs(bar)

@@ -53,9 +53,11 @@ from .render import echo_json, fmt
               "are given must equal the stored ones; only --epochs may change).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
-def train_cmd(config_file, out, resume, quiet, as_json, **options) -> None:
+@click.option("--max-memory", default=None, help="Refuse a run whose estimated memory exceeds this (512M, 8G; "
+              "default: this machine's memory).")
+def train_cmd(config_file, out, resume, quiet, as_json, max_memory, **options) -> None:
     """Train an MLP and keep the run (config, metrics in Parquet, checkpoints) on disk."""
-    from .. import job
+    from .. import job, memory
     from ..config import TrainConfig, load_file
 
     given = {k: v for k, v in options.items() if v is not None}
@@ -63,12 +65,13 @@ def train_cmd(config_file, out, resume, quiet, as_json, **options) -> None:
     if resume and out is None:
         raise BadInput("--resume needs --out RUN, the run folder to continue")
     with bad_input():
+        limit = memory.parse(max_memory) if max_memory is not None else None
         asked = {**(load_file(config_file) if config_file else {}), **given}  # options given here win
         if resume:  # the same command line again (plus --resume) is accepted; a changed value is refused
-            summary = job.resume(out, epochs=given.get("epochs"), progress=progress, same_as=asked)
+            summary = job.resume(out, epochs=given.get("epochs"), progress=progress, same_as=asked, max_memory=limit)
         else:
             cfg = TrainConfig(**asked)
-            summary = job.run(cfg, out or job.default_folder(cfg), progress=progress)
+            summary = job.run(cfg, out or job.default_folder(cfg), progress=progress, max_memory=limit)
     if as_json:
         echo_json({k: v for k, v in summary.to_dict().items() if k != "history"})
     else:
