@@ -40,7 +40,7 @@ def test_train_that_would_need_terabytes_is_refused_before_the_run_exists(tmp_pa
     assert not (tmp_path / "run").exists()  # no run left marked running
 
 
-@pytest.mark.parametrize("value, why", [("1K", "at least 1M"), ("lots", "expected a size"), ("-5G", "expected a size")])
+@pytest.mark.parametrize("value, why", [("1K", "at least 1.0 MiB"), ("lots", "expected a size"), ("-5G", "expected a size")])
 def test_a_bad_max_memory_is_one_line(value, why):
     code, err, _ = _cli("propagate", "--depth", 2, "--width", 8, "--batch", 4, "--max-memory", value)
     _refused(code, err, "--max-memory", why)

@@ -14,7 +14,8 @@ import os
 import re
 
 FLOAT = 4  # bytes of a float32
-_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+_UNITS = {"": 1, "b": 1, **{u + tail: 2**(10 * i) for i, u in enumerate("kmgt", 1) for tail in ("", "ib")},
+          **{u + "b": 10**(3 * i) for i, u in enumerate("kmgt", 1)}}
 
 
 def machine() -> int:
@@ -25,17 +26,18 @@ def machine() -> int:
         return 16 * 2**30
 
 
-def parse(text: str | int) -> int:
-    """Bytes from ``'8G'``, ``'512M'``, ``'1.5GiB'``, ``'2e9'`` or an int; ValueError naming the value."""
+def parse(text: str | int, option: str = "--max-memory", least: int = 2**20) -> int:
+    """Bytes from ``'8G'`` or ``'8GiB'`` (powers of 1024), ``'8GB'`` (powers of 1000), ``'2e9'`` or an int;
+    ValueError naming ``option`` and the value when it is not a size or is under ``least`` bytes."""
     if isinstance(text, int) and not isinstance(text, bool):
         value = text
     else:
-        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([kmgt]?)(?:i?b)?\s*", str(text).lower())
-        if m is None:
-            raise ValueError(f"--max-memory {text!r}: expected a size such as 512M, 8G or 2e9 (bytes)")
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([kmgt]?i?b?)\s*", str(text).lower())
+        if m is None or m[2] not in _UNITS:
+            raise ValueError(f"{option} {text!r}: expected a size such as 512M, 8G, 8GB or 2e9 (bytes)")
         value = int(float(m[1]) * _UNITS[m[2]])
-    if value < 2**20:
-        raise ValueError(f"--max-memory {text!r}: at least 1M")
+    if value < least:
+        raise ValueError(f"{option} {text!r}: at least {readable(least)}")
     return value
 
 

@@ -93,26 +93,38 @@ def runs_compare(runs, plot_dir, as_json) -> None:
 @runs_group.command("sql")
 @click.argument("query_text", metavar="QUERY")
 @click.option("--root", default="runs", show_default=True, help="Folder of runs to query.")
+@click.option("--timeout", type=float, default=10.0, show_default=True,
+              help="Seconds before the query is stopped (0.1 to 3600).")
+@click.option("--max-memory", default="1GB", show_default=True,
+              help="DuckDB's memory for the query, e.g. 512MB or 4GB; nothing spills to disk.")
+@click.option("--limit", type=int, default=10000, show_default=True,
+              help="Most rows to show (1 to 1000000); a cut result says so on stderr.")
 @click.option("--json", "as_json", is_flag=True)
-def runs_sql(query_text, root, as_json) -> None:
+def runs_sql(query_text, root, timeout, max_memory, limit, as_json) -> None:
     """One DuckDB SELECT over `metrics` (run, step, epoch, split, name, value) and `runs` (run, status, config);
-    read-only: no COPY, ATTACH, INSTALL, writes or file access."""
+    read-only: no COPY, ATTACH, INSTALL, writes or file access; bounded by --timeout, --max-memory and --limit.
+
+    Config fields named `run` or `status` are renamed `config_run`, `config_status`; a field with
+    different types across runs is text, and a nested value is JSON text."""
     import duckdb
 
-    from ..sql import query
+    from ..sql import query, truncated
     from ..store import list_runs
 
     with bad_input():
         runs = list_runs(root)
     try:
-        with bad_input():  # not a single SELECT, a damaged part
-            rows = query(query_text, runs).to_pylist()
+        with bad_input():  # not a single SELECT, a limit out of range or hit, a damaged part
+            result = query(query_text, runs, timeout=timeout, max_memory=max_memory, limit=limit)
     except duckdb.Error as err:
         raise BadInput(f"query failed: {str(err).splitlines()[0]}") from None
+    rows = result.to_pylist()
     if as_json:
         echo_json(rows, default=str)
     elif rows:
         table(rows, list(rows[0]))
+    if truncated(result):  # on stderr: --json output stays one JSON document
+        click.echo(f"note: first {limit} rows shown; more matched (--limit)", err=True)
 
 
 @runs_group.command("export")
