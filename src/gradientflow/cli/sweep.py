@@ -1,5 +1,9 @@
 """``sweep run``, ``sweep show`` and ``sweep plot``: a grid of training runs on a local process pool
-or a Ray cluster, its results table and its heat maps."""
+or a Ray cluster, its results table and its heat maps.
+
+``sweep run`` refuses, in one line with exit code 2 and before writing anything, an ``--out`` that
+is not new, empty or the same spec's sweep; a cell whose worker is lost is a failed row, not a
+traceback, and the summary counts it."""
 
 from __future__ import annotations
 
@@ -18,8 +22,8 @@ def sweep_group() -> None:
 
 @sweep_group.command("run")
 @click.argument("spec_file")
-@click.option("--out", required=True, help="The sweep's folder: runs/ and results.parquet (new, or the same "
-              "sweep's, to continue it).")
+@click.option("--out", required=True, help="The sweep's folder: runs/ and results.parquet (new or empty, or the "
+              "same spec's sweep, to continue it; anything else is refused).")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local: worker processes on this machine; ray: a Ray cluster (started here, or --address).")
 @click.option("--workers", type=click.IntRange(1, 256), default=None,
@@ -35,7 +39,9 @@ def run_cmd(spec_file, out, engine, workers, address, batched, quiet, as_json) -
     from ..config import load_file
     from ..sweep import SweepSpec, run_sweep
 
-    with bad_input():  # run_sweep validates every cell, and reaches the engine, before it writes anything
+    # run_sweep validates every cell, checks that --out is new, empty or this spec's sweep, and reaches
+    # the engine before it writes anything; each refusal is one line, exit code 2
+    with bad_input():
         counts = run_sweep(SweepSpec.parse(load_file(spec_file)), out, engine=engine, workers=workers,
                            address=address, batched=batched, progress=not quiet and sys.stderr.isatty())
     if as_json:

@@ -1,9 +1,16 @@
-"""One cell of a sweep, trained in a worker (a pool process, a Ray task or this process)."""
+"""One cell of a sweep, trained in a worker (a pool process, a Ray task or this process).
+
+Testing only: ``GRADIENTFLOW_TEST_KILL_CELL=<cell name>`` makes the process that starts that cell
+SIGKILL itself, as the out-of-memory killer would kill it (the sweep's kill tests use it)."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
+
+TEST_KILL_CELL = "GRADIENTFLOW_TEST_KILL_CELL"
 
 RESULT_FIELDS = ("cell", "status", "steps", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "seconds",
                  "message")
@@ -22,6 +29,8 @@ def run_cell(config: dict, folder: str) -> dict:
     from .. import job
     from ..config import TrainConfig
 
+    if os.environ.get(TEST_KILL_CELL) == Path(folder).name:  # testing only: see the module's docstring
+        os.kill(os.getpid(), signal.SIGKILL)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one thread per cell: the same numbers whatever the pool's size
     start = time.perf_counter()

@@ -2,13 +2,20 @@
 folder: ``DIR/runs/<cell>`` (stored runs, readable by ``gradientflow runs``), ``DIR/spec.json`` and
 ``DIR/results.parquet`` (one row per cell, rewritten atomically each time a cell ends, so a killed
 sweep keeps every row it had). Running the same sweep again skips the cells whose run ended
-(finished or diverged) and resumes the others from their last checkpoint; a cell that raises is
-recorded as failed with its message and the others go on.
+(finished or diverged) and resumes the others from their last checkpoint; a cell that raises, or
+whose worker is lost, is recorded as failed with its message and the others go on.
+
+``--out`` is written only when it is missing, empty, or holds a sweep of the same spec (its
+``spec.json`` equal to the one this sweep would write). Anything else is refused, before anything
+is written, with a one-line ValueError: a file, another spec's sweep, a run folder (config.json),
+a folder holding anything else. A refused folder is left byte for byte as it was.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from pathlib import Path
 
 from ..store import Run, write_atomic, write_json
@@ -36,8 +43,10 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, engine: str = "local", worker
     """Every cell of ``spec`` into ``out`` on ``engine`` (``engines.make``); returns the counts and the
     results file's path. With ``batched``, the new cells train in this process as batches of
     same-shaped nets (``batched``); a cell with a stored unfinished run resumes on the engine.
-    Nothing is written before every cell's config is valid and the engine answers."""
+    Nothing is written before every cell's config is valid, ``out`` is found to be this sweep's
+    (``_check_out``) and the engine answers."""
     cells = spec.cells()
+    _check_out(Path(out), _spec_record(spec))
     if batched:
         for cell in cells:
             why = batching.refusal(cell.config)
@@ -50,13 +59,55 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, engine: str = "local", worker
         runner.close()
 
 
+SPEC_TMP = re.compile(r"\.spec\.json\..+\.tmp")  # what a kill in the middle of writing spec.json leaves
+
+
+def _spec_record(spec: SweepSpec) -> dict:
+    """What ``spec.json`` holds for ``spec``, as it reads back (JSON's types)."""
+    return json.loads(json.dumps({"base": spec.base, "grid": spec.grid, "random": spec.random}, default=str))
+
+
+def _check_out(out: Path, record: dict) -> None:
+    """ValueError (one line) unless ``out`` is missing, empty, or this spec's sweep folder, so that
+    a sweep never writes over another sweep, a run or anyone's files."""
+    where = f"--out {str(out)!r}"
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ValueError(f"{where} is a file, not a folder; give a new folder")
+    links = [p for p in (out / "spec.json", out / "results.parquet", out / "runs") if p.is_symlink()]
+    if (out / "runs").is_dir() and not (out / "runs").is_symlink():
+        links += [p for p in (out / "runs").iterdir() if p.is_symlink()]
+    if links:  # a sweep writes, resumes and deletes only inside its own folder (as the run store does)
+        raise ValueError(f"{where}: {str(links[0])!r} is a symbolic link; a sweep's files must be its own")
+    if (out / "config.json").exists():
+        raise ValueError(f"{where} is a run folder (it has config.json), not a sweep's; give a new folder")
+    spec_file = out / "spec.json"
+    if spec_file.exists():
+        try:
+            stored = json.loads(spec_file.read_text())
+        except (OSError, ValueError) as err:
+            raise ValueError(f"{where} has a spec.json that does not read ({type(err).__name__}); "
+                             f"give a new folder") from None
+        if stored != record:
+            raise ValueError(f"{where} holds another sweep (spec differs); give a new folder")
+        return
+    # spec.json is a sweep's first write: without it, only a kill's leftover of that write is a sweep's
+    foreign = sorted(p.name for p in out.iterdir() if not SPEC_TMP.fullmatch(p.name))
+    if foreign:
+        raise ValueError(f"{where} holds files that are not a sweep's ({foreign[0]!r}, no spec.json); "
+                         f"give an empty or new folder")
+
+
 def _label(cell: Cell) -> str:
     return " ".join(f"{k}={v!r}" for k, v in cell.varied.items())
 
 
 def _sweep(cells: list[Cell], spec: SweepSpec, out: Path, runner, batched: bool, progress: bool) -> dict:
-    (out / "runs").mkdir(parents=True, exist_ok=True)
-    write_json(out / "spec.json", {"base": spec.base, "grid": spec.grid, "random": spec.random})
+    out.mkdir(parents=True, exist_ok=True)
+    # spec.json first: it marks the folder as this sweep's (``_check_out``)
+    write_json(out / "spec.json", _spec_record(spec))
+    (out / "runs").mkdir(exist_ok=True)
     rows: dict[str, dict] = {}
     todo: list[Cell] = []
     for cell in cells:
