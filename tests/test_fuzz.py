@@ -304,3 +304,77 @@ def _damage(raw: bytes, how: str, draw) -> bytes:
     if how == "gzip":
         return gzip.compress(raw)[:draw(st.integers(2, 60))]
     return raw
+
+
+def _mutated_table(table, how: str, draw):
+    """A Parquet table that still parses but is not what the store wrote: a column dropped, renamed,
+    cast to another type, or one added."""
+    import pyarrow as pa
+
+    column = draw(st.sampled_from(table.column_names))
+    if how == "drop":
+        return table.drop_columns([column])
+    if how == "rename":
+        return table.rename_columns([f"{c}_x" if c == column else c for c in table.column_names])
+    if how == "cast":
+        i = table.column_names.index(column)
+        to = pa.binary() if pa.types.is_string(table.schema.field(i).type) else pa.string()  # numbers as text
+        return table.set_column(i, column, table[column].cast(to))
+    return table.append_column("extra", pa.array([1.0] * table.num_rows))
+
+
+def _mutated_checkpoint(state: dict, draw) -> dict:
+    import torch
+
+    key = draw(st.sampled_from(sorted(state)))
+    value = draw(st.sampled_from(["missing", -5, 10**9, 0.5, math.nan, "text", [], {}, "tensor", None]))
+    if value == "missing":
+        return {k: v for k, v in state.items() if k != key}
+    if value == "tensor":
+        value = torch.zeros(draw(st.integers(0, 5)), dtype=draw(st.sampled_from([torch.uint8, torch.float32])))
+    if key == "model" and draw(st.booleans()):  # a weight of another shape rather than another type
+        name = draw(st.sampled_from(sorted(state["model"])))
+        return {**state, "model": {**state["model"], name: torch.zeros(3, 1)}}
+    return {**state, key: value}
+
+
+@settings(FUZZ, max_examples=30)
+@given(data=st.data())
+def test_generated_damaged_parts_and_checkpoints(place, data):
+    """A stored run with one part or checkpoint that parses but is foreign (another schema, a field of
+    another type, a weight of another shape) or is cut short: every command reads it, names it or
+    falls back from it (issue 30), in one line, never a traceback."""
+    import shutil
+
+    import pyarrow.parquet as pq
+    import torch
+
+    from gradientflow.store import Run
+
+    draw = data.draw
+    run_dir = place / "damaged-run"
+    _rmtree(run_dir)
+    shutil.copytree(place / "run", run_dir)
+    run = Run(run_dir)
+    what = draw(st.sampled_from(["metrics", "checkpoint"]))
+    how = draw(st.sampled_from(["drop", "rename", "cast", "add", "truncate"]))
+    if what == "metrics":
+        part = draw(st.sampled_from([p for _, p in run._parts("metrics")]))
+        if how == "truncate":
+            part.write_bytes(part.read_bytes()[:draw(st.integers(0, part.stat().st_size - 1))])
+        else:
+            pq.write_table(_mutated_table(pq.read_table(part), how, draw), part)
+    else:
+        step, path = run.latest_checkpoint()
+        if how == "truncate":
+            path.write_bytes(path.read_bytes()[:draw(st.integers(0, path.stat().st_size - 1))])
+        else:
+            torch.save(_mutated_checkpoint(torch.load(path, weights_only=True), draw), path)
+    FUZZ_CASES["damaged runs"] = FUZZ_CASES.get("damaged runs", 0) + 1
+    listed = CliRunner().invoke(main, ["runs", "list", str(run_dir), "--json"])
+    _check(listed, {})
+    assert listed.exit_code == 0
+    for args in (["runs", "show", str(run_dir)], ["runs", "sql", "select count(*) from metrics", "--root", str(run_dir)],
+                 ["train", "--resume", "--out", str(run_dir), "--epochs", "2", "--quiet"]):
+        _check(CliRunner().invoke(main, args), {}, allow_one=args[0] == "train")
+    _rmtree(run_dir)
