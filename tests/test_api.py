@@ -31,7 +31,7 @@ ALLOWED = {
     # beyond DESIGN.md: memory estimates from sizes, checked before allocating (issue 30)
     "memory": set(),
     # beyond DESIGN.md: SQL over runs is its own module beside the store (issue 30: its limits)
-    "sql": {"store"},
+    "sql": {"store", "memory"},
     "activations": {"gaussian"},
     "properties": {"activations", "gaussian"},
     "theory": {"activations", "gaussian"},
