@@ -11,9 +11,9 @@ number of steps. When to measure is ``schedule.Schedule``; the reduction across 
 
 A *step* is one forward pass of the watched model in training mode with gradients enabled, or,
 once a torch optimiser over its weights is seen to step after several of them (gradient
-accumulation), all the forwards between two optimiser steps; evaluation passes (``model.eval()``
-or ``torch.no_grad()``) are not counted. Every ``every``-th
-step is sampled (the first step always).
+accumulation), all the forwards between two optimiser steps (``steps``); evaluation passes
+(``model.eval()`` or ``torch.no_grad()``) are not counted. Every ``every``-th step is sampled
+(the first step always).
 
 The columns of ``summary()`` and what each statistic measures: ``builtin`` (layer and activation
 rows), ``attention`` (heads) and ``recurrent`` (gates and gradients through time).
@@ -40,6 +40,7 @@ from .rows.norms import Norms
 from .schedule import Schedule
 from .skipped import skipped
 from .state import Context, eager
+from .steps import Steps
 from .stats import choose as choose_stats  # (the parameter ``stats`` shadows the module)
 from .sums import Sums
 
@@ -84,10 +85,7 @@ class Probe:
         self._window_heavy = False  # the open window has had a heavy step
         self._window_start = 1
         self._update_pending = False  # the weights were copied: this step measures the update
-        self._optimiser_steps = 0  # optimiser steps over the model's weights seen (steps="forward")
-        self._at_step_start = 0  # ... when the current step began
-        self._accumulating = False  # several forwards per optimiser step seen: a step is an optimiser step
-        self._forwards = 0  # training forwards since the last optimiser step
+        self._steps = Steps(model, self._read_grads_at_step, self.before_optimizer_step)  # steps="forward"
         self._look = True  # look for functional calls on sampled steps (turned off when the first finds none)
         self._looked = False
         self._handles: list = []  # the step hooks, for as long as the probe is attached
@@ -119,33 +117,8 @@ class Probe:
             self._handles.append(self.model.register_forward_pre_hook(eager(self._on_step)))
         self._handles.append(self.model.register_forward_hook(eager(self._on_forward_end), always_call=True))
         if not self.manual:
-            self._watch_optimisers()
+            self._steps.watch(self._handles.append)
         return self
-
-    def _watch_optimisers(self) -> None:
-        """Optimiser steps over the model's weights (torch.optim's global hooks): a forward that starts
-        before the optimiser has stepped since the last step began is a micro-batch of the same step.
-        Under DDP, or once micro-batches are seen, the weight gradient is read once, before the update
-        (all-reduced, accumulated), as the optimiser sees it."""
-        from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
-
-        weights = {id(p) for p in self.model.parameters()}
-
-        def ours(optimizer) -> bool:
-            return any(id(p) in weights for group in optimizer.param_groups for p in group["params"])
-
-        def before(optimizer, args, kwargs):
-            if self._layers.grads_at_step and ours(optimizer):
-                self.before_optimizer_step()
-
-        def after(optimizer, args, kwargs):
-            if ours(optimizer):
-                self._optimiser_steps += 1
-                if self._forwards > 1 and not self._accumulating:  # micro-batches: read the sum from now on
-                    self._accumulating = self._layers.grads_at_step = True
-                self._forwards = 0
-
-        self._handles += [register_optimizer_step_pre_hook(eager(before)), register_optimizer_step_post_hook(eager(after))]
 
     def begin_step(self) -> None:
         """A training step starts (``steps="manual"``): whatever runs until ``end_step``, however
@@ -201,11 +174,10 @@ class Probe:
         if not self.manual and not (module.training and torch.is_grad_enabled()):  # an evaluation pass
             ctx.active = False
             return
-        self._forwards += 1
-        if not self.manual and self.step and self._optimiser_steps and self._optimiser_steps == self._at_step_start:
-            self._accumulate()
+        if not self.manual and not self._steps.starts_step(first=not self.step):  # another micro-batch
+            if ctx.active and self._look:
+                self._calls.start(self.model)
             return
-        self._at_step_start = self._optimiser_steps
         plan = self.schedule.plan(self.step, self._sampled, self._window_heavy, self.step >= self._window_start)
         if plan.close:
             self._close_window()
@@ -228,12 +200,10 @@ class Probe:
         if plan.measure and self._look:  # functional activations: sampled steps only
             self._calls.start(self.model)
 
-    def _accumulate(self) -> None:
-        """Another forward of the step (gradient accumulation): from now on a step is an optimiser step."""
-        if not self._accumulating:
-            self._accumulating = self._layers.grads_at_step = True
-        if self._ctx.active and self._look:
-            self._calls.start(self.model)
+    def _read_grads_at_step(self) -> None:
+        """Micro-batches were seen: from now on each weight gradient is read once, accumulated, before
+        the optimiser's update (``before_optimizer_step``)."""
+        self._layers.grads_at_step = True
 
     def _on_forward_end(self, module, inputs, output) -> None:
         """The watched model's forward has ended (with ``steps="manual"``, one forward of the step)."""
@@ -267,7 +237,7 @@ class Probe:
         for row in state:
             row.read(host, first_bad)
         rows = assemble(self._kinds, Window(self._window_start, self.step, self._window_sampled,
-                                            self.manual or self._accumulating),
+                                            self.manual or self._steps.accumulating),
                         self.groups)
         ctx.sums.zero()
         for row in state:
