@@ -63,7 +63,14 @@ def check_spec(spec: str) -> str:
     raise DataError(f"unknown data {spec!r}; expected one of {', '.join(BUILTIN)}, idx:DIR or npz:FILE")
 
 
-_USUAL = {"mnist1d": (4000, 1000, 40, 10), "digits": (1437, 360, 64, 10)}  # n_train, n_test, features, classes
+_USUAL_SIZES = {"mnist1d": (4000, 1000), "digits": (1438, 359)}  # n_train, n_test; generated sets: 800, 200
+_SHAPES = {"mnist1d": (40, 10), "digits": (64, 10)}  # features, classes; the 2-D sets: 2, 2
+
+
+def _sizes(spec: str, n_train: int | None, n_test: int | None) -> tuple[int, int]:
+    """The split sizes of a built-in source, its usual ones where not given (digits: its 80/20 split)."""
+    a, b = _USUAL_SIZES.get(spec, (800, 200))
+    return n_train or a, n_test or b
 
 
 def planned(spec: str, n_train: int | None = None, n_test: int | None = None, dim: int = 20,
@@ -72,8 +79,8 @@ def planned(spec: str, n_train: int | None = None, n_test: int | None = None, di
     made (for ``memory`` to check); None for a file, whose sizes are known once it is read."""
     if spec not in BUILTIN:
         return None
-    a, b, features, k = _USUAL.get(spec, (800, 200, dim if spec == "mixture" else 2, classes if spec == "mixture" else 2))
-    return (n_train or a) + (n_test or b), features, k
+    features, k = (dim, classes) if spec == "mixture" else _SHAPES.get(spec, (2, 2))
+    return sum(_sizes(spec, n_train, n_test)), features, k
 
 
 def load(spec: str, *, n_train: int | None = None, n_test: int | None = None, noise: float = 0.1,
@@ -93,12 +100,12 @@ def load(spec: str, *, n_train: int | None = None, n_test: int | None = None, no
     elif kind == "npz":
         arrays = _read_npz(Path(path))
     elif spec == "mnist1d":
-        arrays = _mnist1d(n_train or 4000, n_test or 1000, 42 if seed is None else seed)
+        arrays = _mnist1d(*_sizes(spec, n_train, n_test), 42 if seed is None else seed)
     elif spec == "digits":
         arrays = _digits(n_train, n_test, 0 if seed is None else seed)
     else:
         rng = np.random.default_rng(0 if seed is None else seed)
-        a, b = n_train or 800, n_test or 200
+        a, b = _sizes(spec, n_train, n_test)
         if spec == "mixture":
             if not (1 <= dim <= 100_000 and 2 <= classes <= 1000):
                 raise DataError(f"mixture dim={dim}, classes={classes}: need 1 <= dim <= 100000, 2 <= classes <= 1000")

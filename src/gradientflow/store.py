@@ -131,43 +131,44 @@ def _columns(schema: pa.Schema) -> str:
     return ", ".join(f"{f.name}: {f.type}" for f in schema)
 
 
-def _check_schema(path: Path, schema: pa.Schema | None) -> pa.Schema:
-    """The part's schema, read from its footer; StoreError naming the file when it does not read or,
-    given ``schema``, when its columns differ (a part written by something else parses, and Arrow
-    would read its missing columns as nulls)."""
+def _same_schema(path: Path, found: pa.Schema, schema: pa.Schema) -> None:
+    """StoreError naming the part when its columns are not ``schema``'s (a part written by something
+    else parses, and Arrow would read its missing columns as nulls)."""
+    if not found.equals(schema, check_metadata=False):
+        raise StoreError(f"{str(path)!r} is damaged: its columns are ({_columns(found)}), not ({_columns(schema)})")
+
+
+def _footer_schema(path: Path) -> pa.Schema:
+    """A part's schema, from its footer alone; StoreError naming the file when it does not read."""
     try:
-        found = pq.read_schema(path)
+        return pq.read_schema(path)
     except Exception as err:  # noqa: BLE001 - Arrow raises several types for a bad file
         raise StoreError(f"{str(path)!r} is damaged: {_first_line(err)}") from None
-    if schema is not None and not found.equals(schema, check_metadata=False):
-        raise StoreError(f"{str(path)!r} is damaged: its columns are ({_columns(found)}), "
-                         f"not ({_columns(schema)})")
-    return found
 
 
 def _read_part(path: Path, schema: pa.Schema | None = None) -> pa.Table:
-    """One Parquet part, checked against ``schema`` when given; StoreError naming the file when it is
-    truncated, corrupt or of another schema."""
-    _check_schema(path, schema)
+    """One Parquet part, read once and checked against ``schema`` when given; StoreError naming the
+    file when it is truncated, corrupt or of another schema."""
     try:
-        return pq.read_table(path, schema=schema)
+        table = pq.read_table(path)
     except Exception as err:  # noqa: BLE001 - Arrow raises several types for a bad file
         raise StoreError(f"{str(path)!r} is damaged: {_first_line(err)}") from None
+    if schema is not None:
+        _same_schema(path, table.schema, schema)
+    return table
 
 
-def _table_schema(path: Path) -> pa.Schema:
-    """The schema of a table's part, which must have an integer ``step`` column (what thinning and
+def _table_schema(path: Path, schema: pa.Schema) -> pa.Schema:
+    """A table's first part's schema, which must have an integer ``step`` column (what thinning and
     the readers sort and select by)."""
-    schema = _check_schema(path, None)
     if "step" not in schema.names or not pa.types.is_integer(schema.field("step").type):
         raise StoreError(f"{str(path)!r} is damaged: no integer step column ({_columns(schema)})")
     return schema
 
 
-def _same_columns(path: Path, first: pa.Schema) -> None:
+def _same_columns(path: Path, found: pa.Schema, first: pa.Schema) -> None:
     """A later part of a table has the first part's columns, of types that combine (a column of
     nulls in one part takes the other part's type); StoreError naming the part otherwise."""
-    found = _check_schema(path, None)
     try:
         if found.names != first.names:
             raise ValueError
@@ -354,12 +355,13 @@ class Run:
             for _, part in self._parts(folder):
                 kind = _PART.match(part.name)["kind"]
                 try:
+                    found = _footer_schema(part)
                     if folder == "metrics":
-                        _check_schema(part, METRIC_SCHEMA)
+                        _same_schema(part, found, METRIC_SCHEMA)
                     elif kind in expected:
-                        _same_columns(part, expected[kind])
+                        _same_columns(part, found, expected[kind])
                     else:
-                        expected[kind] = _table_schema(part)
+                        expected[kind] = _table_schema(part, found)
                 except StoreError as err:
                     problems.append(str(err))
         for _, ckpt in self._parts("checkpoints"):
@@ -436,13 +438,13 @@ class Run:
     def table(self, name: str) -> pa.Table | None:
         """Table ``name``'s parts, in step order; every part must have the first one's columns (and a
         ``step`` column), else StoreError names the part that differs."""
-        parts = self._parts("tables", name)
+        parts = [(p, _read_part(p)) for _, p in self._parts("tables", name)]
         if not parts:
             return None
-        first = _table_schema(parts[0][1])
-        for _, p in parts[1:]:
-            _same_columns(p, first)
-        return pa.concat_tables([_read_part(p) for _, p in parts], promote_options="default")
+        first = _table_schema(parts[0][0], parts[0][1].schema)
+        for p, t in parts[1:]:
+            _same_columns(p, t.schema, first)
+        return pa.concat_tables([t for _, t in parts], promote_options="default")
 
     def final(self) -> dict:
         """The run's status and its last epoch-level numbers (from status.json)."""
@@ -504,13 +506,16 @@ class Run:
         for step, path in reversed(self._parts("checkpoints", "step")):
             try:
                 state = self.read_checkpoint(path, device)
-                why = fits(state, step) if fits is not None else None
             except StoreError as err:
-                why = str(err)
+                errors.append(str(err))
+                damaged.append(path)
+                continue
+            try:
+                why = fits(state, step) if fits is not None else None
             except Exception as err:  # noqa: BLE001 - a foreign state can break any check in its own way
-                why = f"checkpoint {str(path)!r} does not fit this run: {_first_line(err)}"
+                why = _first_line(err)
             if why is not None:
-                errors.append(why if why.startswith("checkpoint ") else f"checkpoint {str(path)!r} does not fit this run: {why}")
+                errors.append(f"checkpoint {str(path)!r} does not fit this run: {why}")
                 damaged.append(path)
                 continue
             for path in damaged:

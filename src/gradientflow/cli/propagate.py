@@ -29,22 +29,19 @@ from .render import echo_json, table
 def propagate_cmd(activation, init_name, std, gain, value, sigma_w2, sigma_b2, depth, width, batch, pieces, no_bias,
                   seed, as_json, plot_dir, max_memory) -> None:
     """Push unit-Gaussian data through a fresh network; per-layer mean, std, saturated and zero shares."""
-    from ..config import PropagateConfig
     from .. import memory
+    from ..config import PropagateConfig
     from ..propagate import study
 
     with bad_input():
         cfg = PropagateConfig(activation=activation, init=init_name, std=std, gain=gain, value=value, sigma_w2=sigma_w2,
                               sigma_b2=sigma_b2, depth=depth,
                               width=width, batch=batch, pieces=pieces, bias=not no_bias, seed=seed)
-    with bad_input():  # a study too large for the memory is refused before the folder is made
+    with bad_input():  # a study too large for the memory is refused (by study) before the folder is made
         limit = memory.parse(max_memory) if max_memory is not None else None
-        memory.refuse(f"propagating a batch of {cfg.batch:,} through {cfg.depth} x {cfg.width}",
-                      memory.propagation(cfg.width, cfg.depth, cfg.batch, cfg.pieces if cfg.activation == "maxout" else 1),
-                      limit)
+        result = study(cfg.activation, cfg.init, depth=cfg.depth, width=cfg.width, batch=cfg.batch, scale=cfg.scale(),
+                       pieces=cfg.pieces, bias=cfg.bias, seed=cfg.seed, max_memory=limit)
     folder = output_folder(plot_dir) if plot_dir else None
-    result = study(cfg.activation, cfg.init, depth=cfg.depth, width=cfg.width, batch=cfg.batch, scale=cfg.scale(),
-                   pieces=cfg.pieces, bias=cfg.bias, seed=cfg.seed, max_memory=limit)
     layers = result.layers()
     if as_json:
         echo_json({"config": cfg.model_dump(), "layers": layers})

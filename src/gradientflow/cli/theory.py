@@ -5,14 +5,8 @@ from __future__ import annotations
 import click
 
 from .. import jsontext
-
 from .app import bad_input, main, output_folder
-from .render import fmt
-
-
-def _strict(row: dict) -> str:
-    """JSON with NaN as null and infinity as the string "inf" (a depth scale at the critical point)."""
-    return jsontext.dumps(row, indent=2)
+from .render import echo_json, fmt
 
 
 @main.group("theory", invoke_without_command=True)
@@ -32,7 +26,7 @@ def theory_group(ctx, activation, sigma_w2, sigma_b2, as_json) -> None:
         cfg = TheoryPoint(activation=activation, sigma_w2=sigma_w2, sigma_b2=sigma_b2)
         row = theory.analyse(cfg.activation, cfg.sigma_w2, cfg.sigma_b2).__dict__
     if as_json:
-        click.echo(_strict(row))
+        echo_json(row)  # NaN as null, infinity as "inf" (a depth scale at the critical point)
         return
     for key, value in row.items():
         click.echo(f"{key:<20} {fmt(value, 6) if isinstance(value, float) else value}")
