@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gradientflow.probes import watch
+from gradientflow.probes.findings import UPDATE_RANGE
 
 
 def _train(net, x, y, steps=6, lr=0.05, loss=F.cross_entropy, opt=None, **kw):
@@ -277,3 +278,48 @@ def test_several_forwards_per_optimiser_step_are_one_step_without_being_told():
     assert probe.step == 1 + 1 + 7
     assert rows.loc["0", "sampled_steps"] == 7
     assert rows.loc["0", "weight_grad_norm"] == pytest.approx(math.sqrt(sum(n * n for n in norms[1:]) / 7), rel=1e-5)
+
+
+class _Bag(nn.Module):
+    """A bag of words over a large vocabulary: each batch looks up a few of its 50,000 rows."""
+
+    def __init__(self, sparse=False):
+        super().__init__()
+        self.emb, self.head = nn.Embedding(50_000, 32, sparse=sparse), nn.Linear(32, 3)
+
+    def forward(self, tokens):
+        return self.head(self.emb(tokens).mean(1))
+
+
+def _table_updates(net, tokens, y, steps, lr):
+    """Train ``steps`` SGD steps watched with update_every=1; the summary and, per step, the update
+    ratio over the rows the step changed and over the whole table, reckoned from the weights."""
+    opt = torch.optim.SGD(net.parameters(), lr=lr)
+    rows, whole = [], []
+    with watch(net, update_every=1) as probe:
+        for _ in range(steps):
+            before = net.emb.weight.detach().clone()
+            opt.zero_grad()
+            F.cross_entropy(net(tokens), y).backward()
+            opt.step()
+            change = net.emb.weight.detach() - before
+            touched = change.abs().sum(1) > 0
+            rows.append(float(change[touched].norm() / before[touched].norm()) if touched.any() else 0.0)
+            whole.append(float(change.norm() / before.norm()))
+        net(tokens)  # the next step's start measures the last step's update
+        return probe.summary().set_index("layer"), probe.findings(), rows, whole
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_an_embedding_table_has_its_update_measured_on_the_rows_a_step_changed(sparse):
+    torch.manual_seed(6)
+    tokens, y = torch.randint(0, 50_000, (4, 4)), torch.randint(0, 3, (4,))
+    s, found, rows, whole = _table_updates(_Bag(sparse), tokens, y, steps=3, lr=0.05)
+    assert s.loc["emb", "type"] == "Embedding" and s.loc["emb", "weight_grad_norm"] > 0
+    assert s.loc["emb", "update_ratio"] == pytest.approx(sum(rows) / len(rows), rel=1e-4)
+    assert max(whole) < UPDATE_RANGE[0] < min(rows)  # over the whole table: a false "stalled" finding
+    assert "update_ratio" not in {f.kind for f in found}, found
+    torch.manual_seed(6)  # planted: a learning rate too small to move the float32 weights at all
+    _, found, rows, _ = _table_updates(_Bag(sparse), tokens, y, steps=3, lr=1e-9)
+    stalled = [f for f in found if f.kind == "update_ratio"]
+    assert max(rows) < UPDATE_RANGE[0] and stalled and "emb" in stalled[0].layers, found

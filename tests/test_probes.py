@@ -362,12 +362,13 @@ class _nothing:
 
 
 def test_skipped_names_every_module_without_a_row_and_why():
-    model = nn.ModuleDict({"emb": nn.Embedding(10, 16), "lstm": nn.LSTM(16, 16), "cell": nn.GRUCell(16, 16),
-                           "norm": nn.LayerNorm(16), "head": nn.Linear(16, 3), "drop": nn.Dropout(0.1)})
+    model = nn.ModuleDict({"emb": nn.Embedding(10, 16), "frozen": nn.Embedding(10, 16).requires_grad_(False),
+                           "lstm": nn.LSTM(16, 16), "cell": nn.GRUCell(16, 16), "norm": nn.LayerNorm(16),
+                           "head": nn.Linear(16, 3), "drop": nn.Dropout(0.1)})
     with watch(model) as probe:
         skipped = dict(probe.skipped)
-    assert set(skipped) == {"emb", "drop"}  # the LayerNorm, the LSTM and the cell have rows of their own
-    assert "lookup" in skipped["emb"] and "no weights" in skipped["drop"]
+    assert set(skipped) == {"frozen", "drop"}  # the table, the LayerNorm, the LSTM and the cell have rows
+    assert "frozen" in skipped["frozen"] and "no weights" in skipped["drop"]
 
 
 @pytest.mark.parametrize("name", sorted(gf.activations.CATALOG))

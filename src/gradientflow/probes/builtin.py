@@ -28,6 +28,7 @@ steps; x is the layer's input, z = W x + b its output (the pre-activation), h = 
   conditions of Glorot & Bengio (2010), eqs. 10-11, both 1 when the layer keeps the variance (C18);
 - ``update_ratio``: ||W_t - W_{t-1}|| / ||W_{t-1}|| over one step, measured once every
   ``update_every`` sampled steps (it needs a copy of the weights, so it is sampled more sparsely);
+  for an embedding table, over the rows the step changed;
 - ``sign_coherence``: mean over units of the share of the unit's weight-gradient entries with the
   majority sign (C4's zig-zag: 1.0 for a layer fed by sigmoid outputs at batch size 1), averaged
   over at most ``SIGN_UNITS`` evenly spaced units per step (NaN for units of fewer than
@@ -186,6 +187,15 @@ def _add_update(row: Row, seen: Seen) -> None:
     row.add("update", 1, 1)
 
 
+def _add_table_update(row: Row, seen: Seen) -> None:
+    """An embedding table's ||W_t - W_{t-1}|| / ||W_{t-1}|| over the rows the step changed (a batch looks
+    up a few rows of a large vocabulary: over the whole table the ratio would read as a stalled layer)."""
+    change = (seen.t - seen.z).square().sum(1)
+    before = seen.z.square().sum(1)
+    row.add("update", (change.sum() / (before * (change > 0)).sum().clamp(min=1e-30)).sqrt())
+    row.add("update", 1, 1)
+
+
 def _mean_of(state: str, column: str, root: bool = False) -> Callable[[Row], dict]:
     def columns(row: Row) -> dict:
         s, n = row.values[state]
@@ -237,6 +247,8 @@ SIGN_COHERENCE = Stat("sign_coherence", ("sign_coherence",), WEIGHT_GRAD, (State
                       _mean_of("sign", "sign_coherence"))
 UPDATE_RATIO = Stat("update_ratio", ("updates",), UPDATE, (State("update", 2),), _add_update,
                     _mean_of("update", "update_ratio"))
+TABLE_UPDATE_RATIO = Stat("update_ratio", ("updates",), UPDATE, (State("update", 2),), _add_table_update,
+                          _mean_of("update", "update_ratio"))
 DISTINCT = Stat("distinct_units", ("distinct_units",), WEIGHT, (), lambda row, seen: None, _distinct_columns)
 NONFINITE = Stat("nonfinite", (), WEIGHT, (), lambda row, seen: None, _nonfinite_columns)
 
@@ -245,6 +257,8 @@ ACTIVATION = (CALLS, ACT_MOMENTS, INPUT_MOMENTS, ACT_GRAD_MOMENTS, SHARES, DEAD,
 LAYER = (CALLS, ACT_MOMENTS, INPUT_MOMENTS, PRE_MOMENTS, ACT_GRAD_MOMENTS, INPUT_GRAD_MOMENTS, GLOROT, SHARES, DEAD,
          HISTOGRAM, WEIGHT_GRAD_NORM, SIGN_COHERENCE, UPDATE_RATIO, DISTINCT, NONFINITE)
 """The statistics of a layer with weights."""
+TABLE = (CALLS, WEIGHT_GRAD_NORM, TABLE_UPDATE_RATIO, NONFINITE)
+"""The statistics of an embedding table: its gradient and its update (a lookup has no activation)."""
 
 COLUMNS = ("act_mean", "act_std", "saturated", "zero", "dead", "input_mean_over_std", "in_mean", "in_std",
            "weight_grad_norm", "act_grad_norm", "glorot_forward", "glorot_backward", "update_ratio", "sign_coherence",

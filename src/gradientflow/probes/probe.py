@@ -1,9 +1,9 @@
 """``watch(model)``: per-layer diagnostics of any ``nn.Module`` while it trains, from hooks.
 
-The rows are of five kinds (``rows``): layers (what ``layers.walk`` finds: a parametric module,
-Linear, Conv1d/2d/3d or Maxout, with the activation module that follows it in the model's module
-order), nonlinearities called as functions, normalisation layers, attention heads and recurrent
-gates; ``layers=`` chooses the modules by type, by name or by a predicate. On sampled steps each
+The rows are of six kinds (``rows``): layers (what ``layers.walk`` finds: a parametric module,
+Linear, Conv1d/2d/3d or Maxout, with the activation that consumes its output, found by data flow),
+embedding tables, nonlinearities called as functions, normalisation layers, attention heads and
+recurrent gates; ``layers=`` chooses the modules by type, by name or by a predicate. On sampled steps each
 kind's taps hand the model's tensors to its rows, whose statistics (``builtin``: one record each)
 add into state kept on the model's device: nothing is read back until a window closes
 (``flush``/``summary``, or every ``window`` steps), and memory is O(rows x bins) whatever the
@@ -37,6 +37,8 @@ from .rows.gates import Gates
 from .rows.heads import Heads
 from .rows.layers import Layers
 from .rows.norms import Norms
+from .rows.tables import Tables
+from .rows.weights import Weights
 from .schedule import Schedule
 from .skipped import skipped
 from .state import Context, eager
@@ -63,16 +65,17 @@ class Probe:
                                   self._calls.paused)
         # the weight gradient read once per optimiser step: the accumulated (manual) or the
         # all-reduced (DistributedDataParallel) one, as the optimiser sees it
-        at_step = self.manual or self.world > 1
+        self._weights = Weights(ctx, grads_at_step=self.manual or self.world > 1)
         activation_stats = builtin.chosen(builtin.ACTIVATION, self.groups, self.custom)
         self._layers = Layers(model, layers, ctx, builtin.chosen(builtin.LAYER, self.groups, self.custom), self.custom,
-                              at_step, activation_stats)
+                              self._weights, activation_stats)
+        self._tables = Tables(model, layers, ctx, self._weights, self.groups)
         self._functions = FunctionCalls(model, layers, ctx, activation_stats, self.custom)
         self._norms = Norms(model, layers, ctx, activation_stats, self.custom)
         self._heads = Heads(model, layers, ctx, self._functions.chooses)
         self._gates = Gates(model, layers, ctx)
-        self._kinds = (self._layers, self._functions, self._norms, self._heads, self._gates)
-        if not (self._layers.found or self._norms.modules or self._heads.modules or self._gates.found):
+        self._kinds = (self._layers, self._tables, self._functions, self._norms, self._heads, self._gates)
+        if not (self._layers.found or self._tables.found or self._norms.modules or self._heads.modules or self._gates.found):
             if layers is not None:
                 raise ValueError(f"no layers to probe: layers={layers!r} matches no layer, normalisation, "
                                  "attention or recurrent module")
@@ -143,8 +146,8 @@ class Probe:
         gradient once, as the optimiser will see it. With gradient accumulation that is the sum over
         the step's micro-batches, so the weight-gradient norm and sign coherence are those of the
         accumulated gradient (the statistics of one pass over the whole batch), not of each backward."""
-        if self._layers.grads_at_step and self._ctx.active:
-            self._layers.weight_grads()
+        if self._weights.grads_at_step and self._ctx.active:
+            self._weights.grads()
 
     def detach(self) -> None:
         self._calls.stop()
@@ -186,6 +189,7 @@ class Probe:
         if plan.measure and not self._step_handles:
             for kind in self._kinds:
                 kind.install(self._step_handles.append)
+            self._weights.install(self._step_handles.append)
         elif not plan.measure and self._step_handles:
             self._uninstall()
         ctx.sums.settle()  # the last step's values, in one go
@@ -195,7 +199,8 @@ class Probe:
             self._sampled += 1
             ctx.heavy = plan.heavy
             self._window_heavy |= plan.heavy
-        self._layers.step(plan, self._update_pending)
+        self._weights.step(plan, self._update_pending)
+        self._layers.step()
         self._update_pending = plan.snapshot
         if plan.measure and self._look:  # functional activations: sampled steps only
             self._calls.start(self.model)
@@ -203,7 +208,7 @@ class Probe:
     def _read_grads_at_step(self) -> None:
         """Micro-batches were seen: from now on each weight gradient is read once, accumulated, before
         the optimiser's update (``before_optimizer_step``)."""
-        self._layers.grads_at_step = True
+        self._weights.grads_at_step = True
 
     def _on_forward_end(self, module, inputs, output) -> None:
         """The watched model's forward has ended (with ``steps="manual"``, one forward of the step)."""

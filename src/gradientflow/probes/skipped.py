@@ -6,6 +6,7 @@ from torch import nn
 
 from ..layers import PARAMETRIC, activation_of
 from .rows.norms import NORMS
+from .rows.tables import TABLES
 
 
 def skipped(model: nn.Module, covers: dict[int, str | None], chosen) -> list[tuple[str, str]]:
@@ -15,7 +16,8 @@ def skipped(model: nn.Module, covers: dict[int, str | None], chosen) -> list[tup
         why = covers.get(id(module), "")
         if why is None:
             continue
-        if not why and chosen is not None and isinstance(module, (*PARAMETRIC, *NORMS, nn.MultiheadAttention, nn.RNNBase)):
+        if not why and chosen is not None and isinstance(module, (*PARAMETRIC, *NORMS, *TABLES, nn.MultiheadAttention,
+                                                                  nn.RNNBase)):
             why = f"{type(module).__name__}: not chosen by layers={chosen!r}"
         why = why or _why(module)
         if why is not None:
@@ -28,8 +30,6 @@ def _why(module: nn.Module) -> str | None:
     kind = type(module).__name__
     if isinstance(module, nn.Identity):
         return f"{kind}: passes its input on unchanged"
-    if isinstance(module, nn.Embedding):
-        return f"{kind}: a table lookup, not a layer with a nonlinearity"
     if activation_of(module) is not None:
         return f"{kind}: an activation that follows no probed layer"
     if any(True for _ in module.children()):

@@ -1,6 +1,7 @@
 """The kinds of row a probe has, each one module implementing ``Kind``: ``layers`` (Linear, Conv,
-Maxout), ``calls`` (nonlinearities called as functions), ``norms`` (normalisation layers), ``heads``
-(attention, per head) and ``gates`` (recurrent layers and cells, per gate and direction)."""
+Maxout), ``tables`` (embeddings), ``calls`` (nonlinearities called as functions), ``norms`` (normalisation layers), ``heads``
+(attention, per head) and ``gates`` (recurrent layers and cells, per gate and direction). The rows
+with a weight share ``weights`` (their gradient and update)."""
 
 from __future__ import annotations
 

@@ -12,8 +12,7 @@ row of its own, named after the module, with the activation columns.
 
 Taps: the layer's forward hook hands it x (``INPUT``) and z (``PRE``); the consuming activation's
 hook hands it h with z (``ACT``), or the end of the forward z itself; tensor hooks hand it dL/dz,
-dL/dx and dL/dh; the weight's post-accumulate hook (or ``weight_grads``, once per optimiser step)
-dL/dW; the step's start the weights after an update beside a copy from before it (``UPDATE``).
+dL/dx and dL/dh; ``weights.Weights`` its dL/dW and its update.
 An input that is a tensor some row already measured (its z or h) reuses its moments and its
 gradient instead of measuring them again.
 """
@@ -29,12 +28,11 @@ from torch import Tensor, nn
 from ...activations import Activation, Maxout
 from ...layers import LayerFilter, activation_of, walk
 from .. import builtin
-from ..schedule import Plan
-from ..state import (ACT, ACT_GRAD, CALL, INPUT, INPUT_GRAD, PRE, PRE_GRAD, UPDATE, WEIGHT_GRAD, Context, Seen,
-                     eager, recomputing)
+from ..state import ACT, ACT_GRAD, CALL, INPUT, INPUT_GRAD, PRE, PRE_GRAD, Context, Seen, eager, recomputing
 from . import ActivationRow, Window, on_grad
 from .calls import CallRows
 from .norms import is_norm
+from .weights import Weights
 
 PASS_THROUGH = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity)
 """Modules between a layer and its activation that keep the pairing (besides normalisation layers)."""
@@ -52,17 +50,18 @@ class _Call:
 
 class Layers:
     def __init__(self, model: nn.Module, chosen: LayerFilter, ctx: Context, stats: tuple, users: tuple,
-                 grads_at_step: bool, activation_stats: tuple = ()):
-        self.ctx, self.users, self.grads_at_step = ctx, users, grads_at_step
+                 weights: Weights, activation_stats: tuple = ()):
+        self.ctx, self.users = ctx, users
         self.found = [ActivationRow(layer.name, ctx, stats, unit_dim=layer.unit_dim, layer=layer,
                                     nonlinear=isinstance(layer.module, Maxout)) for layer in walk(model, chosen)]
+        for row in self.found:
+            weights.hold(row, row.layer.parameter, row.layer.unit_rows)
         named = list(model.named_modules())
         inside = {id(m) for row in self.found if isinstance(row.layer.module, Maxout) for m in row.layer.module.modules()}
         self.activations = [(name, m, record) for name, m in named if id(m) not in inside
                             for record in [activation_of(m)] if record is not None and not isinstance(m, nn.Identity)]
         self.passing = [m for _, m in named if isinstance(m, PASS_THROUGH) or is_norm(m)]
         self.alone = CallRows(ctx, activation_stats, users)  # activation calls that consume no layer's output
-        self.snapshots: dict[int, Tensor] = {}
         self._forward()
 
     def _forward(self) -> None:
@@ -73,30 +72,14 @@ class Layers:
 
     def install(self, add: Callable) -> None:
         for row in self.found:
-            layer = row.layer
-            add(layer.module.register_forward_hook(eager(self._on_output(row))))
-            if layer.parameter.requires_grad and row.reads(WEIGHT_GRAD) and not self.grads_at_step:
-                add(layer.parameter.register_post_accumulate_grad_hook(self._on_weight_grad(row)))
+            add(row.layer.module.register_forward_hook(eager(self._on_output(row))))
         for name, module, record in self.activations:
             add(module.register_forward_hook(eager(self._on_activation(name or type(module).__name__, record))))
         for module in self.passing:
             add(module.register_forward_hook(eager(self._on_passing)))
 
-    @torch.no_grad()
-    def step(self, plan: Plan, measure_update: bool) -> None:
-        """A step starts: measure the update since the copy, copy the weights if the plan says so.
-        A frozen weight has no update to measure."""
-        if measure_update:
-            for i, row in enumerate(self.found):
-                if i in self.snapshots:
-                    row.feed(UPDATE, Seen(row.layer.parameter.detach(), z=self.snapshots[i]))
-        if plan.snapshot:
-            for i, row in enumerate(self.found):
-                w = row.layer.parameter
-                if row.reads(UPDATE) and w.requires_grad:
-                    if i not in self.snapshots or self.snapshots[i].shape != w.shape:
-                        self.snapshots[i] = torch.empty_like(w)
-                    self.snapshots[i].copy_(w.detach())
+    def step(self) -> None:
+        """A step starts: whatever an interrupted forward left is forgotten."""
         self._forward()
 
     def end_forward(self) -> None:
@@ -164,21 +147,6 @@ class Layers:
             if output.requires_grad and row.reads(ACT_GRAD):
                 output.register_hook(on_grad(row, (ACT_GRAD,)))
         return hook
-
-    def _on_weight_grad(self, row: ActivationRow):
-        def hook(param: Tensor):
-            if self.ctx.active and param.grad is not None and not self.grads_at_step:
-                with torch.no_grad():
-                    row.feed(WEIGHT_GRAD, Seen(row.layer.unit_rows(param.grad)))
-        return hook
-
-    @torch.no_grad()
-    def weight_grads(self) -> None:
-        """Each layer's weight gradient as the optimiser will see it (accumulated, all-reduced)."""
-        for row in self.found:
-            g = row.layer.parameter.grad
-            if g is not None and row.layer.parameter.requires_grad:
-                row.feed(WEIGHT_GRAD, Seen(row.layer.unit_rows(g)))
 
     def state(self) -> list[ActivationRow]:
         return [*self.found, *self.alone.state()]
