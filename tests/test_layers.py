@@ -57,3 +57,53 @@ def test_unknown_activations_are_walked_without_a_record():
     net = nn.Sequential(nn.Linear(3, 3), nn.Hardtanh(-2.0, 2.0), nn.Linear(3, 1))
     first = layers.walk(net)[0]
     assert first.activation is None and first.nonlinearity is None and not first.hidden
+
+
+class _FeedForward(nn.Module):
+    """A feed-forward block whose activation module is registered after its output projection, with a
+    norm and dropout between fc1 and the activation."""
+
+    def __init__(self, d=8):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
+        self.norm, self.drop, self.act = nn.LayerNorm(4 * d), nn.Dropout(0.1), nn.ReLU()
+
+    def forward(self, x):
+        return x + self.fc2(self.act(self.drop(self.norm(self.fc1(x)))))
+
+
+def test_with_an_example_the_walk_pairs_by_data_flow_and_without_one_by_module_order():
+    block = nn.Sequential(_FeedForward(), nn.Linear(8, 3))
+    x = torch.randn(4, 8)
+    by_flow = {layer.name: layer.activation_module for layer in layers.walk(block, example=x)}
+    assert by_flow == {"0.fc1": block[0].act, "0.fc2": None, "1": None}
+    by_order = {layer.name: layer.activation_module for layer in layers.walk(block)}
+    assert by_order["0.fc2"] is block[0].act  # module order credits the activation to the wrong layer
+    assert [layer.name for layer in layers.hidden(block, x)] == ["0.fc1"]
+    assert block.training  # the traced forward ran in eval mode and left the mode as it was
+
+
+def test_a_shared_activation_module_is_paired_with_each_layer_it_consumes():
+    class Shared(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.relu, self.head = nn.Linear(4, 4), nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.head(self.relu(self.b(self.relu(self.a(x)))))
+
+    net = Shared()
+    walked = {layer.name: layer.activation_module for layer in layers.walk(net, example=torch.randn(2, 4))}
+    assert walked == {"a": net.relu, "b": net.relu, "head": None}
+    assert {layer.name: layer.activation_module for layer in layers.walk(net)}["a"] is None  # module order misses it
+
+
+def test_never_active_follows_the_data_flow():
+    from gradientflow.experiments.dead_units import never_active
+
+    torch.manual_seed(0)
+    net = nn.Sequential(_FeedForward(), nn.Linear(8, 3)).eval()
+    with torch.no_grad():
+        net[0].norm.bias[:8] = -50.0  # 8 of fc1's 32 units never pass the ReLU
+    flags = never_active(net, torch.randn(64, 8))
+    assert flags.shape == (32,) and int(flags.sum()) == 8

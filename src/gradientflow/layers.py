@@ -1,8 +1,14 @@
 """The one walk over a network's layers: each parametric module with the nonlinearity it feeds.
 
-A *layer* is a parametric module (Linear, Conv1d/2d/3d, Maxout) together with the first
-activation module that follows it in the model's module order, before the next parametric
-module. Maxout is its own nonlinearity. The probes, ``propagate``, ``model.initialize_`` and the
+A *layer* is a parametric module (Linear, Conv1d/2d/3d, Maxout, a transposed linear layer)
+together with the activation module that consumes its output. Given an example input, ``walk``
+finds that activation by data flow: one forward pass follows each layer's output through the
+modules that pass a signal on unchanged in kind (normalisation, dropout, ``Identity``:
+``passes_on``) to the activation module it enters (``Flow``). Without one, it takes the first
+activation module that follows the layer in the model's module order, before the next parametric
+module: the same answer for a network whose forward calls its modules in the order it lists them
+(``model.mlp``, a ``Sequential``). Maxout is its own nonlinearity. The probes (which follow the
+data flow on every call with the same ``Flow``), ``propagate``, ``model.initialize_`` and the
 experiments all see a network through ``walk``, so they agree on what its layers are.
 
     >>> import torch
@@ -18,6 +24,7 @@ import functools
 from dataclasses import dataclass
 from typing import Callable
 
+import torch
 from torch import Tensor, nn
 
 from . import activations
@@ -151,31 +158,109 @@ def selects(wanted: LayerFilter, name: str, module: nn.Module) -> bool:
     return bool(wanted(name, module))
 
 
-def walk(model: nn.Module, wanted: LayerFilter = None) -> list[Layer]:
-    """The layers of ``model`` in module order, each with the activation it feeds.
+PASS_THROUGH = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity)
+NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)
+
+
+def is_norm(module: nn.Module) -> bool:
+    """Torch's batch, instance, layer, group and RMS norms, and a model's own (Llama's ``LlamaRMSNorm``,
+    T5's ``T5LayerNorm``): a module without children whose class name says it normalises and whose
+    parameters are all vectors (a per-feature gain and bias)."""
+    if isinstance(module, NORMS):
+        return True
+    params = list(module.parameters(recurse=False))
+    return "Norm" in type(module).__name__ and not any(True for _ in module.children()) \
+        and all(p.dim() == 1 for p in params) and not isinstance(module, nn.Embedding)
+
+
+def passes_on(module: nn.Module) -> bool:
+    """Whether a module between a layer and its activation keeps the pairing: it passes the signal on
+    unchanged in kind (dropout, ``Identity``, a normalisation layer)."""
+    return isinstance(module, PASS_THROUGH) or is_norm(module)
+
+
+class Flow:
+    """One forward's map from a tensor to the layer call whose output it carries, followed through
+    the modules that pass a signal on (``passed`` is their forward hook)."""
+
+    def __init__(self):
+        self.carries: dict[int, tuple[Tensor, object]] = {}  # id -> (the tensor, its call); the tensor kept alive
+
+    def made(self, output: Tensor, call) -> None:
+        self.carries[id(output)] = (output, call)
+
+    def passed(self, module, inputs, output) -> None:
+        call = self.of(inputs[0]) if inputs and isinstance(inputs[0], Tensor) else None
+        if call is not None and isinstance(output, Tensor):
+            self.carries[id(output)] = (output, call)
+
+    def of(self, t: Tensor):
+        """The call whose output ``t`` carries, or None."""
+        found = self.carries.get(id(t))
+        return found[1] if found is not None and found[0] is t else None
+
+
+def walk(model: nn.Module, wanted: LayerFilter = None, example: Tensor | None = None) -> list[Layer]:
+    """The layers of ``model`` in module order, each with the activation it feeds: by data flow in
+    one forward pass of ``example`` where given, else the next activation module in module order.
 
     ``wanted`` picks the layers (default: every Linear, Conv and Maxout); the modules inside a
     Maxout are part of it, never layers of their own.
     """
     named = list(model.named_modules())
     inside_maxout = {id(m) for _, mo in named if isinstance(mo, Maxout) for m in mo.modules() if m is not mo}
+    chosen = [(i, name, m) for i, (name, m) in enumerate(named)
+              if id(m) not in inside_maxout and parametric(m) and selects(wanted, name, m)]
+    consumers = _consumers(model, [m for _, _, m in chosen], example) if example is not None else None
     found = []
-    for i, (name, module) in enumerate(named):
-        if id(module) in inside_maxout or not parametric(module) or not selects(wanted, name, module):
-            continue
-        act_module, act = None, None
-        if not isinstance(module, Maxout):
+    for i, name, module in chosen:
+        act_module = None
+        if isinstance(module, Maxout):
+            pass
+        elif consumers is not None:
+            act_module = consumers.get(id(module))
+        else:
             for _, nxt in named[i + 1:]:
                 if parametric(nxt):
                     break
-                act = activation_of(nxt)
-                if act is not None:
+                if activation_of(nxt) is not None:
                     act_module = nxt
                     break
+        act = activation_of(act_module) if act_module is not None else None
         found.append(Layer(name or type(module).__name__, module, act_module, act))
     return found
 
 
-def hidden(model: nn.Module) -> list[Layer]:
-    """The layers of ``model`` that feed a nonlinearity, in order (an ``mlp``'s read-out is left out)."""
-    return [layer for layer in walk(model) if layer.hidden]
+@torch.no_grad()
+def _consumers(model: nn.Module, layer_modules: list[nn.Module], example: Tensor) -> dict[int, nn.Module]:
+    """id(layer module) -> the activation module its output entered first, in one forward of ``example``
+    in eval mode (no running statistic moves)."""
+    flow, paired, hooks = Flow(), {}, []
+
+    def consume(module, inputs, output):
+        layer = flow.of(inputs[0]) if inputs and isinstance(inputs[0], Tensor) else None
+        if layer is not None:
+            paired.setdefault(id(layer), module)
+
+    for m in layer_modules:
+        hooks.append(m.register_forward_hook(lambda m, i, o: flow.made(o, m) if isinstance(o, Tensor) else None))
+    for m in model.modules():
+        if passes_on(m):
+            hooks.append(m.register_forward_hook(flow.passed))
+        elif activation_of(m) is not None:
+            hooks.append(m.register_forward_hook(consume))
+    was_training = model.training
+    try:
+        model.eval()
+        model(example)
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    return paired
+
+
+def hidden(model: nn.Module, example: Tensor | None = None) -> list[Layer]:
+    """The layers of ``model`` that feed a nonlinearity, in order (an ``mlp``'s read-out is left out);
+    paired by data flow where ``example`` is given (``walk``)."""
+    return [layer for layer in walk(model, example=example) if layer.hidden]

@@ -28,7 +28,8 @@ class LayerStats:
 
 @torch.no_grad()
 def propagate(net: nn.Module, x: Tensor) -> tuple[list[LayerStats], list[Tensor]]:
-    """Forward ``x`` through the hidden layers of ``net`` (``layers.hidden``), layer by layer.
+    """Forward ``x`` through the hidden layers of ``net`` (``layers.hidden``, paired by data flow on
+    ``x``), layer by layer.
 
     Returns the per-layer statistics and the outputs themselves (for histograms).
     The saturated share uses the activation's measured saturated region
@@ -37,7 +38,7 @@ def propagate(net: nn.Module, x: Tensor) -> tuple[list[LayerStats], list[Tensor]
     """
     stats, outputs = [], []
     h = x
-    for index, layer in enumerate(layers.hidden(net), start=1):
+    for index, layer in enumerate(layers.hidden(net, x[:2]), start=1):  # the flow needs a couple of rows
         if layer.activation_module is None:  # maxout: its own nonlinearity
             h, saturated = layer.module(h), None
         else:

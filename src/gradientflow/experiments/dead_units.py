@@ -77,9 +77,10 @@ def _init(act: str) -> str:
 
 @torch.no_grad()
 def never_active(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """One flag per hidden unit of ``net`` (``layers.hidden``, concatenated): never > 0 on any row of ``x``."""
+    """One flag per hidden unit of ``net`` (``layers.hidden``, paired by data flow on ``x``, concatenated):
+    never > 0 on any row of ``x``."""
     flags, hooks = [], []
-    for layer in layers.hidden(net):
+    for layer in layers.hidden(net, x[:2]):  # the flow needs a couple of rows
         if layer.activation_module is None:  # maxout: its output
             hooks.append(layer.module.register_forward_hook(lambda m, i, o: flags.append(o.amax(0) <= 0)))
         else:  # the pre-activation, where the activation's slope is decided

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..layers import PARAMETRIC, activation_of
-from .rows.norms import NORMS
+from ..layers import NORMS, PARAMETRIC, activation_of
 from .rows.tables import TABLES
 
 

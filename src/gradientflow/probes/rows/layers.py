@@ -3,8 +3,8 @@ transposed linear layers such as GPT-2's ``Conv1D``), each with the nonlinearity
 output, found by data flow on every call.
 
 On a sampled step the forward hooks follow each layer call's output z through the modules that
-pass a signal on unchanged in kind (normalisation, dropout, ``Identity``) to the activation module
-that consumes it: that call's activation is this row's. An activation module shared by several
+pass a signal on unchanged in kind (normalisation, dropout, ``Identity``: ``layers.Flow``, the walk's
+own) to the activation module that consumes it: that call's activation is this row's. An activation module shared by several
 layers (one ``ReLU`` called after each of two convolutions) is seen at each of them; a layer whose
 output no activation consumes has h = z (a read-out, a projection into a residual sum). An
 activation module call that consumes no probed layer's output (a ReLU after a residual sum) gets a
@@ -26,17 +26,12 @@ import torch
 from torch import Tensor, nn
 
 from ...activations import Activation, Maxout
-from ...layers import LayerFilter, activation_of, walk
+from ...layers import Flow, LayerFilter, activation_of, passes_on, walk
 from .. import builtin
 from ..state import ACT, ACT_GRAD, CALL, INPUT, INPUT_GRAD, PRE, PRE_GRAD, Context, Seen, eager, recomputing
 from . import ActivationRow, Window, on_grad
 from .calls import CallRows
-from .norms import is_norm
 from .weights import Weights
-
-PASS_THROUGH = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity)
-"""Modules between a layer and its activation that keep the pairing (besides normalisation layers)."""
-
 
 @dataclass(eq=False)
 class _Call:
@@ -60,13 +55,13 @@ class Layers:
         inside = {id(m) for row in self.found if isinstance(row.layer.module, Maxout) for m in row.layer.module.modules()}
         self.activations = [(name, m, record) for name, m in named if id(m) not in inside
                             for record in [activation_of(m)] if record is not None and not isinstance(m, nn.Identity)]
-        self.passing = [m for _, m in named if isinstance(m, PASS_THROUGH) or is_norm(m)]
+        self.passing = [m for _, m in named if passes_on(m)]
         self.alone = CallRows(ctx, activation_stats, users)  # activation calls that consume no layer's output
         self._forward()
 
     def _forward(self) -> None:
         """Forget the last forward's tensors (the next one starts)."""
-        self.source: dict[int, tuple[Tensor, _Call]] = {}  # a tensor that carries a layer call's output z
+        self.flow = Flow()  # a tensor -> the layer call (``_Call``) whose output z it carries
         self.made: dict[int, tuple[Tensor, ActivationRow, Seen, str]] = {}  # a row's z or h: its moments, grad state
         self.calls: list[_Call] = []
 
@@ -109,7 +104,7 @@ class Layers:
             call = _Call(row, output, out, consumed=isinstance(module, Maxout))
             if not call.consumed:
                 self.calls.append(call)
-                self.source[id(output)] = (output, call)
+                self.flow.made(output, call)
             self.made[id(output)] = (output, row, out, "gh" if call.consumed else "gz")
             if output.requires_grad and (row.reads(PRE_GRAD) or row.reads(ACT_GRAD)):
                 output.register_hook(_on_z_grad(call))
@@ -120,10 +115,8 @@ class Layers:
         return hook
 
     def _on_passing(self, module, inputs, output) -> None:
-        if self.ctx.active and inputs and isinstance(output, Tensor):
-            src = self.source.get(id(inputs[0]))
-            if src is not None and src[0] is inputs[0]:
-                self.source[id(output)] = (output, src[1])
+        if self.ctx.active:
+            self.flow.passed(module, inputs, output)
 
     def _on_activation(self, name: str, record: Activation):
         def hook(module, inputs, output):
@@ -131,8 +124,7 @@ class Layers:
                     or not isinstance(inputs[0], Tensor) or recomputing():
                 return
             z = inputs[0]
-            src = self.source.get(id(z))
-            call = src[1] if src is not None and src[0] is z else None
+            call = self.flow.of(z)
             if call is None or call.consumed:
                 self.alone.seen(name, type(module).__name__, record, z, output, kind="activation")
                 return

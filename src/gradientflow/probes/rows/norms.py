@@ -1,9 +1,7 @@
 """Normalisation layers: a row each, with the activation columns of its output and its input's mean
 and std (``calls.CallRows``; units along the channels, or the last dimension for layer and RMS norms).
 
-Torch's batch, instance, layer, group and RMS norms by type; a model's own (Llama's ``LlamaRMSNorm``,
-T5's ``T5LayerNorm``) by what it is: a module without children whose class name says it normalises
-and whose parameters are all vectors (a per-feature gain and bias).
+Which modules are normalisation layers: ``layers.is_norm`` (torch's by type, a model's own by what it is).
 """
 
 from __future__ import annotations
@@ -12,22 +10,10 @@ from collections.abc import Callable
 
 from torch import Tensor, nn
 
-from ...layers import LayerFilter, selects
+from ...layers import NORMS, LayerFilter, is_norm, selects
 from ..state import Context, eager, recomputing
 from . import ActivationRow, Window
 from .calls import CallRows
-
-NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)
-
-
-def is_norm(module: nn.Module) -> bool:
-    if isinstance(module, NORMS):
-        return True
-    name = type(module).__name__
-    params = list(module.parameters(recurse=False))
-    return "Norm" in name and not any(True for _ in module.children()) and all(p.dim() == 1 for p in params) \
-        and not isinstance(module, nn.Embedding)
-
 
 def _last_dim(module: nn.Module) -> bool:
     """Whether the norm normalises over the last dimension (layer and RMS norms) rather than channels."""
