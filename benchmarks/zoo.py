@@ -1,6 +1,7 @@
 """Issue 29: the probes on the zoo (``tests/zoo.py``: Hugging Face models from small configs). Per model:
-its rows, the modules it skips, the findings when healthy, and the step time watched with ``every=1``
-and ``every=10`` as ratios to the bare step in the same process (rounds interleaved, medians).
+its rows, the modules it skips, the findings when healthy and when a fault is planted (30 steps at a
+learning rate of 50: divergence), and the step time watched with ``every=1`` and ``every=10`` as
+ratios to the bare step in the same process (rounds interleaved, medians).
 
 Run: .venv/bin/python benchmarks/zoo.py [--json] [--rounds 5] [--steps 20] [--models llama,gpt2]
 """
@@ -50,12 +51,14 @@ def measure(name: str, rounds: int, steps: int) -> dict:
             if probe is not None:
                 probe.summary()
     _, found, _ = zoo.train(entry, steps=30)
+    _, planted, _ = zoo.train(entry, steps=30, lr=50.0)
     with watch(model) as probe:
         entry.loss(model, batch).backward()
         rows = len(probe.summary())
         skipped = len(probe.skipped)
     bare = statistics.median(times["bare"])
     return {"model": name, "rows": rows, "skipped": skipped, "healthy_findings": len(found),
+            "planted_findings": [f"{f.kind} at {f.layers[0]}" for f in planted],
             "bare_ms": bare * 1e3, **{f"{k}_ratio": statistics.median(v) / bare for k, v in times.items() if k != "bare"}}
 
 
@@ -72,10 +75,12 @@ def main() -> None:
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    print(f"{'model':<12} {'rows':>5} {'skipped':>8} {'findings':>9} {'bare ms':>8} {'every=1':>8} {'every=10':>9}")
+    print("| model | rows | skipped | findings when healthy | findings when planted (lr 50) | bare step | every=1 | "
+          "every=10 |\n|---|---:|---:|---:|---|---:|---:|---:|")
     for r in results:
-        print(f"{r['model']:<12} {r['rows']:>5} {r['skipped']:>8} {r['healthy_findings']:>9} {r['bare_ms']:>8.2f} "
-              f"{r['every_1_ratio']:>8.3f} {r['every_10_ratio']:>9.3f}")
+        print(f"| {r['model']} | {r['rows']} | {r['skipped']} | {r['healthy_findings']} | "
+              f"{'; '.join(r['planted_findings']) or 'none'} | {r['bare_ms']:.1f} ms | {r['every_1_ratio']:.2f} | "
+              f"{r['every_10_ratio']:.2f} |")
 
 
 if __name__ == "__main__":
