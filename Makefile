@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 OUT    ?= out
 
-.PHONY: demo test portability bench clean
+.PHONY: demo test portability docs dist wheel-check bench clean
 
 $(BIN)/gradientflow: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,9 +25,26 @@ test: $(BIN)/gradientflow
 portability: $(BIN)/gradientflow
 	$(BIN)/python -m pytest -m portability
 
+# the documentation site into site/, --strict (a broken link or reference fails); its claims page is
+# written from the main job's claims.json, so the main job runs first when its output is missing
+docs: $(BIN)/gradientflow $(OUT)/claims.json
+	GRADIENTFLOW_CLAIMS=$(OUT) NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+$(OUT)/claims.json:
+	$(MAKE) demo
+
+# the wheel and the sdist into dist/
+dist: $(BIN)/gradientflow
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist . >/dev/null
+
+# the wheel installed into a fresh environment, no editable install: the smoke test of what a user gets
+wheel-check: dist
+	bash .ci/wheel_check dist
+
 bench: $(BIN)/gradientflow
 	$(BIN)/python benchmarks/activation_cost.py
 	$(BIN)/python benchmarks/reproduce.py
 
 clean:
-	rm -rf $(VENV) $(OUT)
+	rm -rf $(VENV) $(OUT) site dist

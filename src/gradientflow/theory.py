@@ -1,4 +1,4 @@
-"""Mean-field signal propagation: predictions for any activation, weight and bias scale.
+r"""Mean-field signal propagation: predictions for any activation, weight and bias scale.
 
 Setting (Poole et al. 2016, "Exponential expressivity in deep neural networks
 through transient chaos"; Schoenholz et al. 2017, "Deep Information
@@ -13,6 +13,12 @@ z ~ N(0, 1) below.
                  xi_c = -1 / log(chi_c*), chi_c* = sigma_w2 E[phi'(u1) phi'(u2)] at c*       (Schoenholz eq. 9)
                  (= -1/log chi_1 in the ordered phase, where c* = 1)
 * trainable depth about 6 xi_c (Schoenholz et al. 2017, section 5)
+
+In formulas (rendered on the documentation site), with \(z \sim N(0, 1)\):
+
+\[ q_{l+1} = \sigma_w^2\,\mathbb{E}\big[\phi(\sqrt{q_l}\,z)^2\big] + \sigma_b^2, \qquad
+   \chi_1 = \sigma_w^2\,\mathbb{E}\big[\phi'(\sqrt{q^*}\,z)^2\big], \qquad
+   \xi_c = -1 / \log \chi_{c^*}. \]
 
 dq_map/dq uses Stein's lemma, E[phi phi'' + phi'^2] = E[phi(x) phi'(x) x] / q (x = sqrt(q) z),
 so no second derivative is needed. Pure NumPy/SciPy math: no I/O.
@@ -53,7 +59,8 @@ def _breaks(act: Activation) -> tuple[float, ...]:
 
 
 def q_map(activation: str | Activation, q, sigma_w2, sigma_b2):
-    """q -> sigma_w2 E[phi(sqrt(q) z)^2] + sigma_b2 (Poole et al. 2016, eq. 3), elementwise."""
+    r"""q -> sigma_w2 E[phi(sqrt(q) z)^2] + sigma_b2 (Poole et al. 2016, eq. 3), elementwise:
+    \(q \mapsto \sigma_w^2\,\mathbb{E}[\phi(\sqrt{q}\,z)^2] + \sigma_b^2\)."""
     act = _act(activation)
     return sigma_w2 * gaussian.expect(lambda x: act.numpy(x) ** 2, q, kinks=_breaks(act), n=_NODES) + sigma_b2
 
@@ -112,7 +119,8 @@ def _positive(q):
 
 
 def chi1(activation: str | Activation, q, sigma_w2):
-    """chi_1 = sigma_w2 E[phi'(sqrt(q) z)^2]: the per-layer factor on the squared gradient (Poole eq. 7)."""
+    r"""chi_1 = sigma_w2 E[phi'(sqrt(q) z)^2]: the per-layer factor on the squared gradient (Poole eq. 7):
+    \(\chi_1 = \sigma_w^2\,\mathbb{E}[\phi'(\sqrt{q}\,z)^2]\)."""
     act = _act(activation)
     q = _positive(q)
     return sigma_w2 * gaussian.expect(lambda x: act.numpy_derivative(x) ** 2, q, kinks=_breaks(act), n=_NODES)
