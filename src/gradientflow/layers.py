@@ -231,7 +231,6 @@ def walk(model: nn.Module, wanted: LayerFilter = None, example: Tensor | None = 
     return found
 
 
-@torch.no_grad()
 def _consumers(model: nn.Module, layer_modules: list[nn.Module], example: Tensor) -> dict[int, nn.Module]:
     """id(layer module) -> the activation module its output entered first, in one forward of ``example``
     in eval mode (no running statistic moves)."""
@@ -249,15 +248,22 @@ def _consumers(model: nn.Module, layer_modules: list[nn.Module], example: Tensor
             hooks.append(m.register_forward_hook(flow.passed))
         elif activation_of(m) is not None:
             hooks.append(m.register_forward_hook(consume))
+    forward_once(model, example, hooks)
+    return paired
+
+
+@torch.no_grad()
+def forward_once(model: nn.Module, x: Tensor, hooks: list) -> None:
+    """One forward of ``x`` in eval mode (no running statistic moves) for the forward ``hooks`` to
+    see; then they are removed and the model's mode restored, whatever happened."""
     was_training = model.training
     try:
         model.eval()
-        model(example)
+        model(x)
     finally:
         model.train(was_training)
         for h in hooks:
             h.remove()
-    return paired
 
 
 def hidden(model: nn.Module, example: Tensor | None = None) -> list[Layer]:

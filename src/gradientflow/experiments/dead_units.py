@@ -85,14 +85,7 @@ def never_active(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
             hooks.append(layer.module.register_forward_hook(lambda m, i, o: flags.append(o.amax(0) <= 0)))
         else:  # the pre-activation, where the activation's slope is decided
             hooks.append(layer.activation_module.register_forward_hook(lambda m, i, o: flags.append(i[0].amax(0) <= 0)))
-    was_training = net.training
-    try:
-        net.eval()
-        net(x)
-    finally:
-        net.train(was_training)
-        for h in hooks:
-            h.remove()
+    layers.forward_once(net, x, hooks)
     return torch.cat(flags)
 
 
