@@ -21,13 +21,15 @@ def test_every_public_name_has_a_docstring():
 # closing note of issue 11 says why: model -> layers (initialize_ walks the layers), propagate -> model (a
 # fresh mlp), config -> train (LoopSpec lives beside the loop that uses it), train -> data (the Dataset it
 # takes).
-_BELOW_EXPERIMENTS = {"jsontext", "memory", "gaussian", "schedules", "data", "store", "probes/stats", "activations", "properties",
+_BELOW_EXPERIMENTS = {"jsontext", "thinning", "memory", "gaussian", "schedules", "data", "store", "probes/stats", "activations", "properties",
                       "theory", "init", "layers", "model", "propagate", "optim", "train", "probes", "config", "job",
                       "plots"}
 ALLOWED = {
     "gaussian": set(), "schedules": set(), "data": set(), "probes/stats": set(),
     # beyond DESIGN.md: standard JSON (NaN as null) for every file and --json output (issue 30)
-    "jsontext": set(), "store": {"jsontext"},
+    "jsontext": set(), "store": {"jsontext", "thinning"},
+    # beyond DESIGN.md: the one thinning rule of every capped history (issue 32)
+    "thinning": set(),
     # beyond DESIGN.md: memory estimates from sizes, checked before allocating (issue 30)
     "memory": set(),
     # beyond DESIGN.md: SQL over runs is its own module beside the store (issue 30: its limits)
@@ -44,7 +46,7 @@ ALLOWED = {
     "train": {"optim", "schedules", "store", "data"},
     # beyond DESIGN.md: probe.report(path) (issue 13) draws the probe figures and writes the page
     # atomically; imported inside the method, so importing the probes stays light, and no cycle
-    "probes": {"activations", "layers", "probes/stats", "plots", "store"},
+    "probes": {"activations", "layers", "probes/stats", "plots", "store", "thinning"},
     "config": {"activations", "init", "data", "optim", "train"},
     "job": {"config", "data", "model", "train", "probes", "store", "memory"},
     "plots": {"activations", "properties", "theory", "store"},
@@ -59,7 +61,7 @@ ALLOWED = {
     # schedules, data), its "gain" init reads properties.gain, and its play/pause loop steps with
     # the engine's own parts (optim.build, optim.clip_, train.epoch_order) (issue 14)
     "lab": {"job", "config", "probes", "theory", "store", "activations", "init", "optim", "properties", "train",
-            "data", "schedules", "jsontext"},
+            "data", "schedules", "jsontext", "thinning"},
     "integrations": {"probes", "store"},
     "cli": _BELOW_EXPERIMENTS | {"sql", "experiments", "report", "sweep", "lab", "integrations"},
 }

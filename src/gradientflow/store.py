@@ -43,6 +43,7 @@ import pyarrow.parquet as pq
 import torch
 
 from .jsontext import dumps
+from .thinning import every_second_older
 
 METRIC_SCHEMA = pa.schema([("step", pa.int64()), ("epoch", pa.int32()), ("split", pa.string()),
                            ("name", pa.string()), ("value", pa.float64())])
@@ -406,9 +407,9 @@ class Run:
             ends = sorted({v for _, _, t in parts for v in t["step"].to_pylist()})
             if len(ends) <= keep:
                 return
-            older = ends[:len(ends) // 2]
-            gone = pa.array(sorted(older[1::2]), type=pa.int64())
-            merged = [(p, t) for s, p, t in parts if s <= older[-1]]
+            older = ends[len(ends) // 2 - 1]  # the newest of the older half
+            gone = pa.array(sorted(every_second_older(ends)), type=pa.int64())
+            merged = [(p, t) for s, p, t in parts if s <= older]
             kept = pa.concat_tables([t for _, t in merged])
             kept = kept.filter(pc.invert(pc.is_in(kept["step"].cast(pa.int64()), value_set=gone)))
             write_atomic(merged[-1][0], lambda f: pq.write_table(kept, f))

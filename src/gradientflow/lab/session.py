@@ -26,6 +26,7 @@ from .. import activations, init, job, optim, properties, theory
 from ..config import TrainConfig
 from ..probes import watch
 from ..store import Run
+from ..thinning import every_second_older
 from ..train import epoch_order
 
 DATASETS = ("circle", "xor", "gaussians", "spiral", "mixture", "mnist1d", "digits")
@@ -394,9 +395,9 @@ def _append(series: dict[str, list], point: dict) -> None:
     for k, v in point.items():
         series[k].append(v)
     if len(series["step"]) > CURVE_POINTS:
-        half = len(series["step"]) // 2
+        gone = every_second_older(range(len(series["step"])))
         for k in series:
-            series[k] = series[k][:half][::2] + series[k][half:]
+            series[k] = [v for i, v in enumerate(series[k]) if i not in gone]
 
 
 def _finite(v):

@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import warnings
 
-
-def every_second_older(ends: list[int]) -> set[int]:
-    """The windows to drop past a cap: every second one of the older half (the newest half stays
-    whole), so a long run keeps its whole span at a coarser grain."""
-    return set(sorted(ends)[:len(ends) // 2][1::2])
+from ..thinning import every_second_older
 
 
 class History:
