@@ -2,12 +2,12 @@
 transposed linear layers such as GPT-2's ``Conv1D``), each with the nonlinearity that consumes its
 output, found by data flow on every call.
 
-On a sampled step the forward hooks follow each layer call's output z through the modules that
-pass a signal on unchanged in kind (normalisation, dropout, ``Identity``: ``layers.Flow``, the walk's
-own) to the activation module that consumes it: that call's activation is this row's. An activation module shared by several
-layers (one ``ReLU`` called after each of two convolutions) is seen at each of them; a layer whose
-output no activation consumes has h = z (a read-out, a projection into a residual sum). An
-activation module call that consumes no probed layer's output (a ReLU after a residual sum) gets a
+On a sampled step the forward hooks follow each layer call's output z (``layers.Flow``, the walk's
+own) through the modules that pass a signal on unchanged in kind (normalisation, dropout,
+``Identity``) to the activation module that consumes it: that call's activation is this row's. An
+activation module shared by several layers (one ``ReLU`` called after each of two convolutions) is
+seen at each of them; a layer whose output no activation consumes has h = z (a read-out, a
+projection into a residual sum). An activation module call that consumes no probed layer's output (a ReLU after a residual sum) gets a
 row of its own, named after the module, with the activation columns.
 
 Taps: the layer's forward hook hands it x (``INPUT``) and z (``PRE``); the consuming activation's
@@ -32,6 +32,7 @@ from ..state import ACT, ACT_GRAD, CALL, INPUT, INPUT_GRAD, PRE, PRE_GRAD, Conte
 from . import ActivationRow, Window, on_grad
 from .calls import CallRows
 from .weights import Weights
+
 
 @dataclass(eq=False)
 class _Call:
