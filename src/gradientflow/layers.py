@@ -214,21 +214,25 @@ def walk(model: nn.Module, wanted: LayerFilter = None, example: Tensor | None = 
     consumers = _consumers(model, [m for _, _, m in chosen], example) if example is not None else None
     found = []
     for i, name, module in chosen:
-        act_module = None
         if isinstance(module, Maxout):
-            pass
+            act_module = None
         elif consumers is not None:
             act_module = consumers.get(id(module))
         else:
-            for _, nxt in named[i + 1:]:
-                if parametric(nxt):
-                    break
-                if activation_of(nxt) is not None:
-                    act_module = nxt
-                    break
+            act_module = _next_activation([m for _, m in named[i + 1:]])
         act = activation_of(act_module) if act_module is not None else None
         found.append(Layer(name or type(module).__name__, module, act_module, act))
     return found
+
+
+def _next_activation(following: list[nn.Module]) -> nn.Module | None:
+    """The first activation module among those that follow a layer, before the next parametric one."""
+    for m in following:
+        if parametric(m):
+            return None
+        if activation_of(m) is not None:
+            return m
+    return None
 
 
 def _consumers(model: nn.Module, layer_modules: list[nn.Module], example: Tensor) -> dict[int, nn.Module]:

@@ -407,9 +407,9 @@ class Run:
             ends = sorted({v for _, _, t in parts for v in t["step"].to_pylist()})
             if len(ends) <= keep:
                 return
-            older = ends[len(ends) // 2 - 1]  # the newest of the older half
+            last_older = ends[len(ends) // 2 - 1]  # the newest step of the older half: its parts merge
             gone = pa.array(sorted(every_second_older(ends)), type=pa.int64())
-            merged = [(p, t) for s, p, t in parts if s <= older]
+            merged = [(p, t) for s, p, t in parts if s <= last_older]
             kept = pa.concat_tables([t for _, t in merged])
             kept = kept.filter(pc.invert(pc.is_in(kept["step"].cast(pa.int64()), value_set=gone)))
             write_atomic(merged[-1][0], lambda f: pq.write_table(kept, f))

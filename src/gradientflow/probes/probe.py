@@ -75,12 +75,13 @@ class Probe:
         self._heads = Heads(model, layers, ctx, self._functions.chooses)
         self._gates = Gates(model, layers, ctx)
         self._kinds = (self._layers, self._tables, self._functions, self._norms, self._heads, self._gates)
-        if not (self._layers.found or self._tables.found or self._norms.modules or self._heads.modules or self._gates.found):
+        if not (self._layers.found or self._tables.found or self._norms.modules or self._heads.modules
+                or self._gates.found):
             if layers is not None:
-                raise ValueError(f"no layers to probe: layers={layers!r} matches no layer, normalisation, "
+                raise ValueError(f"no layers to probe: layers={layers!r} matches no layer, embedding, normalisation, "
                                  "attention or recurrent module")
             raise ValueError("nothing to probe: the model has no Linear/Conv/Maxout module matching the filter, no "
-                             "normalisation, attention or recurrent layer")
+                             "embedding, normalisation, attention or recurrent layer")
         self._filter = layers
         self.step = 0
         self._sampled = 0  # sampled steps so far
