@@ -68,5 +68,8 @@ def rank_main(rank: int, world: int, folder: str, which: str = "mlp") -> None:
         rows = train(model, [], run, rank, world)
         with open(f"{folder}/rank{rank}.json", "w") as f:
             json.dump([{k: v for k, v in r.items() if k != "hist"} | {"hist": r.get("hist")} for r in rows], f)
+        # both ranks done before either tears the group down: a rank that destroyed it while its peer
+        # was still writing was seen to abort in gloo ("terminate called without an active exception")
+        dist.barrier()
     finally:
         dist.destroy_process_group()
