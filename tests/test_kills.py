@@ -9,7 +9,9 @@ imports, and the kill moments spread over the run itself. One intra-op thread, a
 
 import json
 import multiprocessing
+import os
 import random
+import signal
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -124,3 +126,43 @@ def test_reproduce_killed_at_random_moments_resumes_to_the_same_claims(tmp_path,
             code = _run(forks, [*args, "--out", out], tmp_path / f"again{k}.log")
         assert code == 0, (tmp_path / f"resume{k}.log").read_text()
         assert json.loads((out / "claims.json").read_text()) == whole
+
+
+def _running(path, proc, timeout: float = 60.0) -> bool:
+    """Wait until the run at ``path`` says it is training (its signal handlers are in place)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.is_alive():
+        if (path / "status.json").exists() and Run(path).status().get("status") == "running":
+            return True
+        time.sleep(0.01)
+    return False
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_checkpoints_where_it_lands_and_resumes_bit_identical(tmp_path, forks, sig):
+    """Checkpoints go by the clock (at most one per ``train.CHECKPOINT_SECONDS``): a short run writes one,
+    at its end. SIGTERM or SIGINT during training ends the step, writes a checkpoint at it, exits with
+    130, and resuming from there ends bit-identical to the uninterrupted run."""
+    args = [a for a in TRAIN if a not in ("--checkpoint-every", "7")]
+    args[args.index("--epochs") + 1] = "150"  # long enough for the signal to land inside training
+    assert _run(forks, [*args, "--out", tmp_path / "whole"], tmp_path / "whole.log") == 0
+    whole = Run(tmp_path / "whole")
+    steps = whole.status()["steps"]
+    assert [s for s, _ in whole._parts("checkpoints")] == [steps] and len(whole._parts("metrics")) == 1
+    whole_model, whole_rows = _state(tmp_path / "whole")
+    out = tmp_path / "cut"
+    proc = _start(forks, [*args, "--out", out], tmp_path / "cut.log")
+    assert _running(out, proc), (tmp_path / "cut.log").read_text()
+    time.sleep(random.Random(int(sig)).uniform(0.05, 0.3))
+    os.kill(proc.pid, sig)
+    proc.join()
+    status = Run(out).status()
+    assert proc.exitcode == 130 and status["status"] == "interrupted", (proc.exitcode, status)
+    stopped = status["steps"]
+    assert 0 < stopped < steps and f"stopped by {sig.name} at step {stopped}" in status["message"]
+    assert [s for s, _ in Run(out)._parts("checkpoints")] == [stopped]
+    assert _run(forks, ["train", "--resume", "--out", out, "--quiet"], tmp_path / "resume.log") == 0
+    model, rows = _state(out)
+    assert all(torch.equal(whole_model[n], model[n]) for n in whole_model)
+    order = lambda rows: sorted(rows, key=lambda r: (r["step"], r["split"], r["name"]))  # noqa: E731
+    assert order(rows) == order(whole_rows)  # each step's rows once (their order follows the guard's reads)

@@ -59,7 +59,8 @@ def test_a_metrics_part_missing_a_column_is_not_read_as_nulls(tmp_path):
 
 def test_a_probes_part_of_another_schema_is_named_by_inspect(tmp_path):
     code, out = _cli("train", "--data", "digits", "--n-train", 160, "--n-test", 40, "--depth", 2, "--width", 8,
-                     "--epochs", 2, "--batch-size", 32, "--probe", "--out", tmp_path / "run", "--quiet")
+                     "--epochs", 2, "--batch-size", 32, "--probe", "--checkpoint-every", 5, "--out", tmp_path / "run",
+                     "--quiet")  # a checkpoint (and a probes part) per epoch
     assert code == 0, out
     run = Run(tmp_path / "run")
     parts = run._parts("tables", "probes")
@@ -140,7 +141,7 @@ def test_metric_rows_are_written_on_a_clock_within_a_long_epoch(tmp_path, monkey
     from gradientflow import train
 
     plain = _trained(tmp_path, "plain", epochs=1, batch_size=1, checkpoint_every=None)
-    monkeypatch.setattr(train, "FLUSH_SECONDS", 0.0)  # a checkpoint after every step
+    monkeypatch.setattr(train, "CHECKPOINT_SECONDS", 0.0)  # a checkpoint after every step
     clocked = _trained(tmp_path, "clocked", epochs=1, batch_size=1, checkpoint_every=None)
     assert len(clocked._parts("metrics")) == 160 and len(plain._parts("metrics")) == 1
     rows = lambda run: sorted(run.metrics().to_pylist(), key=lambda r: (r["step"], r["split"], r["name"]))

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from gradientflow import data, job, train
+from gradientflow import data, guard, job, train, trainer
 from gradientflow.config import TrainConfig
 from gradientflow.store import Run
 
@@ -49,8 +49,8 @@ def test_resume_ends_bit_identical_to_an_uninterrupted_run(tmp_path, extra):
 def test_batches_are_the_epoch_order_s_rows_gathered_a_block_at_a_time(monkeypatch):
     d = data.load("digits", n_train=100, n_test=10)
     net = nn.Sequential(nn.Linear(64, 10))
-    loop = train._Loop(net, d, train.OptimizerSpec(), train.LoopSpec(batch_size=32), None, ())
-    monkeypatch.setattr(train, "GATHER_BYTES", 3 * 32 * (64 * 4 + 8))  # three batches per gather
+    loop = trainer.Trainer(net, d, train.OptimizerSpec(), train.LoopSpec(batch_size=32))
+    monkeypatch.setattr(trainer, "GATHER_BYTES", 3 * 32 * (64 * 4 + 8))  # three batches per gather
     order = train.epoch_order(100, 0, 0)
     for first in (0, 1, 3):
         got = list(loop.batches(order, first))
@@ -63,7 +63,7 @@ def test_batches_are_the_epoch_order_s_rows_gathered_a_block_at_a_time(monkeypat
 def test_gathering_in_blocks_changes_no_number_even_across_a_resume(tmp_path, monkeypatch):
     cfg = TrainConfig(**SMALL, checkpoint_every=7, optimizer="momentum", lr=0.05)
     whole = job.run(cfg, tmp_path / "whole")  # one gather per epoch
-    monkeypatch.setattr(train, "GATHER_BYTES", 3 * 32 * (64 * 4 + 8))  # three batches per gather
+    monkeypatch.setattr(trainer, "GATHER_BYTES", 3 * 32 * (64 * 4 + 8))  # three batches per gather
     cut = job.run(cfg, tmp_path / "cut", observers=(StopAt(17),))  # resumes at step 14: batch 4, inside a block
     resumed = job.resume(tmp_path / "cut")
     assert resumed.history == whole.history
@@ -213,13 +213,13 @@ def _step5_sample():
 
 def _checked_every_step(monkeypatch):
     """Make ``fit`` check every step one by one, as the engine did before the guard was deferred."""
-    plain = train._Loop.train
+    plain = train._Loop.run_to_end
 
     def every_step(self, bar):
-        self.strict_until = 10**9
+        self.trainer.strict_until = 10**9
         return plain(self, bar)
 
-    monkeypatch.setattr(train._Loop, "train", every_step)
+    monkeypatch.setattr(train._Loop, "run_to_end", every_step)
 
 
 DIVERGING = {
@@ -250,7 +250,7 @@ def test_the_deferred_guard_stops_where_a_check_at_every_step_does(tmp_path, mon
         summary = train.fit(net, d, cfg.parts.optimizer, cfg.parts.loop, run=Run.create(folder, cfg.model_dump()))
         return summary, net, _rows(Run(folder))
 
-    monkeypatch.setattr(train, "GUARD_EVERY", guard_every)
+    monkeypatch.setattr(guard, "GUARD_EVERY", guard_every)
     deferred, net, rows = run(tmp_path / "deferred")
     _checked_every_step(monkeypatch)
     each, net_each, rows_each = run(tmp_path / "each")
