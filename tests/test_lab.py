@@ -239,3 +239,22 @@ def test_lab_refuses_a_port_in_use_and_a_host_that_does_not_resolve_in_one_line(
     assert r.exit_code == 2 and r.output.count("\n") == 1 and f"cannot listen on 127.0.0.1:{port}" in r.output
     r = CliRunner().invoke(main, ["lab", "--host", "nowhere.invalid", "--no-browser"])
     assert r.exit_code == 2 and "--host 'nowhere.invalid' does not resolve" in r.output
+
+
+def test_a_diverging_session_stops_at_the_step_and_layer_the_engine_names():
+    """The lab trains through the engine's step and guard: an exploding rate ends in a divergence that
+    names its step and layer (found by the guard's replay), and the frames stay standard JSON."""
+    from gradientflow import jsontext
+
+    session = Session(LabConfig(data="xor", depth=3, width=16, activation="relu", init="he", alpha=100.0))
+    try:
+        session.play()
+        assert _wait(lambda: session.diverged or session.frame()["diverged"], timeout=30)
+        frame = session.frame()
+        assert frame["diverged"].startswith("non-finite values at step ") and "layer" in frame["diverged"]
+        step = session.step_count
+        assert int(frame["diverged"].split("step ")[1].split(":")[0]) == step + 1  # it stopped before that step
+        json.loads(jsontext.dumps(frame))
+        assert not session.playing.is_set() and session.step_count == step
+    finally:
+        session.close()

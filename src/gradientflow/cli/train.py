@@ -41,7 +41,7 @@ from .render import echo_json, fmt
 @click.option("--epochs", type=int, help="Epochs (20).")
 @click.option("--batch-size", type=int, help="Mini-batch size (128).")
 @click.option("--seed", type=int, help="Seed of the weights and the shuffling (0).")
-@click.option("--checkpoint-every", type=int, help="Steps between checkpoints (default: every epoch).")
+@click.option("--checkpoint-every", type=int, help="Steps between checkpoints (default: by the clock, at most one per 30 s, and at the end).")
 @click.option("--grad-norm-every", type=int, help="Steps between logged total gradient norms (50; 1: every step).")
 @click.option("--device", help="cpu (default), cuda, cuda:N or auto.")
 @click.option("--probe", is_flag=True, default=None, help="Watch every layer (probes) and store the statistics.")

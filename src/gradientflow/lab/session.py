@@ -19,15 +19,16 @@ import threading
 import time
 
 import torch
-import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .. import activations, init, job, optim, properties, theory
 from ..config import TrainConfig
+from ..guard import Diverged, Rollback
 from ..probes import watch
+from ..records import LoopSpec, MetricRows
 from ..store import Run
 from ..thinning import every_second_older
-from ..train import epoch_order
+from ..trainer import Trainer
 
 DATASETS = ("circle", "xor", "gaussians", "spiral", "mixture", "mnist1d", "digits")
 INITS = ("xavier", "he", "lecun", "orthogonal", "normal", "uniform", "zeros", "critical", "gain")
@@ -38,6 +39,7 @@ KEEP_WINDOWS = 300  # probe windows a session keeps, older ones thinned
 WINDOW_SECONDS = 0.2  # the probes' window closes at most 5 times a second (each close reads every layer)
 GRID = 64  # the decision boundary's resolution (2-D data)
 SCHEDULE_EPOCHS = 50  # a session has no end: a decaying schedule spans this many epochs
+MARK_SECONDS = 5.0  # a new rollback point for the NaN guard at most this often (a copy of the state)
 
 
 class LabConfig(BaseModel):
@@ -152,24 +154,31 @@ class Session:
     def _setup(self, cfg: LabConfig) -> None:
         self.cfg, self.train_cfg = cfg, cfg.train_config()
         self.data = job.dataset(self.train_cfg)
-        torch.manual_seed(cfg.seed)
-        self.net = _network(cfg, self.train_cfg, self.data)
-        self.params = [p for p in self.net.parameters() if p.requires_grad]
-        spec = self.train_cfg.parts.optimizer
-        self.opt = optim.build(spec, self.params)
-        self.per_epoch = math.ceil(len(self.data.y_train) / cfg.batch_size)
-        self.sched = optim.schedule(spec, self.opt, total_steps=self.per_epoch * SCHEDULE_EPOCHS)
+        self.net = _network(cfg, self.train_cfg, self.data)  # drawn from the config's seeded generator
+        loop = LoopSpec(epochs=SCHEDULE_EPOCHS, batch_size=cfg.batch_size, seed=cfg.seed)
+        self.trainer = Trainer(self.net, self.data, self.train_cfg.parts.optimizer, loop, keep_rows=True)
+        self.trainer.model.train()
+        self.trainer.good = self.trainer.snapshot()
+        self._mark_at = time.monotonic() + MARK_SECONDS
         if hasattr(self, "probe"):
             self.probe.detach()
         self.probe = watch(self.net, every=1, keep_windows=KEEP_WINDOWS)
-        self.step_count, self.epoch, self.order = 0, 0, None
-        self.curves: dict[str, list] = {"step": [], "loss": [], "train_accuracy": []}  # kept (thinned) for keep()
-        self.tests: dict[str, list] = {"step": [], "test_accuracy": [], "test_loss": []}
+        self.shown = 0  # the last step whose rows the page has (a replay after a rollback logs steps again)
+        self.stride = max(1, self.trainer.per_epoch // 8)  # a loss point every this many steps
+        self.curves: dict[str, list] = {"step": [], "loss": []}  # kept (thinned) for keep()
+        self.tests: dict[str, list] = {"step": [], "train_accuracy": [], "test_accuracy": [], "test_loss": []}
         self.fresh = _Fresh()  # what the page has not been sent yet
         self._findings_at = self._window_at = 0.0
-        self._correct = self._seen = 0
         self.static = self._static()
         self.diverged = ""
+
+    @property
+    def step_count(self) -> int:
+        return self.trainer.step
+
+    @property
+    def epoch(self) -> int:
+        return self.trainer.epoch
 
     def _static(self) -> dict:
         """What changes only with the set-up: the theory's per-layer std and the phase-diagram point."""
@@ -253,39 +262,43 @@ class Session:
                     self.playing.clear()
 
     def _train_step(self) -> None:
-        n = len(self.data.y_train)
-        batch = self.step_count % self.per_epoch
-        if batch == 0:
-            self.order = epoch_order(n, self.cfg.seed, self.epoch)
-        idx = self.order[batch * self.cfg.batch_size:(batch + 1) * self.cfg.batch_size]
-        x, y = self.data.x_train[idx], self.data.y_train[idx]
-        self.net.train()
-        out = self.net(x)
-        loss = F.cross_entropy(out, y)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.cfg.clip:
-            optim.clip_(self.params, norm=self.cfg.clip, measure=False)
-        self.opt.step()
-        if self.sched is not None:
-            self.sched.step()
-        self.step_count += 1
-        if batch + 1 == self.per_epoch:
-            self.epoch += 1
-        value = loss.item()
-        if not math.isfinite(value):
-            self.diverged = f"the loss is not finite at step {self.step_count} (lower alpha, clip, or change the init)"
-            return
-        self._correct += int((out.argmax(1) == y).sum())
-        self._seen += len(y)
-        if self.step_count % max(1, self.per_epoch // 8) == 0 or self.step_count < 10:
-            self._point(value)
+        """One step through the engine's trainer; a new rollback point now and then."""
+        outcome = self.trainer.advance()
+        if outcome is None and time.monotonic() > self._mark_at:
+            outcome, self._mark_at = self.trainer.mark(), time.monotonic() + MARK_SECONDS
+        self._settle(outcome)
 
-    def _point(self, loss: float) -> None:
-        point = {"step": self.step_count, "loss": loss, "train_accuracy": self._correct / max(self._seen, 1)}
-        self._correct = self._seen = 0
-        _append(self.curves, point)
-        self.fresh.curves.append(point)
+    def _settle(self, outcome: Rollback | Diverged | None) -> None:
+        """A rollback goes back to the last good state (the steps after it are replayed, checked one by
+        one); a divergence stops the session and says where."""
+        if isinstance(outcome, Rollback):
+            outcome = self.trainer.rollback(outcome)
+        if isinstance(outcome, Diverged):
+            self.diverged = outcome.message
+            self.playing.clear()
+
+    def _read(self) -> None:
+        """The guard's read of the steps since the last one, and their rows as curve points: a loss point
+        every ``stride`` steps, each epoch's train and test means."""
+        self._settle(self.trainer.check())
+        rows = self.trainer.rows.take()
+        epoch_points: dict[int, dict] = {}
+        for step, split, name, value in zip(rows["step"], rows["split"], rows["name"], rows["value"]):
+            if step <= self.shown:
+                continue
+            if split == "train" and name == "loss" and (step % self.stride == 0 or step < 10):
+                point = {"step": step, "loss": value}
+                _append(self.curves, point)
+                self.fresh.curves.append(point)
+            elif split in ("train_epoch", "test"):
+                key = f"{'train' if split == 'train_epoch' else 'test'}_{name}"
+                epoch_points.setdefault(step, {"step": step})[key] = _finite(value)
+        for point in epoch_points.values():
+            point.pop("train_loss", None)
+            _append(self.tests, point)
+            self.fresh.tests.append(point)
+        if rows["step"]:
+            self.shown = max(self.shown, max(rows["step"]))
 
     # --- frames (the server's thread) ---
 
@@ -303,9 +316,8 @@ class Session:
                 rows, self._window_at = self.probe.flush(), now
             if rows:
                 self._layers(rows)
-            if self.step_count and self.step_count - (self.tests["step"][-1] if self.tests["step"] else 0) \
-                    >= max(1, self.per_epoch // 2):
-                self._test()
+            if not self.diverged:
+                self._read()
             fresh, self.fresh = self.fresh, _Fresh()
             frame = {"type": "frame", "step": self.step_count, "epoch": self.epoch, "playing": self.playing.is_set(),
                      "curves": fresh.curves, "tests": fresh.tests, "layers": fresh.layers, "error": self.error,
@@ -335,16 +347,6 @@ class Session:
                 "lo": _finite(r.get("hist_lo")), "hi": _finite(r.get("hist_hi"))})
 
     @torch.no_grad()
-    def _test(self) -> None:
-        self.net.eval()
-        out = self.net(self.data.x_test)
-        self.net.train()
-        point = {"step": self.step_count, "test_loss": _finite(F.cross_entropy(out, self.data.y_test).item()),
-                 "test_accuracy": (out.argmax(1) == self.data.y_test).float().mean().item()}
-        _append(self.tests, point)
-        self.fresh.tests.append(point)
-
-    @torch.no_grad()
     def _boundary(self) -> dict:
         x = self.data.x_train
         lo, hi = x.min(0).values - 0.5, x.max(0).values + 0.5
@@ -368,12 +370,12 @@ class Session:
         with self.lock:
             run = Run.create(folder, {**self.train_cfg.model_dump(), "lab": self.cfg.model_dump()})
             c, t = self.curves, self.tests
-            rows = {"step": c["step"] + c["step"] + t["step"] + t["step"], "epoch": [0] * (2 * len(c["step"]) + 2 * len(t["step"])),
-                    "split": ["train"] * (2 * len(c["step"])) + ["test"] * (2 * len(t["step"])),
-                    "name": ["loss"] * len(c["step"]) + ["accuracy"] * len(c["step"]) + ["loss"] * len(t["step"])
-                    + ["accuracy"] * len(t["step"]),
-                    "value": [float(v) for v in c["loss"] + c["train_accuracy"] + t["test_loss"] + t["test_accuracy"]]}
-            run.append_metrics(self.step_count, rows)
+            rows = MetricRows()
+            rows.extend(c["step"], [0] * len(c["step"]), ["loss"] * len(c["step"]), c["loss"])
+            rows.extend(t["step"], [0] * len(t["step"]), ["accuracy"] * len(t["step"]), t["train_accuracy"], "train_epoch")
+            for name in ("loss", "accuracy"):
+                rows.extend(t["step"], [0] * len(t["step"]), [name] * len(t["step"]), t[f"test_{name}"], "test")
+            run.append_metrics(self.step_count, rows.take())
             self.probe.flush(run, self.step_count)
             last_test = {"test_loss": t["test_loss"][-1], "test_accuracy": t["test_accuracy"][-1]} if t["step"] else {}
             run.set_status("interrupted", steps=self.step_count, message="kept from the lab", **last_test,

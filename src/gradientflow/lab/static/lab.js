@@ -79,7 +79,7 @@ function push(chart, x, values) {
 function newState(setup) {
   const s = {setup, charts: {}, layerNames: null, heat: {}, stdMeasured: []};
   s.charts.loss = lineChart($("loss"), ["train loss (smoothed)", "test loss"], {emphasise: 1});
-  s.charts.accuracy = lineChart($("accuracy"), ["train accuracy (smoothed)", "test accuracy"], {emphasise: 1});
+  s.charts.accuracy = lineChart($("accuracy"), ["train accuracy (epoch mean)", "test accuracy"], {emphasise: 1});
   for (const id of ["grad", "update", "dead", "saturated"]) $(id).innerHTML = "";
   $("heat").innerHTML = "";
   $("findings").innerHTML = "<li>none yet</li>";
@@ -129,15 +129,13 @@ function onFrame(f) {
   if (f.error) showMessage(f.error);
   if (!state) return;
   for (const p of f.curves) {  // the batches' noise smoothed (an exponential moving average), as a reader sees a trend
-    state.ema = state.ema ?? {loss: p.loss, acc: p.train_accuracy};
-    state.ema.loss = 0.9 * state.ema.loss + 0.1 * p.loss;
-    state.ema.acc = 0.9 * state.ema.acc + 0.1 * p.train_accuracy;
-    push(state.charts.loss, p.step, [state.ema.loss, null]);
-    push(state.charts.accuracy, p.step, [state.ema.acc, null]);
+    state.ema = state.ema ?? p.loss;
+    state.ema = 0.9 * state.ema + 0.1 * p.loss;
+    push(state.charts.loss, p.step, [state.ema, null]);
   }
-  for (const t of f.tests) {
+  for (const t of f.tests) {  // each epoch's end: its mean training accuracy and the test split's numbers
     push(state.charts.loss, t.step, [null, t.test_loss]);
-    push(state.charts.accuracy, t.step, [null, t.test_accuracy]);
+    push(state.charts.accuracy, t.step, [t.train_accuracy, t.test_accuracy]);
   }
   if (f.curves.length || f.tests.length) {
     state.charts.loss.plot.setData(state.charts.loss.data);
