@@ -7,8 +7,8 @@ per epoch and per fit, each timed alone in the same process (medians over repeti
   batches, in interleaved blocks of one epoch (the engine's log kept, its guard read left out);
 - per epoch: the guard's read of one epoch's kept steps (``_Log.read``, right after the epoch, as in
   ``fit``), the state check before a snapshot, the snapshot, the test evaluation;
-- per fit with the run store: the wait for the last writes when ``fit`` ends (``_Writer.close``) and
-  the store thread's CPU time.
+- per fit with the run store: the wait for the last writes when ``fit`` ends (``store.writer.Writer.close``)
+  and the store thread's CPU time.
 
 Run: .venv/bin/python benchmarks/train_costs.py [--net small|large] [--json]
 """
@@ -24,7 +24,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from gradientflow import store, train
+from gradientflow import train
+from gradientflow.store.writer import Writer
 from train_step import NETS, engine, engine_loop, setup  # the sibling benchmark's nets and its timing of fit
 
 
@@ -76,7 +77,7 @@ def store_costs(name: str, repeats: int) -> dict:
     _, _, _, batch, _, epochs = NETS[name]
     d, net = setup(name)
     waits, cpu = [], []
-    close, work = store._Writer.close, store._Writer._work
+    close, work = Writer.close, Writer._work
 
     @functools.wraps(close)
     def timed_close(self, **kwargs):
@@ -90,7 +91,7 @@ def store_costs(name: str, repeats: int) -> dict:
         work(self)
         cpu.append(time.thread_time() - start)
 
-    store._Writer.close, store._Writer._work = timed_close, timed_work
+    Writer.close, Writer._work = timed_close, timed_work
     try:
         engine(net, d, batch, 1, torch.device("cpu"), store=True)  # the first conversion imports pandas
         waits.clear()
@@ -98,7 +99,7 @@ def store_costs(name: str, repeats: int) -> dict:
         for _ in range(repeats):
             engine(net, d, batch, epochs, torch.device("cpu"), store=True)
     finally:
-        store._Writer.close, store._Writer._work = close, work
+        Writer.close, Writer._work = close, work
     return {"epochs_per_fit": epochs, "final_wait_ms": statistics.median(waits) * 1e3,
             "writer_cpu_ms_per_fit": statistics.median(cpu) * 1e3}
 

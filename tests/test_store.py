@@ -154,7 +154,7 @@ def test_a_failed_background_write_is_raised_in_the_caller_and_stops_later_write
 
 
 def test_written_files_get_the_mode_the_umask_gives_not_the_temporary_files_0600(tmp_path, monkeypatch):
-    monkeypatch.setattr(store, "_UMASK", 0o022)  # the usual umask, so that 0600 cannot pass
+    monkeypatch.setattr(store.atomic, "_UMASK", 0o022)  # the usual umask, so that 0600 cannot pass
     run = Run.create(tmp_path / "r", {"lr": 0.1})
     run.append_metrics(1, _rows([1]))
     run.save_checkpoint(1, {"x": torch.ones(1)})

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 import pyarrow as pa
 
 from . import memory
-from .store import METRIC_SCHEMA, Run, _read_part
+from .store import METRIC_SCHEMA, Run, read_part
 
 DEFAULT_TIMEOUT = 10.0  # seconds
 TIMEOUT_RANGE = (0.1, 3600.0)
@@ -139,7 +139,7 @@ def _metrics_table(runs: list[Run]) -> pa.Table:
     parts = []
     for r in runs:
         for _, path in r._parts("metrics"):
-            part = _read_part(path, METRIC_SCHEMA)
+            part = read_part(path, METRIC_SCHEMA)
             parts.append(part.add_column(0, "run", pa.array([r.name] * part.num_rows, pa.string())))
     return pa.concat_tables(parts) if parts else METRIC_SCHEMA.insert(0, pa.field("run", pa.string())).empty_table()
 

@@ -59,8 +59,8 @@ def bad_input() -> Iterator[None]:
 
 
 def output_folder(path: str) -> Path:
-    """The folder to write into: created if missing, but its parent must exist (``store.output_folder``)."""
-    from ..store import output_folder as folder
+    """The folder to write into: created if missing, but its parent must exist (``folders.output_folder``)."""
+    from ..folders import output_folder as folder
 
     with bad_input():
         return folder(path)

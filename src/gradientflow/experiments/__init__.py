@@ -23,7 +23,8 @@ from pathlib import Path
 from types import ModuleType
 
 from .. import jsontext
-from ..store import output_folder, write_atomic, write_json
+from ..folders import output_folder
+from ..store import write_atomic, write_json
 from .claim import Claim, Size, Verdict, rounded
 
 # in claim order; each covers the claims listed in its CLAIMS
