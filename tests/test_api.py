@@ -46,7 +46,14 @@ ALLOWED = {
     "model": {"activations", "init", "layers"},
     "propagate": {"layers", "init", "theory", "probes/stats", "model", "memory"},
     "optim": {"schedules"},
-    "train": {"optim", "schedules", "store", "data"},
+    # beyond DESIGN.md: train.py was six concepts; each is a module of its own (issue 32). The typed
+    # records around a run, the shared loss and evaluation, the NaN guard, state copies, the stepper
+    "records": {"store"},  # for a type annotation only
+    "evaluation": set(),
+    "guard": {"records"},
+    "snapshot": set(),
+    "trainer": {"optim", "data", "evaluation", "guard", "records", "snapshot"},
+    "train": {"optim", "schedules", "store", "data", "evaluation", "guard", "records", "trainer"},
     # beyond DESIGN.md: probe.report(path) (issue 13) draws the probe figures and writes the page
     # atomically; imported inside the method, so importing the probes stays light, and no cycle
     "probes": {"activations", "layers", "probes/stats", "plots", "store", "thinning"},
@@ -59,12 +66,13 @@ ALLOWED = {
     "report": {"store", "lab", "jsontext"},
     # beyond DESIGN.md: the batched trainer shows each net fit's sample order (train.epoch_order) and
     # hands back fit's Summary, so its runs read like fit's, with optim's default momentum (issue 15)
-    "sweep": {"job", "config", "store", "theory", "train", "optim"},
+    # and shares the engine's loss, evaluation, metric rows and the guard's first-non-finite rule (issue 32)
+    "sweep": {"job", "config", "store", "theory", "train", "optim", "evaluation", "guard", "records", "trainer"},
     # beyond DESIGN.md: the lab's controls offer the catalogs' names (activations, init, optim,
     # schedules, data), its "gain" init reads properties.gain, and its play/pause loop steps with
-    # the engine's own parts (optim.build, optim.clip_, train.epoch_order) (issue 14)
+    # the engine's own parts (issue 14); since issue 32 it trains through the engine's Trainer
     "lab": {"job", "config", "probes", "theory", "store", "activations", "init", "optim", "properties", "train",
-            "data", "schedules", "jsontext", "thinning"},
+            "data", "schedules", "jsontext", "thinning", "trainer", "guard", "records"},
     "integrations": {"probes", "store"},
     "cli": _BELOW_EXPERIMENTS | {"sql", "experiments", "report", "sweep", "lab", "integrations"},
 }

@@ -208,7 +208,7 @@ def test_a_full_disk_stops_with_one_line_and_the_last_checkpoint_stays_good(tmp_
     import resource
 
     first = ["train", "--data", "digits", "--n-train", "640", "--width", "64", "--batch-size", "32", "--quiet",
-             "--out", tmp_path / "r"]
+             "--checkpoint-every", "20", "--out", tmp_path / "r"]  # a checkpoint per epoch
     assert invoke(*first, "--epochs", "1").exit_code == 0
     ckpt = Run(tmp_path / "r").latest_checkpoint()[1]
     limit = ckpt.stat().st_size // 2  # metric parts fit, a checkpoint does not

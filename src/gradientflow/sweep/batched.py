@@ -25,10 +25,12 @@ import math
 import time
 
 import torch
-import torch.nn.functional as F
 
 from ..config import TrainConfig
-from ..train import EVAL_BATCH, Summary, epoch_order
+from ..evaluation import epoch_row, loss, split_sums
+from ..guard import first_nonfinite
+from ..records import MetricRows, Summary
+from ..trainer import epoch_order
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov")
 # fields that may differ between the nets of one batch; every other field must be equal
@@ -121,7 +123,7 @@ def train(cfgs: list[TrainConfig], *, runs: list | None = None) -> list[Summary]
     per_epoch = math.ceil(n / first.batch_size)
     ended_at = [None] * k  # the diverged nets' last good step
     history: list[list[dict]] = [[] for _ in cfgs]
-    logged: list[dict] = [{"step": [], "epoch": [], "split": [], "name": [], "value": []} for _ in cfgs]
+    logged = [MetricRows() for _ in cfgs]
     step = 0
     for epoch in range(first.epochs):
         orders = torch.stack([epoch_order(n, c.seed, epoch) for c in cfgs])  # [K, n]
@@ -130,7 +132,7 @@ def train(cfgs: list[TrainConfig], *, runs: list | None = None) -> list[Summary]
             idx = orders[:, batch * first.batch_size:(batch + 1) * first.batch_size]
             xb, yb = d.x_train[idx], d.y_train[idx]  # [K, B, ...], [K, B]
             out = forward(params, xb)
-            per_net = _cross_entropy(out, yb)
+            per_net = loss(out, yb)  # [K]
             grads = torch.autograd.grad(per_net.sum(), params)
             step += 1
             if (step - 1) % first.grad_norm_every == 0:
@@ -139,35 +141,30 @@ def train(cfgs: list[TrainConfig], *, runs: list | None = None) -> list[Summary]
             losses.append(per_net.detach())
             loss_sum += per_net.detach().double() * yb.shape[1]
             correct += (out.detach().argmax(-1) == yb).sum(1)
-        steps = torch.stack(losses)  # [per_epoch, K], read once per epoch: the guard's only sync
-        bad = ~torch.isfinite(steps)
+        values = torch.stack(losses).T.tolist()  # [K][per_epoch], read once per epoch: the guard's only sync
         with torch.no_grad():
-            test_loss, test_acc = _evaluate(forward_shared, params, d.x_test, d.y_test)
-        values, lrs = steps.tolist(), [c.lr for c in cfgs]
+            test = (split_sums(lambda x: forward_shared(params, x), d.x_test, d.y_test) / len(d.y_test)).tolist()
         norm_values = [(s, v.tolist()) for s, v in norms]
         loss_sums, corrects = loss_sum.tolist(), correct.tolist()
+        first_step = step - per_epoch + 1
         for i in range(k):
             if ended_at[i] is not None:
                 continue
-            first_step = step - per_epoch + 1
-            cols = logged[i]
-            for j in range(per_epoch):
-                if bad[j, i]:
-                    ended_at[i] = first_step + j - 1
-                    break
-                for name, v in (("loss", values[j][i]), ("lr", lrs[i])):
-                    _row(cols, first_step + j, epoch, "train", name, v)
+            bad = first_nonfinite(values[i])
+            good = per_epoch if bad is None else bad  # the epoch's steps before the first non-finite loss
+            if bad is not None:
+                ended_at[i] = first_step + bad - 1
+            steps = list(range(first_step, first_step + good))
+            logged[i].extend(steps + steps, [epoch] * (2 * good), ["loss"] * good + ["lr"] * good,
+                             values[i][:good] + [cfgs[i].lr] * good)
             for s, v in norm_values:
-                if ended_at[i] is None or s <= ended_at[i]:
-                    _row(cols, s, epoch, "train", "grad_norm", v[i])
+                if s < first_step + good:
+                    logged[i].add(s, epoch, "train", "grad_norm", v[i])
             if ended_at[i] is not None:
                 continue
-            row = {"epoch": epoch + 1, "step": step, "train_loss": loss_sums[i] / n,
-                   "train_accuracy": corrects[i] / n, "test_loss": test_loss[i], "test_accuracy": test_acc[i]}
+            row = epoch_row(epoch + 1, step, (loss_sums[i], corrects[i], n), tuple(test[i]))
             history[i].append(row)
-            for name in ("loss", "accuracy"):
-                _row(cols, step, epoch, "train_epoch", name, row[f"train_{name}"])
-                _row(cols, step, epoch, "test", name, row[f"test_{name}"])
+            logged[i].add_epoch(row, epoch)
         if all(e is not None for e in ended_at):
             break
     seconds = (time.perf_counter() - started) / k
@@ -180,15 +177,10 @@ def train(cfgs: list[TrainConfig], *, runs: list | None = None) -> list[Summary]
         summary = Summary.from_history(status, done, per_epoch, seconds, history[i],
                                        str(runs[i].path) if runs else None, message)
         if runs:
-            runs[i].append_metrics(done, logged[i])
+            runs[i].append_metrics(done, logged[i].take())
             runs[i].set_status(status, **summary.stored())
         summaries.append(summary)
     return summaries
-
-
-def _row(cols: dict, step: int, epoch: int, split: str, name: str, value: float) -> None:
-    for key, v in zip(("step", "epoch", "split", "name", "value"), (step, epoch, split, name, value)):
-        cols[key].append(v)
 
 
 def _forwards(net: torch.nn.Module, names: list[str], buffers: dict, k: int):
@@ -225,21 +217,3 @@ def _forwards(net: torch.nn.Module, names: list[str], buffers: dict, k: int):
 
     batched, shared = vmap(one, in_dims=(0, 0, 0)), vmap(one, in_dims=(0, 0, None))
     return (lambda params, x: batched(params, buffers, x)), (lambda params, x: shared(params, buffers, x))
-
-
-def _cross_entropy(out: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """Per net, the cross-entropy of logits [K, B, C] against targets [K, B] ("mean" over the batch, or
-    "sum"); the classes moved to dim 1, where ``F.cross_entropy`` reads them fastest."""
-    per_sample = F.cross_entropy(out.transpose(1, 2), target, reduction="none")  # [K, B]
-    return per_sample.mean(1) if reduction == "mean" else per_sample.double().sum(1)
-
-
-def _evaluate(forward, params, x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[float]]:
-    """Every net's (mean cross-entropy, accuracy) on one split, as ``train.evaluate`` computes them."""
-    loss, correct = 0.0, 0.0
-    for i in range(0, len(y), EVAL_BATCH):
-        out, target = forward(params, x[i:i + EVAL_BATCH]), y[i:i + EVAL_BATCH]  # [K, B, C]
-        targets = target.unsqueeze(0).expand(out.shape[0], -1)
-        loss = loss + _cross_entropy(out, targets, "sum")
-        correct = correct + (out.argmax(-1) == targets).sum(1).double()
-    return (loss / len(y)).tolist(), (correct / len(y)).tolist()
