@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from . import activations, init
+from . import activations, catalog, init
 from . import data as datasets  # 'data' is also a field name below
 from .optim import OptimizerSpec
 from .train import LoopSpec
@@ -41,19 +41,8 @@ class _Part(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-# field -> (the allowed names, what the error calls them)
-_CHOICES = {
-    "activation": (activations.NAMES, "activation"),
-    "init": (init.NAMES, "initialiser"),
-    "normalize": (datasets.NORMALIZATIONS, "normalization"),
-}
-
-
 def _one_of(value: str, field: str) -> str:
-    allowed, what = _CHOICES[field]
-    if value not in allowed:
-        raise ValueError(f"unknown {what}; expected one of: {', '.join(allowed)}")
-    return value
+    return catalog.check(field, value)
 
 
 class DataSpec(_Part):

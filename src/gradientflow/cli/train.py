@@ -6,26 +6,27 @@ import sys
 
 import click
 
+from .. import catalog
 from .app import BadInput, bad_input, main
 from .render import echo_json, fmt
 
 
 @main.command("train")
-@click.option("--data", help="mnist1d (default), digits, circle, xor, gaussians, spiral, mixture, idx:DIR, npz:FILE.")
+@click.option("--data", help=f"{catalog.listed('data')}, idx:DIR or npz:FILE (mnist1d).")
 @click.option("--n-train", type=int, help="Training samples (default: the dataset's usual size).")
 @click.option("--n-test", type=int, help="Test samples.")
 @click.option("--noise", type=float, help="Noise of generated sets (0.1).")
 @click.option("--data-seed", type=int, help="Seed of generated data (default: the dataset's standard one).")
-@click.option("--normalize", help="none, center, standardize (default; fitted on train), shift (all inputs >= 0).")
+@click.option("--normalize", help=f"{catalog.listed('normalize')} (standardize, fitted on train; shift: inputs >= 0).")
 @click.option("--depth", type=int, help="Hidden layers; 0 = logistic regression (2).")
 @click.option("--width", type=int, help="Units per hidden layer (100).")
-@click.option("--activation", help="Hidden activation (relu).")
-@click.option("--init", help="Initialiser (he).")
+@click.option("--activation", help=f"Hidden activation: {catalog.listed('activation')} (relu).")
+@click.option("--init", help=f"Initialiser: {catalog.listed('init')} (he).")
 @click.option("--std", type=float, help="normal/uniform: weight std.")
 @click.option("--gain", type=float, help="xavier/lecun/orthogonal: gain on the std.")
 @click.option("--sigma-w2", type=float, help="meanfield: W ~ N(0, sigma_w2 / fan_in) (1).")
 @click.option("--sigma-b2", type=float, help="meanfield: b ~ N(0, sigma_b2) (0).")
-@click.option("--optimizer", help="sgd, momentum, nesterov, adagrad, rmsprop, adam (default), adamw.")
+@click.option("--optimizer", help=f"{catalog.listed('optimizer')} (adam).")
 @click.option("--lr", type=float, help="Learning rate alpha (1e-3).")
 @click.option("--momentum", type=float, help="mu: momentum, or Adam's beta1 (0.9).")
 @click.option("--rho", type=float, help="rho: RMSProp's decay, Adam's beta2.")
@@ -34,7 +35,7 @@ from .render import echo_json, fmt
 @click.option("--weight-decay", type=float, help="L2 weight decay (0).")
 @click.option("--clip-norm", type=float, help="Clip the total gradient norm to this.")
 @click.option("--clip-value", type=float, help="Clip every gradient entry to [-v, v].")
-@click.option("--schedule", help="constant (default), step, exponential, cosine, warmup.")
+@click.option("--schedule", help=f"{catalog.listed('schedule')} (constant).")
 @click.option("--step-size", type=int, help="step schedule: steps between decays (a third of the run).")
 @click.option("--gamma", type=float, help="step/exponential schedule: decay factor.")
 @click.option("--warmup-steps", type=int, help="Linear warm-up steps in front of any schedule.")

@@ -21,7 +21,7 @@ import time
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .. import activations, init, job, optim, properties, theory
+from .. import activations, catalog, init, job, optim, properties, theory
 from ..config import TrainConfig
 from ..guard import Diverged, Rollback
 from ..probes import watch
@@ -30,10 +30,12 @@ from ..store import Run
 from ..thinning import every_second_older
 from ..trainer import Trainer
 
-DATASETS = ("circle", "xor", "gaussians", "spiral", "mixture", "mnist1d", "digits")
+# the catalog's names (``catalog``), less what a live page cannot offer: files and Maxout (a layer
+# of its own width); the initialisers it offers, plus its own "critical" and "gain"
+DATASETS = catalog.names("data")
 INITS = ("xavier", "he", "lecun", "orthogonal", "normal", "uniform", "zeros", "critical", "gain")
-OPTIMIZERS = optim.OPTIMIZERS
-ACTIVATIONS = tuple(a for a in activations.NAMES if a != "maxout")
+OPTIMIZERS = catalog.names("optimizer")
+ACTIVATIONS = tuple(a for a in catalog.names("activation") if a != "maxout")
 CURVE_POINTS = 2000
 KEEP_WINDOWS = 300  # probe windows a session keeps, older ones thinned
 WINDOW_SECONDS = 0.2  # the probes' window closes at most 5 times a second (each close reads every layer)
@@ -74,14 +76,8 @@ class LabConfig(BaseModel):
     @field_validator("data", "activation", "init", "optimizer", "schedule", "normalize")
     @classmethod
     def _known(cls, v: str, info) -> str:
-        from ..data import NORMALIZATIONS
-        from ..schedules import SCHEDULES
-
-        allowed = {"data": DATASETS, "activation": ACTIVATIONS, "init": INITS, "optimizer": OPTIMIZERS,
-                   "schedule": SCHEDULES, "normalize": NORMALIZATIONS}[info.field_name]
-        if v not in allowed:
-            raise ValueError(f"unknown {info.field_name}; expected one of: {', '.join(allowed)}")
-        return v
+        own = {"activation": ACTIVATIONS, "init": INITS}.get(info.field_name)
+        return catalog.check(info.field_name, v, own)
 
     @model_validator(mode="after")
     def _per_layer(self) -> "LabConfig":
