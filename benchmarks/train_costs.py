@@ -3,9 +3,9 @@
 ``train_step.py`` gives the ratios; this script splits the gap into what ``train.fit`` does per step,
 per epoch and per fit, each timed alone in the same process (medians over repetitions):
 
-- per step: ``_Loop.train_step`` on ``_Loop.batches`` against the hand loop's step on the same
+- per step: ``Trainer.train_step`` on ``Trainer.batches`` against the hand loop's step on the same
   batches, in interleaved blocks of one epoch (the engine's log kept, its guard read left out);
-- per epoch: the guard's read of one epoch's kept steps (``_Log.read``, right after the epoch, as in
+- per epoch: the guard's read of one epoch's kept steps (``StepLog.read``, right after the epoch, as in
   ``fit``), the state check before a snapshot, the snapshot, the test evaluation;
 - per fit with the run store: the wait for the last writes when ``fit`` ends (``store.writer.Writer.close``)
   and the store thread's CPU time.
@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from gradientflow import train
+from gradientflow.guard import StepLog
 from gradientflow.store.writer import Writer
 from train_step import NETS, engine, engine_loop, setup  # the sibling benchmark's nets and its timing of fit
 
@@ -48,9 +49,9 @@ def per_step_and_epoch(name: str, repeats: int) -> dict:
             opt.step()
 
     def engine_steps() -> None:
-        loop.log = train._Log(keep_rows=False)  # a fresh log: no guard read falls inside the block
+        loop.log = StepLog()  # a fresh log: no guard read falls inside the block
         for _, xb, yb in loop.batches(order, 0):  # as ``fit`` feeds it: rows gathered a block at a time
-            loop.train_step(0, xb, yb)
+            loop.train_step(xb, yb)
 
     timings: dict[str, list[float]] = {k: [] for k in ("hand", "engine", "read", "check", "snapshot", "evaluate")}
     hand()  # warm-up
@@ -61,7 +62,7 @@ def per_step_and_epoch(name: str, repeats: int) -> dict:
             block()
             timings[key].append((time.perf_counter() - start) / per_epoch)
         for key, call in (("read", loop.log.read), ("check", lambda: loop.check(state=True)),
-                          ("snapshot", lambda: loop.snapshot(0, 0)),
+                          ("snapshot", loop.snapshot),
                           ("evaluate", lambda: train.evaluate(net, loop.x_test, loop.y_test))):
             start = time.perf_counter()
             call()

@@ -101,12 +101,11 @@ def setup(name: str, device: torch.device = torch.device("cpu")) -> tuple[data.D
     return d, net
 
 
-def engine_loop(name: str) -> tuple[data.Dataset, torch.nn.Module, train._Loop]:
-    """The net ``name``, its data and ``fit``'s loop state on them (plain SGD, no run store, no
+def engine_loop(name: str) -> tuple[data.Dataset, torch.nn.Module, train.Trainer]:
+    """The net ``name``, its data and ``fit``'s trainer on them (plain SGD, no run store, no
     observers), for timing the loop's parts one by one."""
     d, net = setup(name)
-    loop = train._Loop(net, d, OptimizerSpec(optimizer="sgd", lr=LR), LoopSpec(epochs=10**6, batch_size=NETS[name][3]),
-                       None, ())
+    loop = train.Trainer(net, d, OptimizerSpec(optimizer="sgd", lr=LR), LoopSpec(epochs=10**6, batch_size=NETS[name][3]))
     return d, net, loop
 
 

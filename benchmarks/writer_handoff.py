@@ -44,7 +44,7 @@ def main() -> None:
     args = parser.parse_args()
     d, _, loop = engine_loop("small")
     order = train.epoch_order(len(d.y_train), 0, 0)
-    snapshot = loop.snapshot(1, 0)
+    snapshot = loop.snapshot()
     buffer = io.BytesIO()
     torch.save(snapshot, buffer)
     payload = bytes(buffer.getbuffer())
@@ -53,7 +53,7 @@ def main() -> None:
         batches = loop.batches(order, 0)
         for _ in range(40):
             _, xb, yb = next(batches)
-            loop.train_step(0, xb, yb)
+            loop.train_step(xb, yb)
         loop.log.read()
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -185,7 +185,7 @@ def test_probes_do_not_change_training(tmp_path):
 
 def test_a_second_writer_is_refused_while_the_first_lives_and_kill_9_frees_the_run(tmp_path):
     args = ["train", "--data", "digits", "--n-train", "640", "--width", "64", "--epochs", "500", "--batch-size", "32",
-            "--quiet", "--out", tmp_path / "r"]
+            "--checkpoint-every", "20", "--quiet", "--out", tmp_path / "r"]  # a checkpoint per epoch
     proc = subprocess.Popen(_cli(*args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 60
