@@ -14,6 +14,7 @@ import torch
 from . import data, memory, model
 from .config import TrainConfig
 from .store import Run, write_json
+from .store.parts import load_converters
 from .train import Observer, Summary, fit
 
 
@@ -85,6 +86,7 @@ def resume(out: str | os.PathLike, *, epochs: int | None = None, progress: bool 
     must equal the stored value once validated, else a ValueError names both ("stored X, given Y").
     Only ``epochs`` may change."""
     store = Run(out)
+    load_converters()  # before training, as Run.create does
     stored = stored_config(store)
     if same_as:
         kept = TrainConfig(**stored).model_dump()  # defaults filled in for fields newer than the run

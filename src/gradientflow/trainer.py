@@ -220,7 +220,7 @@ class Trainer:
         block = max(1, GATHER_BYTES // max(1, row_bytes * size))  # batches per gather
         for start in range(first - first % block, self.per_epoch, block):
             rows = order[start * size:(start + block) * size]
-            xs, ys = self.x[rows], self.y[rows]
-            for batch in range(max(start, first), min(start + block, self.per_epoch)):
-                at = (batch - start) * size
-                yield batch, xs[at:at + size], ys[at:at + size]
+            skip = max(start, first) - start  # a resumed run's first block starts part-way
+            views = zip(self.x[rows].split(size)[skip:], self.y[rows].split(size)[skip:])  # views, made in one call
+            for batch, (xb, yb) in enumerate(views, start + skip):
+                yield batch, xb, yb

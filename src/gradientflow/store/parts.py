@@ -16,6 +16,13 @@ METRIC_SCHEMA = pa.schema([("step", pa.int64()), ("epoch", pa.int32()), ("split"
 PART = re.compile(r"^(?P<kind>.+)-(?P<step>\d{9})\.(parquet|pt)$")
 
 
+def load_converters() -> None:
+    """Pay pyarrow's one-off cost of its first conversion of Python values now: it imports pandas
+    then (0.1-0.3 s), which would otherwise stall training at the run's first metric part. Called
+    when a run is opened for writing, before training starts."""
+    pa.array([0])
+
+
 def columns(schema: pa.Schema) -> str:
     """A schema's columns, ``name: type``, for a message."""
     return ", ".join(f"{f.name}: {f.type}" for f in schema)

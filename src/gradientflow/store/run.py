@@ -23,7 +23,7 @@ from ..thinning import every_second_older
 from . import atomic, lock, queries
 from .atomic import first_line, write_atomic, write_json
 from .errors import StoreError
-from .parts import METRIC_SCHEMA, PART, footer_schema, read_part, same_columns, same_schema, table_schema
+from .parts import METRIC_SCHEMA, PART, load_converters, footer_schema, read_part, same_columns, same_schema, table_schema
 from .writer import Writer
 
 _FOLDERS = ("metrics", "tables", "checkpoints")
@@ -116,6 +116,7 @@ class Run:
     def create(cls, path: str | os.PathLike, config: dict) -> "Run":
         """A new run directory; refuses a folder that already has content, so nothing is overwritten."""
         path = Path(path)
+        load_converters()
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise StoreError(f"{str(path)!r} already exists and is not empty; choose a new folder or resume it")
         if not path.parent.is_dir():
