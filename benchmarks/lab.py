@@ -84,6 +84,7 @@ def frame_rate(seconds: float) -> float:
                     message = json.loads(await ws.recv())
                     if message["type"] != "frame":
                         continue
+                    await ws.send(json.dumps({"type": "ack"}))  # as the page does once it has drawn the frame
                     if start is None:
                         start = time.perf_counter()
                         continue

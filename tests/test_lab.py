@@ -71,7 +71,7 @@ def test_a_session_trains_on_its_own_thread_and_a_closed_one_stops(tmp_path):
         assert _wait(lambda: session.step_count > 40)
         frame = session.frame()
         assert frame["curves"] and frame["layers"] and "boundary" in frame
-        assert {r["layer"] for r in frame["layers"]} == {"0", "2", "4", "6"}
+        assert {r["layer"] for r in frame["layers"]} == {"1", "2", "3", "output"}  # numbered, not module indices
         assert all(abs(sum(r["hist"]) - 1) < 1e-2 for r in frame["layers"] if r["hist"])
         assert session.frame()["curves"] == [] or session.playing.is_set()  # only what is new
         session.pause()
@@ -87,9 +87,11 @@ def test_a_session_trains_on_its_own_thread_and_a_closed_one_stops(tmp_path):
 
 
 def _next(ws, kind):
-    """The next message of ``kind``, passing over the frames that stream in between."""
+    """The next message of ``kind``, passing over (and acknowledging) the frames that stream in between."""
     while True:
         message = json.loads(ws.receive_text())
+        if message["type"] == "frame":
+            ws.send_json({"type": "ack"})
         if message["type"] == kind or message["type"] != "frame":
             return message
 
@@ -97,17 +99,17 @@ def _next(ws, kind):
 def test_the_websocket_answers_setup_frames_and_errors_and_a_closed_socket_ends_the_session():
     from starlette.testclient import TestClient
 
-    app = create_app()
+    app = create_app(hosts=("testserver",))  # the test client's Host
     with TestClient(app) as client:
         with client.websocket_connect("/ws") as ws:
             ws.send_json({"type": "play"})
-            assert ws.receive_json() == {"type": "error", "message": "send a config first"}
+            assert ws.receive_json()["message"] == "send a config first"
             ws.send_json({"type": "config", "config": {"data": "circle", "depth": 2, "width": 8}})
             setup = _next(ws, "setup")
             assert setup["type"] == "setup" and setup["layers"] == 2 and len(setup["theory_std"]) == 2
             ws.send_json({"type": "config", "config": {"depth": 500}})
-            assert _next(ws, "error") == {"type": "error", "message": "invalid depth=500: Input should be less than "
-                                                                      "or equal to 50"}
+            assert _next(ws, "error")["errors"] == [{"field": "depth", "message": "invalid depth=500: Input should "
+                                                                                  "be less than or equal to 50"}]
             ws.send_json({"type": "play"})
             frames = [_next(ws, "frame") for _ in range(3)]
             assert frames[-1]["type"] == "frame" and frames[-1]["step"] > frames[0]["step"] >= 0
@@ -153,7 +155,12 @@ def server(tmp_path_factory):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     runs = tmp_path_factory.mktemp("runs")
-    config = uvicorn.Config(create_app(runs), host="127.0.0.1", port=port, log_level="warning", ws="websockets-sansio")
+    report = tmp_path_factory.mktemp("report")  # a reproduce output's claims, served at /report
+    (report / "claims.json").write_text(json.dumps([{"id": "C15", "claim": "small weights collapse", "source": "",
+                                                     "experiment": "x", "verdict": "pass", "numbers": {}, "threshold": "",
+                                                     "why": "", "figure": None, "config": {}, "command": ""}]))
+    config = uvicorn.Config(create_app(runs, report=report), host="127.0.0.1", port=port, log_level="warning",
+                            ws="websockets-sansio")
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
@@ -258,3 +265,231 @@ def test_a_diverging_session_stops_at_the_step_and_layer_the_engine_names():
         assert not session.playing.is_set() and session.step_count == step
     finally:
         session.close()
+
+
+# --- closed to other sites, and bounded (issue 33) ---
+
+def _client(**kw):
+    from starlette.testclient import TestClient
+
+    return TestClient(create_app(hosts=("testserver",), **kw))
+
+
+def test_only_loopback_names_and_the_hosts_own_reach_the_lab():
+    """A DNS-rebinding page reaches the lab under its own name: the Host allowlist refuses it, for the
+    page and the WebSocket alike; loopback names and --host's own are served."""
+    from starlette.testclient import TestClient
+    from starlette.websockets import WebSocketDisconnect
+
+    with TestClient(create_app()) as client:
+        for host in ("localhost:8000", "127.0.0.1:8123", "[::1]:8000"):
+            assert client.get("/", headers={"host": host}).status_code == 200, host
+        for host in ("evil.example", "evil.example:8000", "192.168.1.5"):
+            assert client.get("/", headers={"host": host}).status_code == 400, host
+        with pytest.raises(WebSocketDisconnect):
+            with client.websocket_connect("/ws", headers={"host": "evil.example:8000", "origin": "http://evil.example:8000"}) as ws:
+                ws.receive_text()
+    with TestClient(create_app(hosts=("lab.local",))) as client:
+        assert client.get("/", headers={"host": "lab.local:8000"}).status_code == 200
+
+
+def test_the_session_cap_counts_sessions_when_they_are_made(monkeypatch):
+    """Sockets opened first and configured later: the cap holds at creation, not at connection."""
+    from gradientflow.lab import server
+
+    monkeypatch.setattr(server, "MAX_SESSIONS", 2)
+    with _client() as client:
+        sockets = [client.websocket_connect("/ws") for _ in range(3)]
+        opened = [s.__enter__() for s in sockets]
+        try:
+            answers = []
+            for ws in opened:
+                ws.send_json({"type": "config", "config": {"data": "xor", "depth": 1, "width": 4}})
+                answers.append(_next(ws, "setup"))
+            assert [a["type"] for a in answers] == ["setup", "setup", "error"]
+            assert "serving 2 sessions already" in answers[2]["message"]
+            assert len(client.app.state.sessions) == 2
+        finally:
+            for s in sockets:
+                s.__exit__(None, None, None)
+
+
+def test_a_session_is_refused_before_it_is_built_when_the_memory_bound_would_be_passed():
+    from gradientflow.lab.session import session_bytes
+
+    small = {"data": "xor", "depth": 2, "width": 8}
+    big = {"data": "mnist1d", "depth": 50, "width": 512, "batch_size": 4096}
+    assert session_bytes(LabConfig(**big)) > 1.5 * 2**30  # about 1.8 GiB (the issue's measure)
+    limit = int(session_bytes(LabConfig(**small)) * 1.5)
+    with _client(memory_limit=limit) as client:
+        with client.websocket_connect("/ws") as a, client.websocket_connect("/ws") as b:
+            a.send_json({"type": "config", "config": small})
+            assert _next(a, "setup")["type"] == "setup"
+            b.send_json({"type": "config", "config": small})  # two would pass the bound
+            refused = _next(b, "setup")
+            assert refused["type"] == "error" and "close another tab" in refused["message"]
+            a.send_json({"type": "config", "config": big})  # a reset to a bigger set-up is checked too
+            assert "make it smaller" in _next(a, "setup")["message"]
+            assert len(client.app.state.sessions) == 1
+
+
+def test_two_keeps_in_one_second_get_two_runs_and_keep_works_after_a_divergence(tmp_path):
+    with _client(runs=tmp_path) as client:
+        with client.websocket_connect("/ws") as ws:
+            ws.send_json({"type": "config", "config": {"data": "xor", "depth": 3, "width": 16, "activation": "relu",
+                                                       "init": "he", "alpha": 100.0}})
+            _next(ws, "setup")
+            ws.send_json({"type": "keep"})
+            ws.send_json({"type": "keep"})
+            kept = [_next(ws, "kept")["run"], _next(ws, "kept")["run"]]
+            assert len(set(kept)) == 2 and all(os.path.isdir(k) for k in kept)
+            ws.send_json({"type": "play"})
+            while not (f := _next(ws, "frame"))["diverged"]:
+                pass
+            assert f["diverged_at"] and f["diverged"].startswith("non-finite")
+            ws.send_json({"type": "keep"})
+            assert os.path.isdir(_next(ws, "kept")["run"])
+
+
+def test_bad_messages_get_one_line_and_the_socket_stays_open():
+    with _client() as client:
+        with client.websocket_connect("/ws") as ws:
+            ws.send_bytes(b"\x00\x01")
+            assert ws.receive_json()["message"] == "binary messages are not read: send JSON text"
+            ws.send_text("[" * 30000 + "]" * 30000)
+            assert "nested this deeply" in ws.receive_json()["message"]
+            ws.send_text(json.dumps({"type": "config", "config": {"depth": "9" * 10_000_000}}))
+            assert "over the 65,536 allowed" in ws.receive_json()["message"]
+            ws.send_json({"type": "config", "config": {"depth": "x" * 60_000, "width": -1, "colour": "red"}})
+            answer = ws.receive_json()
+            assert len(answer["message"]) < 300  # the value named, not echoed whole
+            assert {e["field"] for e in answer["errors"]} == {"depth", "width", "colour"}  # every error, each named
+            assert "unknown field 'colour'" in [e["message"] for e in answer["errors"]]
+            ws.send_json({"type": "config", "config": {"data": "xor", "depth": 1, "width": 4}})
+            assert _next(ws, "setup")["type"] == "setup"  # still served
+
+
+def test_a_tab_that_stops_reading_gets_no_more_frames_and_the_session_stays_bounded(monkeypatch):
+    """Frames wait for the page's acknowledgements (at most ``UNACKED_FRAMES`` ahead); the session reads
+    its own rows when no frame takes them, so nothing grows while nobody reads."""
+    from gradientflow.lab import server, session as lab_session
+
+    with _client() as client:
+        with client.websocket_connect("/ws") as ws:
+            ws.send_json({"type": "config", "config": {"data": "xor", "depth": 1, "width": 4, "batch_size": 8}})
+            _next(ws, "setup")
+            ws.send_json({"type": "play"})
+            time.sleep(1.5)
+            session = next(iter(client.app.state.sessions))
+            ws.send_text("a marker")  # its error line comes after every frame sent so far
+            frames = 0
+            while json.loads(ws.receive_text())["type"] == "frame":
+                frames += 1
+            assert session.step_count > 200 and frames == server.UNACKED_FRAMES
+            assert len(session.trainer.rows) <= lab_session.READ_EVERY + 8
+            assert len(session.fresh.curves) <= lab_session.CURVE_POINTS + 1
+
+
+def test_pause_and_reset_drop_queued_steps():
+    session = Session(LabConfig(data="xor", depth=1, width=4))
+    try:
+        for _ in range(3000):
+            session.one_step()
+        session.pause()
+        step = session.step_count
+        time.sleep(0.3)
+        assert session.pending_steps == 0 and session.step_count - step <= 1
+        for _ in range(3000):
+            session.one_step()
+        assert session.pending_steps <= 100
+        session.reset()
+        time.sleep(0.3)
+        assert session.step_count <= 1
+    finally:
+        session.close()
+
+
+def test_the_served_report_links_to_this_lab_whatever_its_address(tmp_path):
+    """``gradientflow lab --report OUT`` serves the report with links to its own host and port; a
+    claims.json from elsewhere that names files outside the folder does not read them."""
+    records = [{"id": "C15", "claim": "...", "source": "", "experiment": "x", "verdict": "pass", "numbers": {},
+                "threshold": "", "why": "", "figure": "../../../etc/passwd", "config": {}, "command": ""}]
+    (tmp_path / "claims.json").write_text(json.dumps(records))
+    with _client(report=tmp_path) as client:
+        html = client.get("/report").text
+        assert 'href="http://testserver/?depth=10' in html and "base64" not in html
+    (tmp_path / "claims.json").write_text('{"not": "a list"}')
+    with _client(report=tmp_path) as client:
+        answer = client.get("/report")
+        assert answer.status_code == 400 and "not a reproduce output" in answer.text
+
+
+def test_the_page_shows_a_divergence_as_a_banner_and_keeps_its_curves(server, browser):
+    url, _ = server
+    page = browser.new_page(viewport={"width": 1300, "height": 1000})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{url}/?data=xor&depth=3&width=16&activation=relu&init=he&alpha=100")
+    page.wait_for_function("window.lab.setups === 1")
+    page.click("#play")
+    page.wait_for_selector("#banner:not([hidden])", timeout=30000)
+    banner = page.inner_text("#banner")
+    assert banner.startswith("Diverged at step ") and "layer" in banner
+    assert page.evaluate("state.charts.loss.data[0].length") > 0  # the curves up to the divergence stay
+    time.sleep(0.5)
+    assert page.evaluate("window.lab.frames") > 0 and "diverged" in page.inner_text("#status")
+    assert not errors
+    page.close()
+
+
+def test_a_bad_link_names_its_values_and_the_page_still_trains(server, browser):
+    url, _ = server
+    page = browser.new_page(viewport={"width": 1300, "height": 1000})
+    page.goto(f"{url}/?depth=abc&width=-3&colour=red")
+    page.wait_for_function("window.lab.setups === 1")  # started from the defaults for the bad values
+    message = page.inner_text("#message")
+    assert "invalid depth='abc'" in message and "invalid width=-3" in message and "colour" in message
+    assert page.evaluate("document.querySelector('[name=depth]').classList.contains('invalid')")
+    page.click("#play")
+    page.wait_for_function("window.lab.step > 20")
+    page.close()
+
+
+def test_a_changed_set_up_leaves_a_ghost_and_a_lesson_sets_up_its_claim(server, browser):
+    url, _ = server
+    page = browser.new_page(viewport={"width": 1300, "height": 1000})
+    page.goto(f"{url}/?data=spiral&depth=6&width=32&activation=tanh&init=normal&std=0.01")
+    page.wait_for_function("window.lab.setups === 1")
+    page.click("#play")
+    page.wait_for_function("window.lab.step > 100 && state.charts.loss.data[0].length > 5 && state.layerNames")
+    page.select_option("[name=init]", "xavier")
+    page.wait_for_function("window.lab.setups === 2")
+    assert "set-up changed: press play" in page.inner_text("#hint")
+    assert page.evaluate("ghost.loss[0].length") > 5 and "init normal → xavier" in page.inner_text("#ghost-note")
+    page.select_option("#lesson", "C15")
+    page.wait_for_function("window.lab.setups === 3")
+    assert page.input_value("[name=depth]") == "10" and page.input_value("[name=std]") == "0.01"
+    assert page.inner_text("#watch").startswith("Watch:")
+    page.close()
+
+
+def test_the_served_reports_link_opens_the_lab_on_its_own_port(server, browser):
+    url, _ = server
+    assert not url.endswith(":8000")
+    page = browser.new_page(viewport={"width": 1300, "height": 1000})
+    page.goto(f"{url}/report")
+    with page.expect_navigation():
+        page.click("text=open in the lab")
+    page.wait_for_function("window.lab && window.lab.setups === 1")
+    assert page.url.startswith(url) and page.input_value("[name=depth]") == "10"
+    page.close()
+
+
+def test_the_page_fits_a_phone_screen(server, browser):
+    url, _ = server
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto(f"{url}/?data=spiral&depth=4")
+    page.click("#play")
+    page.wait_for_function("window.lab.step > 20 && state.layerNames")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.close()

@@ -266,15 +266,34 @@ def _finite_message(field: str) -> str:
     return "must be a finite number"
 
 
+ECHO = 60  # characters of a bad value echoed back: a 10 MB value is named, not repeated
+
+
+def echo(value) -> str:
+    """``repr(value)``, cut to ``ECHO`` characters (with its full length) when longer."""
+    text = repr(value)
+    return text if len(text) <= ECHO else f"{text[:ECHO]}... ({len(text):,} characters)"
+
+
+def describe_errors(err: ValidationError) -> list[dict]:
+    """Every problem, each as {"field", "message"}: one line naming the field, the value as given
+    (``echo``) and what is allowed, e.g. 'invalid depth=-1: Input should be greater than or equal to 1'."""
+    found = []
+    for e in err.errors():
+        field = ".".join(str(p) for p in e["loc"]) or None
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "finite_number":
+            msg = _finite_message(field or "config")
+        if e["type"] == "extra_forbidden":
+            line = f"unknown field {field!r}"
+        elif not e["loc"]:
+            line = f"invalid configuration: {msg}"
+        else:
+            line = f"invalid {field}={echo(e.get('input'))}: {msg}"
+        found.append({"field": field, "message": line})
+    return found
+
+
 def describe_error(err: ValidationError) -> str:
-    """One line for the first problem: 'invalid depth=-1: Input should be greater than or equal to 1'."""
-    first = err.errors()[0]
-    field = ".".join(str(p) for p in first["loc"]) or "config"
-    msg = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "finite_number":
-        msg = _finite_message(field)
-    if first["type"] == "extra_forbidden":
-        return f"unknown field {field!r}"
-    if not first["loc"]:
-        return f"invalid configuration: {msg}"
-    return f"invalid {field}={first.get('input')!r}: {msg}"
+    """One line for the first problem (``describe_errors``)."""
+    return describe_errors(err)[0]["message"]

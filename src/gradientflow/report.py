@@ -33,8 +33,8 @@ TEMPLATE = """<!doctype html>
  .num td:first-child { font-family: monospace; }
 </style></head><body>
 <h1>gradientflow: the seeds' claims, measured</h1>
-<p class="sub">{{ tally }} &middot; seed {{ seed }} &middot;
- {{ "quick" if quick else "full" }} size &middot; every verdict is computed from the numbers below
+<p class="sub">{{ tally }} &middot;{% if seed is not none %} seed {{ seed }} &middot;
+ {{ "quick" if quick else "full" }} size &middot;{% endif %} every verdict is computed from the numbers below
  by the rule stated with it.</p>
 <table>
 <tr><th>claim</th><th>verdict</th><th>what the numbers say</th></tr>
@@ -53,7 +53,7 @@ TEMPLATE = """<!doctype html>
 {% if c.numbers %}<table class="num"><tr><th>number</th><th>value</th></tr>
 {% for k, v in c.numbers.items() %}<tr><td>{{ k }}</td><td>{{ v }}</td></tr>{% endfor %}</table>{% endif %}
 <p><b>Re-run alone:</b> <code>{{ c.command }}</code></p>
-{% if c.lab %}<p><b>Live:</b> <a href="{{ c.lab }}">open in the lab</a> (start it with <code>gradientflow lab</code>)</p>{% endif %}
+{% if c.lab %}<p><b>Live:</b> <a href="{{ c.lab }}">open in the lab</a> ({% if served %}this lab{% else %}start it with <code>gradientflow lab</code>; on another port or host, open this report from the lab: <code>gradientflow lab --report FOLDER</code>{% endif %})</p>{% endif %}
 <details><summary>config</summary><pre>{{ c.config_json }}</pre></details>
 </section>
 {% endfor %}
@@ -61,20 +61,32 @@ TEMPLATE = """<!doctype html>
 """
 
 
-def _image(out: Path, figure: str | None) -> str | None:
-    if not figure or not (out / figure).exists():
+def _image(out: Path, figure) -> str | None:
+    """The figure's PNG as base64, when ``figure`` names a plain file inside ``out`` (a claims.json from
+    elsewhere may name any path: a link or a path leading out of the folder is not read)."""
+    if not isinstance(figure, str) or not figure:
         return None
-    return base64.b64encode((out / figure).read_bytes()).decode()
+    path = out / figure
+    try:
+        inside = path.resolve().is_relative_to(out.resolve())
+    except OSError:
+        return None
+    if not inside or path.is_symlink() or not path.is_file():
+        return None
+    return base64.b64encode(path.read_bytes()).decode()
 
 
-def render(out: Path, claims: list[dict], *, seed: int, quick: bool) -> str:
-    """The HTML text of the report over ``claims`` (records as ``experiments.reproduce`` returns them)."""
+def render(out: Path, claims: list[dict], *, seed: int | None, quick: bool, lab: str | None = None) -> str:
+    """The HTML text of the report over ``claims`` (records as ``experiments.reproduce`` returns them);
+    its lab links point at ``lab`` (a served report: the lab's own address), else at the lab's default
+    address."""
     env = Environment(autoescape=select_autoescape(default=True))
-    from .lab.links import link
+    from .lab.links import BASE, link
 
-    shown = [{**c, "image": _image(out, c["figure"]), "config_json": json.dumps(c["config"], indent=2),
-              "lab": link(c["id"])} for c in claims]
-    return env.from_string(TEMPLATE).render(claims=shown, tally=tally(claims), seed=seed, quick=quick)
+    shown = [{**c, "image": _image(out, c.get("figure")), "config_json": json.dumps(c.get("config", {}), indent=2),
+              "lab": link(c["id"], lab or BASE)} for c in claims]
+    return env.from_string(TEMPLATE).render(claims=shown, tally=tally(claims), seed=seed, quick=quick,
+                                            served=lab is not None)
 
 
 def tally(claims: list[dict]) -> str:

@@ -21,7 +21,7 @@ import time
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .. import activations, catalog, init, job, optim, properties, theory
+from .. import activations, catalog, data, init, job, memory, optim, properties, theory
 from ..config import TrainConfig
 from ..guard import Diverged, Rollback
 from ..probes import watch
@@ -39,7 +39,10 @@ ACTIVATIONS = tuple(a for a in catalog.names("activation") if a != "maxout")
 CURVE_POINTS = 2000
 KEEP_WINDOWS = 300  # probe windows a session keeps, older ones thinned
 WINDOW_SECONDS = 0.2  # the probes' window closes at most 5 times a second (each close reads every layer)
-GRID = 64  # the decision boundary's resolution (2-D data)
+GRID = 64  # the decision boundary's finest resolution (2-D data); coarser for costly nets
+BOUNDARY_SHARE = 0.1  # the decision boundary takes at most this share of the training thread's time
+MAX_PENDING_STEPS = 100  # "one step" presses queued at most; pause and reset drop them
+READ_EVERY = 4096  # the training thread reads its own rows at least this often: memory stays bounded without frames
 SCHEDULE_EPOCHS = 50  # a session has no end: a decaying schedule spans this many epochs
 MARK_SECONDS = 5.0  # a new rollback point for the NaN guard at most this often (a copy of the state)
 
@@ -129,6 +132,23 @@ def _network(cfg: LabConfig, train_cfg: TrainConfig, d) -> torch.nn.Module:
     return net
 
 
+def session_bytes(cfg: LabConfig) -> int:
+    """Estimated peak bytes of a session: the engine's training estimate (``memory.training``) plus
+    the rollback point (a copy of the parameters) and the probes' windows."""
+    samples, features, classes = data.planned(cfg.data, None, None) or (10_000, 2, 2)
+    params = memory.mlp_parameters(features, cfg.width, cfg.depth, classes)
+    probes = KEEP_WINDOWS * (cfg.depth + 1) * 2048  # a row of scalars and a 50-bin histogram per layer and window
+    return memory.training(features, cfg.width, cfg.depth, classes, batch=cfg.batch_size, samples=samples) \
+        + memory.FLOAT * params + probes
+
+
+def layer_labels(net: torch.nn.Module) -> dict[str, str]:
+    """Each linear layer's module name and the label the page shows: 1 to L for the hidden layers, then
+    "output" (module indices would call the last hidden layer of a 50-layer net "layer 98")."""
+    names = [n for n, m in net.named_modules() if isinstance(m, torch.nn.Linear)]
+    return {n: ("output" if k == len(names) else str(k)) for k, n in enumerate(names, 1)}
+
+
 class Session:
     """A set-up being trained: ``play``, ``pause``, ``step``, ``reset`` from the page's thread, the
     training on the session's own thread, ``frame()`` from the server's."""
@@ -138,7 +158,6 @@ class Session:
         self.frame_wanted = threading.Event()  # the training loop steps aside for a waiting frame
         self.playing = threading.Event()
         self.stop = threading.Event()
-        self.pending_steps = 0
         self.error: str | None = None
         self._setup(cfg)
         import pandas  # noqa: F401  (the findings' first read would import it inside a frame)
@@ -159,6 +178,10 @@ class Session:
         if hasattr(self, "probe"):
             self.probe.detach()
         self.probe = watch(self.net, every=1, keep_windows=KEEP_WINDOWS)
+        self.labels = layer_labels(self.net)
+        self.pending_steps = 0
+        self.boundary: dict | None = None  # the latest decision boundary, made by the training thread
+        self._boundary_at, self._boundary_step, self._boundary_cost = 0.0, -1, 0.0
         self.shown = 0  # the last step whose rows the page has (a replay after a rollback logs steps again)
         self.stride = max(1, self.trainer.per_epoch // 8)  # a loss point every this many steps
         self.curves: dict[str, list] = {"step": [], "loss": []}  # kept (thinned) for keep()
@@ -166,7 +189,7 @@ class Session:
         self.fresh = _Fresh()  # what the page has not been sent yet
         self._findings_at = self._window_at = 0.0
         self.static = self._static()
-        self.diverged = ""
+        self.diverged, self.diverged_at = "", None
 
     @property
     def step_count(self) -> int:
@@ -207,11 +230,17 @@ class Session:
 
     def pause(self) -> None:
         self.playing.clear()
+        self.pending_steps = 0  # steps queued before the pause do not run after it
 
     def one_step(self) -> None:
         self.playing.clear()
         with self.lock:
-            self.pending_steps += 1
+            self.pending_steps = min(self.pending_steps + 1, MAX_PENDING_STEPS)
+
+    def news(self) -> bool:
+        """Something for the page although no step was taken (a decision boundary drawn while paused)."""
+        b = self.boundary
+        return b is not None and not b.get("sent", False)
 
     def reset(self, cfg: LabConfig | None = None) -> None:
         """Start again from a fresh net (``cfg``: a new set-up, already validated)."""
@@ -237,6 +266,9 @@ class Session:
         torch.set_num_threads(1)
         while not self.stop.is_set():
             if not self.playing.wait(timeout=0.05) and not self.pending_steps:
+                if self.data.features == 2 and self._boundary_step != self.step_count:
+                    with self.lock:  # paused after a step: the page still gets that step's boundary
+                        self._make_boundary()
                 continue
             if self.stop.is_set():
                 return
@@ -258,31 +290,46 @@ class Session:
                     self.playing.clear()
 
     def _train_step(self) -> None:
-        """One step through the engine's trainer; a new rollback point now and then."""
+        """One step through the engine's trainer; a new rollback point now and then; the decision
+        boundary when it is due (``BOUNDARY_SHARE``)."""
         outcome = self.trainer.advance()
         if outcome is None and time.monotonic() > self._mark_at:
             outcome, self._mark_at = self.trainer.mark(), time.monotonic() + MARK_SECONDS
         self._settle(outcome)
+        if len(self.trainer.rows) >= READ_EVERY and not self.diverged:  # no frame taken for a while
+            self._read()
+        if self.data.features == 2 and time.monotonic() - self._boundary_at > self._boundary_cost / BOUNDARY_SHARE:
+            self._make_boundary()
 
     def _settle(self, outcome: Rollback | Diverged | None) -> None:
         """A rollback goes back to the last good state (the steps after it are replayed, checked one by
-        one); a divergence stops the session and says where."""
+        one); a divergence stops the session and says where, its curves kept up to that step."""
         if isinstance(outcome, Rollback):
             outcome = self.trainer.rollback(outcome)
         if isinstance(outcome, Diverged):
-            self.diverged = outcome.message
+            named = [label for name, label in self.labels.items() if f"'{name}')" in outcome.message]
+            where = f" (the page's {'output layer' if named[0] == 'output' else f'layer {named[0]}'})" if named else ""
+            self.diverged = outcome.message + where
+            self.diverged_at = outcome.step
             self.playing.clear()
+            self.pending_steps = 0
+            self.trainer.check()  # the replayed steps before it, each checked already: their rows
+            self._take_rows()
 
     def _read(self) -> None:
         """The guard's read of the steps since the last one, and their rows as curve points: a loss point
         every ``stride`` steps, each epoch's train and test means."""
         self._settle(self.trainer.check())
+        if not self.diverged:
+            self._take_rows()
+
+    def _take_rows(self) -> None:
         rows = self.trainer.rows.take()
         epoch_points: dict[int, dict] = {}
         for step, split, name, value in zip(rows["step"], rows["split"], rows["name"], rows["value"]):
             if step <= self.shown:
                 continue
-            if split == "train" and name == "loss" and (step % self.stride == 0 or step < 10):
+            if split == "train" and name == "loss" and (step % self.stride == 0 or step < 10 or self.diverged):
                 point = {"step": step, "loss": value}
                 _append(self.curves, point)
                 self.fresh.curves.append(point)
@@ -293,6 +340,7 @@ class Session:
             point.pop("train_loss", None)
             _append(self.tests, point)
             self.fresh.tests.append(point)
+        self.fresh.bound()
         if rows["step"]:
             self.shown = max(self.shown, max(rows["step"]))
 
@@ -317,10 +365,11 @@ class Session:
             fresh, self.fresh = self.fresh, _Fresh()
             frame = {"type": "frame", "step": self.step_count, "epoch": self.epoch, "playing": self.playing.is_set(),
                      "curves": fresh.curves, "tests": fresh.tests, "layers": fresh.layers, "error": self.error,
-                     "diverged": self.diverged}
+                     "diverged": self.diverged, "diverged_at": self.diverged_at if self.diverged else None}
             self.error = None
-            if self.data.features == 2 and (rows or fresh.curves):
-                frame["boundary"] = self._boundary()
+            if self.boundary is not None and not self.boundary.get("sent"):
+                frame["boundary"] = {k: v for k, v in self.boundary.items() if k != "sent"}
+                self.boundary["sent"] = True
             if now - self._findings_at > 1.0 and self.probe.step:
                 from ..probes.findings import analyse
 
@@ -336,24 +385,36 @@ class Session:
             hist = r.get("hist")
             total = sum(hist) if isinstance(hist, list) else 0
             self.fresh.layers.append({
-                "layer": str(r["layer"]), "step": self.step_count,
+                "layer": self.labels.get(str(r["layer"]), str(r["layer"])), "step": self.step_count,
                 **{k: _finite(r.get(k)) for k in ("act_mean", "act_std", "saturated", "dead", "act_grad_norm",
                                                   "weight_grad_norm", "update_ratio")},
                 "hist": [round(v / total, 4) for v in hist] if total else None,
                 "lo": _finite(r.get("hist_lo")), "hi": _finite(r.get("hist_hi"))})
 
     @torch.no_grad()
-    def _boundary(self) -> dict:
+    def _make_boundary(self) -> None:
+        """The decision boundary now (on the training thread, between steps): the grid is coarser for
+        nets whose forward pass costs more (about 2 x 10^8 multiply-adds at most), and it is made at
+        most ``BOUNDARY_SHARE`` of the time (its own cost sets the interval)."""
+        started = time.monotonic()
+        params = sum(p.numel() for p in self.net.parameters())
+        size = int(max(16, min(GRID, (2e8 / max(params, 1)) ** 0.5)))
+        self.boundary = self._boundary(size)
+        self._boundary_step = self.step_count
+        self._boundary_at = time.monotonic()
+        self._boundary_cost = self._boundary_at - started
+
+    def _boundary(self, size: int = GRID) -> dict:
         x = self.data.x_train
         lo, hi = x.min(0).values - 0.5, x.max(0).values + 0.5
-        gx = torch.linspace(float(lo[0]), float(hi[0]), GRID)
-        gy = torch.linspace(float(lo[1]), float(hi[1]), GRID)
+        gx = torch.linspace(float(lo[0]), float(hi[0]), size)
+        gy = torch.linspace(float(lo[1]), float(hi[1]), size)
         grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), -1).reshape(-1, 2)
         self.net.eval()
         p = torch.softmax(self.net(grid), 1)
         self.net.train()
         show = x[:400]
-        return {"extent": [float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1])], "size": GRID,
+        return {"extent": [float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1])], "size": size,
                 "classes": int(self.data.classes), "label": p.argmax(1).tolist(),
                 "confidence": [round(v, 3) for v in p.max(1).values.tolist()],
                 "points": [[round(a, 3), round(b, 3), int(c)] for (a, b), c in zip(show.tolist(), self.data.y_train[:400].tolist())]}
@@ -386,6 +447,14 @@ class _Fresh:
         self.curves: list[dict] = []
         self.tests: list[dict] = []
         self.layers: list[dict] = []
+
+    def bound(self) -> None:
+        """Past ``CURVE_POINTS`` points unsent (no frame taken for a long while), thin the older half."""
+        for name in ("curves", "tests"):
+            points = getattr(self, name)
+            if len(points) > CURVE_POINTS:
+                gone = every_second_older(range(len(points)))
+                setattr(self, name, [p for i, p in enumerate(points) if i not in gone])
 
 
 def _append(series: dict[str, list], point: dict) -> None:

@@ -3,18 +3,38 @@
 
 const MAX_POINTS = 2000;   // per curve; past it the older half is thinned
 const HEAT_COLUMNS = 120;  // windows shown per layer in the heat maps
-const lab = window.lab = {connected: false, frames: 0, fps: 0, step: 0, setups: 0, errors: [], layers: []};
+const lab = window.lab = {connected: false, frames: 0, fps: 0, step: 0, setups: 0, errors: [], layers: [],
+                          reconnects: 0, diverged: "", raw: {}};
 const form = document.getElementById("controls");
-let options = null, ws = null;
+let options = null, ws = null, retry = 500;
 let state = null;  // everything drawn for the current set-up
+let ghost = null;  // the previous set-up's curves and profiles, drawn faintly under the current ones
 
 function $(id) { return document.getElementById(id); }
 
-function showMessage(text) {
+function showMessage(text, lines = []) {
   const box = $("message");
-  box.textContent = text || "";
+  box.textContent = "";
   box.hidden = !text;
-  if (text) lab.errors.push(text);
+  if (!text) return;
+  const all = lines.length > 1 ? lines : [text];
+  if (all.length > 1) {
+    const list = document.createElement("ul");
+    for (const line of all) { const li = document.createElement("li"); li.textContent = line; list.append(li); }
+    box.append(list);
+  } else box.textContent = text;
+  lab.errors.push(...all);
+}
+
+function markInvalid(fields) {  // the controls the server named, highlighted until the next accepted set-up
+  for (const el of form.querySelectorAll(".invalid")) el.classList.remove("invalid");
+  for (const name of fields) if (name && form.elements[name]) form.elements[name].classList.add("invalid");
+}
+
+function showBanner(text) {
+  const b = $("banner");
+  b.textContent = text || "";
+  b.hidden = !text;
 }
 
 // --- controls and the URL ---
@@ -24,9 +44,10 @@ function readConfig() {
   for (const [key, def] of Object.entries(options.defaults)) {
     const el = form.elements[key];
     if (!el) continue;
-    if (typeof def === "number") {
-      const v = el.value.trim() === "" ? NaN : Number(el.value);
-      cfg[key] = Number.isFinite(v) ? v : el.value;  // not a number: the server names it
+    if (typeof def === "number") {  // a number field empties itself on text it cannot read: the link's text is sent
+      const text = el.value.trim() === "" && lab.raw[key] != null ? lab.raw[key] : el.value;
+      const v = text.trim() === "" ? NaN : Number(text);
+      cfg[key] = Number.isFinite(v) ? v : text;  // not a number: the server names it as typed
     } else {
       cfg[key] = el.value;
     }
@@ -51,19 +72,68 @@ function send(message) {
 
 // --- charts ---
 
-function colour(i, n) { return `hsl(${Math.round(360 * i / Math.max(n, 1))}, 65%, 45%)`; }
+const VIRIDIS = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
+function ramp(t) {  // viridis at t in [0, 1]: ordered and readable without telling red from green
+  const x = Math.min(Math.max(t, 0), 1) * (VIRIDIS.length - 1), k = Math.min(Math.floor(x), VIRIDIS.length - 2);
+  const f = x - k, a = VIRIDIS[k], b = VIRIDIS[k + 1];
+  return `rgb(${a.map((v, i) => Math.round(v + f * (b[i] - v))).join(",")})`;
+}
+function colour(i, n) { return ramp(n <= 1 ? 0 : 0.9 * i / (n - 1)); }
+const PAIR = ["#1b6ca8", "#d95f02"];  // two series of one quantity (train, test): blue and orange
 
-function lineChart(el, names, {log = false, x = "step", width = 360, height = 170, points = false, emphasise = -1,
-                                share = false} = {}) {
+function colourBar(el, names) {  // in place of a legend: the layers' colours in order, first to last
+  const bar = document.createElement("div");
+  bar.className = "colourbar";
+  const stops = names.map((_, i) => colour(i, names.length)).join(",");
+  bar.innerHTML = `<span></span><i></i><span></span>`;
+  bar.querySelector("i").style.background = `linear-gradient(to right, ${stops})`;
+  bar.querySelectorAll("span")[0].textContent = names.length ? `layer ${names[0]}` : "";
+  bar.querySelectorAll("span")[1].textContent = names.length ? (names[names.length - 1] === "output" ? "output" : `layer ${names[names.length - 1]}`) : "";
+  el.append(bar);
+}
+
+function chartWidth() { return Math.max(260, Math.min(360, window.innerWidth - 40)); }
+
+function lineChart(el, names, {log = false, x = "step", height = 170, points = false, emphasise = -1,
+                                share = false, layers = false, ghost: ghostKey = null} = {}) {
   el.innerHTML = "";
   const series = [{label: x}];
-  names.forEach((name, i) => series.push({label: name, stroke: colour(i, names.length), width: i === emphasise ? 2.5 : 1.5,
+  names.forEach((name, i) => series.push({label: layers ? `layer ${name}` : name,
+                                         stroke: layers ? colour(i, names.length) : PAIR[i % 2],
+                                         width: i === emphasise ? 2.5 : 1.5,
                                          points: {show: points || i === emphasise}, spanGaps: true}));
-  const opts = {width, height, series, legend: {show: names.length <= 12},
+  const chart = {data: [[], ...names.map(() => [])], log, ghostKey};
+  const opts = {width: chartWidth(), height, series, legend: {show: !layers},
                 scales: {x: {time: false}, y: log ? {distr: 3} : share ? {range: [0, 1]} : {}},
-                axes: [{size: 30}, {size: 50, values: log ? (u, vals) => vals.map(v => v == null ? "" : v.toExponential(0)) : undefined}]};
-  const data = [[], ...names.map(() => [])];
-  return {plot: new uPlot(opts, data, el), data, log};
+                axes: [{size: 30, label: x === "step" ? undefined : x, labelSize: 14},
+                       {size: 50, values: log ? (u, vals) => vals.map(v => v == null ? "" : v.toExponential(0)) : undefined}],
+                hooks: {draw: [u => drawGhost(u, chart)]}};
+  chart.plot = new uPlot(opts, chart.data, el);
+  if (layers) colourBar(el, names);
+  return chart;
+}
+
+function drawGhost(u, chart) {  // the previous set-up's series, dashed and grey, on the same axes
+  const old = ghost && chart.ghostKey && ghost[chart.ghostKey];
+  if (!old) return;
+  const ctx = u.ctx;
+  ctx.save();
+  ctx.setLineDash([4, 3]);
+  ctx.lineWidth = 1.5 * devicePixelRatio;
+  ctx.strokeStyle = "rgba(90, 90, 90, 0.75)";
+  for (let k = 1; k < old.length; k++) {
+    ctx.beginPath();
+    let on = false;
+    for (let i = 0; i < old[0].length; i++) {
+      const v = old[k][i];
+      if (v == null || (chart.log && !(v > 0))) { on = false; continue; }
+      const px = u.valToPos(old[0][i], "x", true), py = u.valToPos(v, "y", true);
+      if (on) ctx.lineTo(px, py); else ctx.moveTo(px, py);
+      on = true;
+    }
+    ctx.stroke();
+  }
+  ctx.restore();
 }
 
 function push(chart, x, values) {
@@ -76,46 +146,64 @@ function push(chart, x, values) {
   }
 }
 
+function keepGhost(s) {  // what the previous set-up drew, for the A/B comparison
+  if (!s || !s.charts.loss || s.charts.loss.data[0].length === 0) return ghost;
+  const copy = d => d.map(col => col.slice());
+  return {loss: copy(s.charts.loss.data), accuracy: copy(s.charts.accuracy.data), std: copy(s.charts.std.data.slice(0, 2)),
+          profile: s.charts.profile ? copy(s.charts.profile.data) : null, config: s.setup.config};
+}
+
 function newState(setup) {
   const s = {setup, charts: {}, layerNames: null, heat: {}, stdMeasured: []};
-  s.charts.loss = lineChart($("loss"), ["train loss (smoothed)", "test loss"], {emphasise: 1});
-  s.charts.accuracy = lineChart($("accuracy"), ["train accuracy (epoch mean)", "test accuracy"], {emphasise: 1});
-  for (const id of ["grad", "update", "dead", "saturated"]) $(id).innerHTML = "";
+  s.charts.loss = lineChart($("loss"), ["train loss (smoothed)", "test loss"], {emphasise: 1, ghost: "loss", log: true});
+  s.charts.accuracy = lineChart($("accuracy"), ["train accuracy (epoch mean)", "test accuracy"], {emphasise: 1, ghost: "accuracy"});
+  for (const id of ["grad", "update", "dead", "saturated", "profile"]) $(id).innerHTML = "";
   $("heat").innerHTML = "";
   $("findings").innerHTML = "<li>none yet</li>";
   const depth = setup.layers;
-  const names = setup.theory_std ? ["measured", "theory (mean field)"] : ["measured"];
-  s.charts.std = lineChart($("std"), names, {x: "layer", points: true, width: 360});
+  const names = setup.theory_std ? ["measured now", "mean-field theory, at initialisation"] : ["measured now"];
+  s.charts.std = lineChart($("std"), names, {x: "layer", points: true, log: true, ghost: "std"});
   s.charts.std.data[0] = Array.from({length: depth}, (_, i) => i + 1);
   s.charts.std.data[1] = Array(depth).fill(null);
   if (setup.theory_std) s.charts.std.data[2] = setup.theory_std;
   s.charts.std.plot.setData(s.charts.std.data);
+  s.charts.profile = lineChart($("profile"), ["‖∂L/∂h‖ now"], {x: "layer", points: true, log: true, ghost: "profile"});
   drawPhase(setup);
   $("boundary-panel").hidden = !setup.two_d;
+  $("ghost-note").textContent = ghost ? `dashed grey: the previous set-up (${describeChange(ghost.config, setup.config)})` : "";
   return s;
+}
+
+function describeChange(before, after) {
+  if (!before) return "";
+  const changed = Object.keys(after).filter(k => String(before[k]) !== String(after[k]));
+  return changed.length ? changed.map(k => `${k} ${before[k]} → ${after[k]}`).join(", ") : "the same set-up";
 }
 
 function layerCharts(names) {
   state.layerNames = names;
   lab.layers = names;
-  state.charts.grad = lineChart($("grad"), names, {log: true});
-  state.charts.update = lineChart($("update"), names, {log: true});
-  state.charts.dead = lineChart($("dead"), names, {share: true});
-  state.charts.saturated = lineChart($("saturated"), names, {share: true});
+  state.charts.grad = lineChart($("grad"), names, {log: true, layers: true});
+  state.charts.update = lineChart($("update"), names, {log: true, layers: true});
+  state.charts.dead = lineChart($("dead"), names, {share: true, layers: true});
+  state.charts.saturated = lineChart($("saturated"), names, {share: true, layers: true});
   const heat = $("heat");
   heat.innerHTML = "";
   for (const name of names) {
     const row = document.createElement("div");
     row.className = "row";
     const label = document.createElement("span");
-    label.textContent = name;
+    label.textContent = name === "output" ? "output" : `layer ${name}`;
+    const axis = document.createElement("span");
+    axis.className = "axis";
+    axis.innerHTML = "<b></b><b></b>";
     const canvas = document.createElement("canvas");
     canvas.width = HEAT_COLUMNS * 3;
     canvas.height = 50;
     canvas.dataset.layer = name;
-    row.append(label, canvas);
+    row.append(label, axis, canvas);
     heat.append(row);
-    state.heat[name] = {canvas, columns: [], lo: null, hi: null};
+    state.heat[name] = {canvas, axis, columns: [], lo: null, hi: null};
   }
 }
 
@@ -123,10 +211,18 @@ function layerCharts(names) {
 
 function onFrame(f) {
   lab.frames++;
+  if (f.playing || f.step > 0) $("hint").textContent = "";
   lab.step = f.step;
+  lab.playing = f.playing;
+  send({type: "ack"});  // the server sends the next frame once this one is drawn (below, in this task)
   $("status").textContent = `step ${f.step} · epoch ${f.epoch} · ${f.playing ? "playing" : "paused"}` +
-    (f.diverged ? ` · diverged: ${f.diverged}` : "");
+    (f.diverged ? " · diverged" : "");
   if (f.error) showMessage(f.error);
+  if (f.diverged && !lab.diverged) {
+    lab.diverged = f.diverged;
+    showBanner(`Diverged at step ${f.diverged_at}: ${f.diverged}. The curves stop at the last finite step; ` +
+               "lower α or set clip, then reset.");
+  }
   if (!state) return;
   for (const p of f.curves) {  // the batches' noise smoothed (an exponential moving average), as a reader sees a trend
     state.ema = state.ema ?? p.loss;
@@ -161,6 +257,10 @@ function drawLayers(rows) {
   const std = state.charts.std;
   std.data[1] = std.data[0].map((_, i) => hidden[i] ? by[hidden[i]].act_std : null);
   std.plot.setData(std.data);
+  const profile = state.charts.profile;  // the gradient reaching each layer, at this window
+  profile.data[0] = names.map((_, i) => i + 1);
+  profile.data[1] = names.map(n => by[n].act_grad_norm);
+  profile.plot.setData(profile.data);
   for (const r of rows) {
     const h = state.heat[r.layer];
     if (!h || !r.hist) continue;
@@ -191,7 +291,10 @@ function drawHeat(h) {
     }
   });
   ctx.putImageData(img, 0, 0);
-  h.canvas.title = `range ${h.lo} … ${h.hi}`;
+  const [top, bottom] = h.axis.querySelectorAll("b");  // the value axis: the histogram's fixed range
+  top.textContent = h.hi == null ? "" : Number(h.hi).toPrecision(2);
+  bottom.textContent = h.lo == null ? "" : Number(h.lo).toPrecision(2);
+  h.canvas.title = `values ${h.lo} (bottom) to ${h.hi} (top); time runs left to right`;
 }
 
 function drawBoundary(b) {
@@ -234,9 +337,16 @@ function drawPhase(setup) {
   ctx.beginPath(); ctx.moveTo(X(0), Y(0)); ctx.lineTo(X(wMax), Y(0)); ctx.moveTo(X(0), Y(0)); ctx.lineTo(X(0), Y(bMax)); ctx.stroke();
   for (const w of [1, 2, 3, 4]) ctx.fillText(String(w), X(w) - 3, H - pad + 14);
   for (const b of [0.25, 0.5]) ctx.fillText(String(b), 2, Y(b) + 4);
-  ctx.fillText("σw²", W - 30, H - 4); ctx.fillText("σb²", 4, 12);
+  ctx.fillText("σw²", W - 30, H - 4); ctx.fillText("σb²", pad + 4, 12);
   const line = setup.critical_line || [];
-  if (line.length) {
+  const point = line.length && line.every(([w, b]) => Math.abs(w - line[0][0]) < 1e-9 && Math.abs(b - line[0][1]) < 1e-9);
+  if (point) {  // ReLU: the critical line is one point, σw² = 2 at σb² = 0
+    ctx.strokeStyle = "#dc2626"; ctx.lineWidth = 2;
+    const [w, b] = line[0];
+    ctx.beginPath(); ctx.moveTo(X(w) - 6, Y(b) - 6); ctx.lineTo(X(w) + 6, Y(b) + 6);
+    ctx.moveTo(X(w) - 6, Y(b) + 6); ctx.lineTo(X(w) + 6, Y(b) - 6); ctx.stroke(); ctx.lineWidth = 1;
+    ctx.fillStyle = "#dc2626"; ctx.fillText(`critical point σw² = ${w}, σb² = ${b}`, X(w) - 60, Y(b) - 12);
+  } else if (line.length) {
     ctx.strokeStyle = "#dc2626"; ctx.lineWidth = 2; ctx.beginPath();
     line.forEach(([w, b], i) => i ? ctx.lineTo(X(w), Y(b)) : ctx.moveTo(X(w), Y(b)));
     ctx.stroke(); ctx.lineWidth = 1;
@@ -245,10 +355,17 @@ function drawPhase(setup) {
   }
   const p = setup.point, note = $("phase-note");
   if (p) {
+    const beyond = p.sigma_w2 > wMax || p.sigma_b2 > bMax;
+    const px = X(Math.min(p.sigma_w2, wMax)), py = Y(Math.min(p.sigma_b2, bMax));
     ctx.fillStyle = "#2563eb";
-    ctx.beginPath(); ctx.arc(X(Math.min(p.sigma_w2, wMax)), Y(Math.min(p.sigma_b2, bMax)), 5, 0, 7); ctx.fill();
+    if (beyond) {  // off the axes: an arrow at the edge, with the value
+      ctx.beginPath(); ctx.moveTo(px, py); ctx.lineTo(px - 10, py - 6); ctx.lineTo(px - 10, py + 6); ctx.fill();
+      ctx.fillText(`σw² = ${p.sigma_w2.toFixed(2)} →`, px - 80, py - 10);
+    } else { ctx.beginPath(); ctx.arc(px, py, 5, 0, 7); ctx.fill(); }
     const depth = p.max_trainable_depth ? `; trainable to depth ≈ 6ξc = ${p.max_trainable_depth.toFixed(0)}` : "";
-    note.textContent = `this net: σw² = ${p.sigma_w2.toFixed(3)}, σb² = ${p.sigma_b2.toFixed(3)}, ${p.phase}${depth} (depth ${setup.layers})`;
+    const bias = setup.config.init === "critical" ? "" : " (the biases start at 0; the σb² control sets only the critical init)";
+    note.textContent = `this net at initialisation: σw² = ${p.sigma_w2.toFixed(3)}, σb² = ${p.sigma_b2.toFixed(3)}${bias}, ` +
+      `${p.phase}${depth} (depth ${setup.layers})`;
   } else {
     note.textContent = "mean-field theory does not describe this set-up (per-layer activations or init)";
   }
@@ -272,15 +389,52 @@ function drawFindings(found) {
 
 function connect() {
   ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`);
-  ws.onopen = () => { lab.connected = true; sendConfig(); };
-  ws.onclose = () => { lab.connected = false; $("status").textContent = "disconnected: reload the page"; };
+  ws.onopen = () => { lab.connected = true; retry = 500; sendConfig(); };
+  ws.onclose = () => {  // the server stopped or restarted: try again, less often each time
+    lab.connected = false;
+    $("status").textContent = `disconnected: reconnecting in ${(retry / 1000).toFixed(1)} s…`;
+    setTimeout(() => { lab.reconnects++; connect(); }, retry);
+    retry = Math.min(retry * 2, 8000);
+  };
   ws.onmessage = event => {
     const m = JSON.parse(event.data);
     if (m.type === "frame") onFrame(m);
-    else if (m.type === "setup") { showMessage(""); lab.setups++; state = newState(m); }
-    else if (m.type === "error") showMessage(m.message);
+    else if (m.type === "setup") onSetup(m);
+    else if (m.type === "error") onError(m);
     else if (m.type === "kept") $("kept").textContent = `kept as ${m.run}`;
   };
+}
+
+function onSetup(m) {
+  const changed = state !== null;
+  if (changed) ghost = keepGhost(state);
+  const notice = [...(lab.notice || []), ...(lab.unknown ? [lab.unknown] : [])];
+  showMessage(notice.join("; "), notice);  // a bad link's values stay named after the defaults replaced them
+  markInvalid(lab.noticeFields || []);
+  lab.notice = lab.noticeFields = null;
+  lab.unknown = "";
+  showBanner("");
+  lab.diverged = "";
+  lab.setups++;
+  state = newState(m);
+  $("hint").textContent = changed ? "set-up changed: press play" : "press play";
+}
+
+function onError(m) {
+  const errors = m.errors || [{field: null, message: m.message}];
+  showMessage(m.message, errors.map(e => e.message));
+  markInvalid(errors.map(e => e.field));
+  if (!state && lab.connected) {  // a bad link: start from the defaults for the named controls, keep the message
+    const named = errors.map(e => e.field).filter(f => f && f in options.defaults);
+    if (named.length) {
+      lab.notice = errors.map(e => e.message + (e.field in options.defaults ? `; using ${e.field}=${options.defaults[e.field]}` : ""));
+      lab.noticeFields = named;
+      for (const f of named) { form.elements[f].value = options.defaults[f]; delete lab.raw[f]; }
+      const cfg = readConfig();
+      writeUrl(cfg);
+      send({type: "config", config: cfg});
+    }
+  }
 }
 
 setInterval(() => { $("fps").textContent = `${lab.frames - (lab._last || 0)} frames/s`; lab.fps = lab.frames - (lab._last || 0); lab._last = lab.frames; }, 1000);
@@ -294,8 +448,26 @@ async function start() {
   const params = new URLSearchParams(location.search);
   for (const [key, def] of Object.entries(options.defaults)) {
     const el = form.elements[key];
-    if (el) el.value = params.has(key) ? params.get(key) : def;
+    if (!el) continue;
+    const wanted = params.has(key) ? params.get(key) : String(def);
+    if (el.tagName === "SELECT" && ![...el.options].some(o => o.value === wanted)) el.add(new Option(wanted, wanted));
+    el.value = wanted;  // a value the list does not hold is kept, so that the server can name it
+    if (params.has(key)) lab.raw[key] = wanted;
   }
+  form.addEventListener("input", e => { delete lab.raw[e.target.name]; });
+  const unknown = [...params.keys()].filter(k => !(k in options.defaults));
+  lab.unknown = unknown.length ? `not a control, ignored: ${unknown.join(", ")}` : "";
+  const lessons = $("lesson");
+  for (const l of options.lessons || []) lessons.add(new Option(`${l.id}: ${l.title}`, l.id));
+  lessons.addEventListener("change", () => {
+    const l = (options.lessons || []).find(x => x.id === lessons.value);
+    $("watch").textContent = l ? `Watch: ${l.watch}` : "";
+    if (!l) return;
+    for (const [key, def] of Object.entries(options.defaults)) {
+      if (form.elements[key]) form.elements[key].value = key in l.setup ? l.setup[key] : def;
+    }
+    sendConfig();
+  });
   form.addEventListener("change", sendConfig);
   form.addEventListener("submit", e => e.preventDefault());
   $("play").onclick = () => send({type: "play"});
