@@ -22,8 +22,12 @@ import threading
 import time
 import warnings
 
-SETUP = {"data": "mnist1d", "depth": 10, "width": 100, "activation": "tanh", "init": "xavier", "optimizer": "sgd",
-         "alpha": 0.05, "batch_size": 64}
+SETUPS = {"small": {"data": "mnist1d", "depth": 10, "width": 100, "activation": "tanh", "init": "xavier",
+                    "optimizer": "sgd", "alpha": 0.05, "batch_size": 64},
+          # deep and wide on 2-D data: the page also draws the decision boundary
+          "large": {"data": "spiral", "depth": 50, "width": 500, "activation": "tanh", "init": "xavier",
+                    "optimizer": "sgd", "alpha": 0.01, "batch_size": 64}}
+SETUP = SETUPS["small"]
 
 
 def train_speed(seconds: float) -> float:
@@ -58,7 +62,9 @@ def lab_speed(seconds: float) -> float:
         session.close()
 
 
-def frame_rate(seconds: float) -> float:
+def frame_rate(seconds: float) -> tuple[float, float]:
+    """Frames a second a WebSocket client receives (acknowledging each, as the page does) while the
+    session plays, and the seconds from its pause to the first frame that shows it."""
     import uvicorn
     import websockets
 
@@ -75,22 +81,25 @@ def frame_rate(seconds: float) -> float:
         while not server.started:
             time.sleep(0.05)
 
-        async def count() -> float:
+        async def count() -> tuple[float, float]:
             async with websockets.connect(f"ws://127.0.0.1:{port}/ws", max_size=2**24) as ws:
                 await ws.send(json.dumps({"type": "config", "config": SETUP}))
                 await ws.send(json.dumps({"type": "play"}))
-                frames, start = 0, None
+                frames, start, asked = 0, None, None
                 while True:
                     message = json.loads(await ws.recv())
                     if message["type"] != "frame":
                         continue
                     await ws.send(json.dumps({"type": "ack"}))  # as the page does once it has drawn the frame
+                    if asked is not None and not message["playing"]:
+                        return frames / (asked - start), time.perf_counter() - asked
                     if start is None:
                         start = time.perf_counter()
                         continue
                     frames += 1
-                    if time.perf_counter() - start >= seconds:
-                        return frames / (time.perf_counter() - start)
+                    if asked is None and time.perf_counter() - start >= seconds:
+                        asked = time.perf_counter()  # then: how long until a frame shows the pause
+                        await ws.send(json.dumps({"type": "pause"}))
 
         try:
             return asyncio.run(count())
@@ -103,7 +112,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--setup", choices=sorted(SETUPS), default="small",
+                        help="small: 10 x 100 on MNIST-1D; large: 50 x 500 on the spiral (with the decision boundary)")
     args = parser.parse_args()
+    global SETUP
+    SETUP = SETUPS[args.setup]
     warnings.filterwarnings("ignore")
     import torch
 
@@ -113,15 +126,15 @@ def main() -> None:
     train_one = train_speed(args.seconds)
     torch.set_num_threads(threads)
     lab = lab_speed(args.seconds)
-    fps = frame_rate(args.seconds)
+    fps, pause = frame_rate(args.seconds)
     result = {"setup": SETUP, "threads": threads, "train_steps_per_second": train,
               "train_one_thread_steps_per_second": train_one, "lab_steps_per_second": lab, "ratio": lab / train,
-              "ratio_one_thread": lab / train_one, "frames_per_second": fps}
+              "ratio_one_thread": lab / train_one, "frames_per_second": fps, "pause_seconds": pause}
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    print(f"gradientflow train (probes on): {train:.0f} steps/s; lab session: {lab:.0f} steps/s ({lab / train:.2f}x); "
-          f"page refresh: {fps:.1f} frames/s")
+    print(f"gradientflow train (probes on): {train:.1f} steps/s ({train_one:.1f} on one thread); lab session: "
+          f"{lab:.1f} steps/s ({lab / train:.2f}x); page refresh: {fps:.1f} frames/s; pause shown after {pause:.2f} s")
 
 
 if __name__ == "__main__":

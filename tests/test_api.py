@@ -73,7 +73,7 @@ ALLOWED = {
     # beyond DESIGN.md: the lab's controls offer the catalogs' names (activations, init, optim,
     # schedules, data), its "gain" init reads properties.gain, and its play/pause loop steps with
     # the engine's own parts (issue 14); since issue 32 it trains through the engine's Trainer
-    "lab": {"job", "config", "probes", "theory", "store", "activations", "init", "optim", "properties", "train",
+    "lab": {"job", "config", "probes", "theory", "store", "activations", "init", "optim", "properties", "train", "memory",
             "data", "schedules", "jsontext", "thinning", "trainer", "guard", "records", "catalog"},
     "integrations": {"probes", "store"},
     "cli": _BELOW_EXPERIMENTS | {"sql", "experiments", "report", "sweep", "lab", "integrations"},

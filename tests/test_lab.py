@@ -159,7 +159,9 @@ def server(tmp_path_factory):
     (report / "claims.json").write_text(json.dumps([{"id": "C15", "claim": "small weights collapse", "source": "",
                                                      "experiment": "x", "verdict": "pass", "numbers": {}, "threshold": "",
                                                      "why": "", "figure": None, "config": {}, "command": ""}]))
-    config = uvicorn.Config(create_app(runs, report=report), host="127.0.0.1", port=port, log_level="warning",
+    from gradientflow.report import served
+
+    config = uvicorn.Config(create_app(runs, report=served(report)), host="127.0.0.1", port=port, log_level="warning",
                             ws="websockets-sansio")
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
@@ -315,7 +317,7 @@ def test_the_session_cap_counts_sessions_when_they_are_made(monkeypatch):
 
 
 def test_a_session_is_refused_before_it_is_built_when_the_memory_bound_would_be_passed():
-    from gradientflow.lab.session import session_bytes
+    from gradientflow.lab.views import session_bytes
 
     small = {"data": "xor", "depth": 2, "width": 8}
     big = {"data": "mnist1d", "depth": 50, "width": 512, "batch_size": 4096}
@@ -372,7 +374,8 @@ def test_bad_messages_get_one_line_and_the_socket_stays_open():
 def test_a_tab_that_stops_reading_gets_no_more_frames_and_the_session_stays_bounded(monkeypatch):
     """Frames wait for the page's acknowledgements (at most ``UNACKED_FRAMES`` ahead); the session reads
     its own rows when no frame takes them, so nothing grows while nobody reads."""
-    from gradientflow.lab import server, session as lab_session
+    from gradientflow.lab import server, views
+    from gradientflow.lab import session as lab_session
 
     with _client() as client:
         with client.websocket_connect("/ws") as ws:
@@ -387,7 +390,7 @@ def test_a_tab_that_stops_reading_gets_no_more_frames_and_the_session_stays_boun
                 frames += 1
             assert session.step_count > 200 and frames == server.UNACKED_FRAMES
             assert len(session.trainer.rows) <= lab_session.READ_EVERY + 8
-            assert len(session.fresh.curves) <= lab_session.CURVE_POINTS + 1
+            assert len(session.fresh.curves) <= views.CURVE_POINTS + 1
 
 
 def test_pause_and_reset_drop_queued_steps():
@@ -415,11 +418,13 @@ def test_the_served_report_links_to_this_lab_whatever_its_address(tmp_path):
     records = [{"id": "C15", "claim": "...", "source": "", "experiment": "x", "verdict": "pass", "numbers": {},
                 "threshold": "", "why": "", "figure": "../../../etc/passwd", "config": {}, "command": ""}]
     (tmp_path / "claims.json").write_text(json.dumps(records))
-    with _client(report=tmp_path) as client:
+    from gradientflow.report import served
+
+    with _client(report=served(tmp_path)) as client:
         html = client.get("/report").text
         assert 'href="http://testserver/?depth=10' in html and "base64" not in html
     (tmp_path / "claims.json").write_text('{"not": "a list"}')
-    with _client(report=tmp_path) as client:
+    with _client(report=served(tmp_path)) as client:
         answer = client.get("/report")
         assert answer.status_code == 400 and "not a reproduce output" in answer.text
 

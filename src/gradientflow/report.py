@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from jinja2 import Environment, select_autoescape
@@ -87,6 +88,22 @@ def render(out: Path, claims: list[dict], *, seed: int | None, quick: bool, lab:
               "lab": link(c["id"], lab or BASE)} for c in claims]
     return env.from_string(TEMPLATE).render(claims=shown, tally=tally(claims), seed=seed, quick=quick,
                                             served=lab is not None)
+
+
+def served(out: str | Path) -> Callable[[str], str]:
+    """For ``gradientflow lab --report OUT``: the report of ``out/claims.json`` as HTML, given the
+    address the lab was reached at, which its "open in the lab" links then use (a report opened from
+    disk cannot know the lab's port). Read at each request; a claims.json that is not a reproduce
+    output raises ValueError, KeyError or TypeError."""
+    out = Path(out)
+
+    def page(lab: str) -> str:
+        claims = json.loads((out / "claims.json").read_text())
+        if not isinstance(claims, list) or not all(isinstance(c, dict) for c in claims):
+            raise ValueError("claims.json is not a list of claim records")
+        return render(out, claims, seed=None, quick=False, lab=lab)
+
+    return page
 
 
 def tally(claims: list[dict]) -> str:

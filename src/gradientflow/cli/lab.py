@@ -35,6 +35,7 @@ def lab_cmd(host, port, runs_dir, no_browser, report_dir, max_memory) -> None:
         import uvicorn
 
         from ..lab.server import create_app
+        from ..report import served
     except ImportError as err:
         raise BadInput(f"the lab needs its extra: pip install 'gradientflow[lab]' ({err.name} is missing)") from None
     _check_free(host, port)
@@ -43,7 +44,7 @@ def lab_cmd(host, port, runs_dir, no_browser, report_dir, max_memory) -> None:
                    "training here", err=True)
     url = f"http://{'localhost' if host in LOOPBACK else host}:{port}/"
     app = create_app(runs_dir, open_url=None if no_browser else url,  # opened once the server is up
-                     hosts=(host,), memory_limit=limit, report=report_dir)
+                     hosts=(host,), memory_limit=limit, report=served(report_dir) if report_dir else None)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", ws="websockets-sansio"))
     click.echo(f"gradientflow lab: {url} (Ctrl-C stops it)" + (f"; the report: {url}report" if report_dir else ""))
     server.run()

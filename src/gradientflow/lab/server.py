@@ -24,6 +24,7 @@ import itertools
 import json
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -38,7 +39,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .. import jsontext, memory
 from ..config import describe_errors, echo
-from .session import LabConfig, Session, session_bytes
+from .session import LabConfig, Session
+from .views import session_bytes
 
 STATIC = Path(__file__).parent / "static"
 FPS = 15
@@ -49,12 +51,12 @@ LOOPBACK = ("localhost", "127.0.0.1", "[::1]")  # as a Host header writes them
 
 
 def create_app(runs: str | Path = "runs", open_url: str | None = None, *, hosts: tuple[str, ...] = (),
-               memory_limit: int | None = None, report: str | Path | None = None) -> Starlette:
+               memory_limit: int | None = None, report: Callable[[str], str] | None = None) -> Starlette:
     """The app; sessions kept from the page go to ``runs/lab-<time>-<n>``; ``open_url`` is opened in
     the user's browser once the server has started. ``hosts``: names the server answers to besides
     loopback (``--host``'s). ``memory_limit``: bytes all sessions together may take (estimated before
-    each is built; default a third of the machine's memory). ``report``: a ``reproduce`` output
-    folder served at ``/report``."""
+    each is built; default a third of the machine's memory). ``report``: the HTML of a ``reproduce``
+    report given the lab's own address (``report.served``), served at ``/report``."""
     sessions: dict[Session, int] = {}  # each session and its estimated bytes
     reserved: list[int] = []  # sessions being built (a thread is drawing their data and weights)
     limit = memory_limit if memory_limit is not None else memory.machine() // 3
@@ -77,14 +79,10 @@ def create_app(runs: str | Path = "runs", open_url: str | None = None, *, hosts:
     async def report_page(request):
         if report is None:
             return HTMLResponse("<p>no report: start the lab with --report FOLDER (a reproduce output)</p>", 404)
-        from .. import report as reports
-
         try:
-            claims = json.loads((Path(report) / "claims.json").read_text())
-            html = reports.render(Path(report), claims, seed=None, quick=False, lab=str(request.base_url))
+            html = await asyncio.to_thread(report, str(request.base_url))
         except (OSError, ValueError, TypeError, KeyError, AttributeError) as err:  # a claims.json from elsewhere
-            return HTMLResponse(f"<p>{Path(report) / 'claims.json'} is not a reproduce output "
-                                f"({type(err).__name__})</p>", 400)
+            return HTMLResponse(f"<p>the report's claims.json is not a reproduce output ({type(err).__name__})</p>", 400)
         return HTMLResponse(html)
 
     def admit(cfg: LabConfig, own: int = 0) -> int:

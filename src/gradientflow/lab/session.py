@@ -14,21 +14,20 @@ carries only what is new since the last one (the page keeps its own bounded copy
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .. import activations, catalog, data, init, job, memory, optim, properties, theory
+from .. import activations, catalog, init, job, optim, properties, theory
 from ..config import TrainConfig
 from ..guard import Diverged, Rollback
 from ..probes import watch
 from ..records import LoopSpec, MetricRows
 from ..store import Run
-from ..thinning import every_second_older
 from ..trainer import Trainer
+from .views import GRID, KEEP_WINDOWS, Fresh, append_point, boundary, finite, layer_labels
 
 # the catalog's names (``catalog``), less what a live page cannot offer: files and Maxout (a layer
 # of its own width); the initialisers it offers, plus its own "critical" and "gain"
@@ -36,10 +35,7 @@ DATASETS = catalog.names("data")
 INITS = ("xavier", "he", "lecun", "orthogonal", "normal", "uniform", "zeros", "critical", "gain")
 OPTIMIZERS = catalog.names("optimizer")
 ACTIVATIONS = tuple(a for a in catalog.names("activation") if a != "maxout")
-CURVE_POINTS = 2000
-KEEP_WINDOWS = 300  # probe windows a session keeps, older ones thinned
 WINDOW_SECONDS = 0.2  # the probes' window closes at most 5 times a second (each close reads every layer)
-GRID = 64  # the decision boundary's finest resolution (2-D data); coarser for costly nets
 BOUNDARY_SHARE = 0.1  # the decision boundary takes at most this share of the training thread's time
 MAX_PENDING_STEPS = 100  # "one step" presses queued at most; pause and reset drop them
 READ_EVERY = 4096  # the training thread reads its own rows at least this often: memory stays bounded without frames
@@ -132,23 +128,6 @@ def _network(cfg: LabConfig, train_cfg: TrainConfig, d) -> torch.nn.Module:
     return net
 
 
-def session_bytes(cfg: LabConfig) -> int:
-    """Estimated peak bytes of a session: the engine's training estimate (``memory.training``) plus
-    the rollback point (a copy of the parameters) and the probes' windows."""
-    samples, features, classes = data.planned(cfg.data, None, None) or (10_000, 2, 2)
-    params = memory.mlp_parameters(features, cfg.width, cfg.depth, classes)
-    probes = KEEP_WINDOWS * (cfg.depth + 1) * 2048  # a row of scalars and a 50-bin histogram per layer and window
-    return memory.training(features, cfg.width, cfg.depth, classes, batch=cfg.batch_size, samples=samples) \
-        + memory.FLOAT * params + probes
-
-
-def layer_labels(net: torch.nn.Module) -> dict[str, str]:
-    """Each linear layer's module name and the label the page shows: 1 to L for the hidden layers, then
-    "output" (module indices would call the last hidden layer of a 50-layer net "layer 98")."""
-    names = [n for n, m in net.named_modules() if isinstance(m, torch.nn.Linear)]
-    return {n: ("output" if k == len(names) else str(k)) for k, n in enumerate(names, 1)}
-
-
 class Session:
     """A set-up being trained: ``play``, ``pause``, ``step``, ``reset`` from the page's thread, the
     training on the session's own thread, ``frame()`` from the server's."""
@@ -181,12 +160,13 @@ class Session:
         self.labels = layer_labels(self.net)
         self.pending_steps = 0
         self.boundary: dict | None = None  # the latest decision boundary, made by the training thread
+        self.boundary_new = False  # not yet sent to the page
         self._boundary_at, self._boundary_step, self._boundary_cost = 0.0, -1, 0.0
         self.shown = 0  # the last step whose rows the page has (a replay after a rollback logs steps again)
         self.stride = max(1, self.trainer.per_epoch // 8)  # a loss point every this many steps
         self.curves: dict[str, list] = {"step": [], "loss": []}  # kept (thinned) for keep()
         self.tests: dict[str, list] = {"step": [], "train_accuracy": [], "test_accuracy": [], "test_loss": []}
-        self.fresh = _Fresh()  # what the page has not been sent yet
+        self.fresh = Fresh()  # what the page has not been sent yet
         self._findings_at = self._window_at = 0.0
         self.static = self._static()
         self.diverged, self.diverged_at = "", None
@@ -212,8 +192,8 @@ class Session:
             pred = theory.predict_layers(act, self.cfg.depth, w2, b2, input_var=1.0)
             out["theory_std"] = [p.std for p in pred]
             point = theory.analyse(act, w2, b2)
-            out["point"] = {"sigma_w2": w2, "sigma_b2": b2, "phase": point.phase, "xi_c": _finite(point.xi_c),
-                            "max_trainable_depth": _finite(point.max_trainable_depth)}
+            out["point"] = {"sigma_w2": w2, "sigma_b2": b2, "phase": point.phase, "xi_c": finite(point.xi_c),
+                            "max_trainable_depth": finite(point.max_trainable_depth)}
             try:
                 q = [10 ** (k / 20) for k in range(-60, 41)]
                 line_w, line_b = theory.critical_line(act, q)
@@ -239,8 +219,7 @@ class Session:
 
     def news(self) -> bool:
         """Something for the page although no step was taken (a decision boundary drawn while paused)."""
-        b = self.boundary
-        return b is not None and not b.get("sent", False)
+        return self.boundary_new
 
     def reset(self, cfg: LabConfig | None = None) -> None:
         """Start again from a fresh net (``cfg``: a new set-up, already validated)."""
@@ -331,14 +310,14 @@ class Session:
                 continue
             if split == "train" and name == "loss" and (step % self.stride == 0 or step < 10 or self.diverged):
                 point = {"step": step, "loss": value}
-                _append(self.curves, point)
+                append_point(self.curves, point)
                 self.fresh.curves.append(point)
             elif split in ("train_epoch", "test"):
                 key = f"{'train' if split == 'train_epoch' else 'test'}_{name}"
-                epoch_points.setdefault(step, {"step": step})[key] = _finite(value)
+                epoch_points.setdefault(step, {"step": step})[key] = finite(value)
         for point in epoch_points.values():
             point.pop("train_loss", None)
-            _append(self.tests, point)
+            append_point(self.tests, point)
             self.fresh.tests.append(point)
         self.fresh.bound()
         if rows["step"]:
@@ -362,14 +341,13 @@ class Session:
                 self._layers(rows)
             if not self.diverged:
                 self._read()
-            fresh, self.fresh = self.fresh, _Fresh()
+            fresh, self.fresh = self.fresh, Fresh()
             frame = {"type": "frame", "step": self.step_count, "epoch": self.epoch, "playing": self.playing.is_set(),
                      "curves": fresh.curves, "tests": fresh.tests, "layers": fresh.layers, "error": self.error,
                      "diverged": self.diverged, "diverged_at": self.diverged_at if self.diverged else None}
             self.error = None
-            if self.boundary is not None and not self.boundary.get("sent"):
-                frame["boundary"] = {k: v for k, v in self.boundary.items() if k != "sent"}
-                self.boundary["sent"] = True
+            if self.boundary_new:
+                frame["boundary"], self.boundary_new = self.boundary, False
             if now - self._findings_at > 1.0 and self.probe.step:
                 from ..probes.findings import analyse
 
@@ -386,10 +364,10 @@ class Session:
             total = sum(hist) if isinstance(hist, list) else 0
             self.fresh.layers.append({
                 "layer": self.labels.get(str(r["layer"]), str(r["layer"])), "step": self.step_count,
-                **{k: _finite(r.get(k)) for k in ("act_mean", "act_std", "saturated", "dead", "act_grad_norm",
+                **{k: finite(r.get(k)) for k in ("act_mean", "act_std", "saturated", "dead", "act_grad_norm",
                                                   "weight_grad_norm", "update_ratio")},
                 "hist": [round(v / total, 4) for v in hist] if total else None,
-                "lo": _finite(r.get("hist_lo")), "hi": _finite(r.get("hist_hi"))})
+                "lo": finite(r.get("hist_lo")), "hi": finite(r.get("hist_hi"))})
 
     @torch.no_grad()
     def _make_boundary(self) -> None:
@@ -399,25 +377,10 @@ class Session:
         started = time.monotonic()
         params = sum(p.numel() for p in self.net.parameters())
         size = int(max(16, min(GRID, (2e8 / max(params, 1)) ** 0.5)))
-        self.boundary = self._boundary(size)
+        self.boundary, self.boundary_new = boundary(self.net, self.data, size), True
         self._boundary_step = self.step_count
         self._boundary_at = time.monotonic()
         self._boundary_cost = self._boundary_at - started
-
-    def _boundary(self, size: int = GRID) -> dict:
-        x = self.data.x_train
-        lo, hi = x.min(0).values - 0.5, x.max(0).values + 0.5
-        gx = torch.linspace(float(lo[0]), float(hi[0]), size)
-        gy = torch.linspace(float(lo[1]), float(hi[1]), size)
-        grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), -1).reshape(-1, 2)
-        self.net.eval()
-        p = torch.softmax(self.net(grid), 1)
-        self.net.train()
-        show = x[:400]
-        return {"extent": [float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1])], "size": size,
-                "classes": int(self.data.classes), "label": p.argmax(1).tolist(),
-                "confidence": [round(v, 3) for v in p.max(1).values.tolist()],
-                "points": [[round(a, 3), round(b, 3), int(c)] for (a, b), c in zip(show.tolist(), self.data.y_train[:400].tolist())]}
 
     # --- keep ---
 
@@ -438,34 +401,3 @@ class Session:
             run.set_status("interrupted", steps=self.step_count, message="kept from the lab", **last_test,
                            train_loss=c["loss"][-1] if c["loss"] else None)
         return str(run.path)
-
-
-class _Fresh:
-    """Points, test results and layer rows made since the last frame."""
-
-    def __init__(self):
-        self.curves: list[dict] = []
-        self.tests: list[dict] = []
-        self.layers: list[dict] = []
-
-    def bound(self) -> None:
-        """Past ``CURVE_POINTS`` points unsent (no frame taken for a long while), thin the older half."""
-        for name in ("curves", "tests"):
-            points = getattr(self, name)
-            if len(points) > CURVE_POINTS:
-                gone = every_second_older(range(len(points)))
-                setattr(self, name, [p for i, p in enumerate(points) if i not in gone])
-
-
-def _append(series: dict[str, list], point: dict) -> None:
-    """Add a point to columns kept for ``keep``; past ``CURVE_POINTS`` the older half is thinned."""
-    for k, v in point.items():
-        series[k].append(v)
-    if len(series["step"]) > CURVE_POINTS:
-        gone = every_second_older(range(len(series["step"])))
-        for k in series:
-            series[k] = [v for i, v in enumerate(series[k]) if i not in gone]
-
-
-def _finite(v):
-    return v if isinstance(v, (int, float)) and math.isfinite(v) else None

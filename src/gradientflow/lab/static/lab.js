@@ -1,7 +1,7 @@
 // gradientflow lab: the page. One WebSocket to the server; the controls are the URL's query.
 "use strict";
 
-const MAX_POINTS = 2000;   // per curve; past it the older half is thinned
+const MAX_POINTS = 2000;   // per curve; past it every second point goes (the whole span at one grain)
 const HEAT_COLUMNS = 120;  // windows shown per layer in the heat maps
 const lab = window.lab = {connected: false, frames: 0, fps: 0, step: 0, setups: 0, errors: [], layers: [],
                           reconnects: 0, diverged: "", raw: {}};
@@ -140,9 +140,11 @@ function push(chart, x, values) {
   const d = chart.data;
   d[0].push(x);
   values.forEach((v, i) => d[i + 1].push(chart.log && !(v > 0) ? null : v));
-  if (d[0].length > MAX_POINTS) {  // the whole span kept, at a coarser grain
-    const half = d[0].length >> 1;
-    for (let k = 0; k < d.length; k++) d[k] = d[k].slice(0, half).filter((_, i) => i % 2 === 0).concat(d[k].slice(half));
+  if (d[0].length > MAX_POINTS) {  // the whole span kept at one coarser grain; a sparse series' points all kept
+    const sparse = chart.sparse || [];
+    let keep = d[0].map((_, i) => i % 2 === 0 || i === d[0].length - 1 || sparse.some(k => d[k][i] != null));
+    if (keep.filter(Boolean).length > 0.75 * MAX_POINTS) keep = d[0].map((_, i) => i % 2 === 0);  // sparse no more
+    for (let k = 0; k < d.length; k++) d[k] = d[k].filter((_, i) => keep[i]);
   }
 }
 
@@ -156,6 +158,7 @@ function keepGhost(s) {  // what the previous set-up drew, for the A/B compariso
 function newState(setup) {
   const s = {setup, charts: {}, layerNames: null, heat: {}, stdMeasured: []};
   s.charts.loss = lineChart($("loss"), ["train loss (smoothed)", "test loss"], {emphasise: 1, ghost: "loss", log: true});
+  s.charts.loss.sparse = [2];  // one test point per epoch among many training points
   s.charts.accuracy = lineChart($("accuracy"), ["train accuracy (epoch mean)", "test accuracy"], {emphasise: 1, ghost: "accuracy"});
   for (const id of ["grad", "update", "dead", "saturated", "profile"]) $(id).innerHTML = "";
   $("heat").innerHTML = "";

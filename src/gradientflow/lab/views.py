@@ -1,0 +1,84 @@
+"""What a lab session shows the page, apart from its training: layer labels, the decision boundary,
+the points not yet sent, and the memory estimate checked before a session is built."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .. import data as datasets
+from .. import memory
+from ..thinning import every_second_older
+
+CURVE_POINTS = 2000
+KEEP_WINDOWS = 300  # probe windows a session keeps, older ones thinned
+GRID = 64  # the decision boundary's finest resolution (2-D data); coarser for costly nets
+
+
+def session_bytes(cfg) -> int:
+    """Estimated peak bytes of a session: the engine's training estimate (``memory.training``) plus
+    the rollback point (a copy of the parameters) and the probes' windows."""
+    samples, features, classes = datasets.planned(cfg.data, None, None) or (10_000, 2, 2)
+    params = memory.mlp_parameters(features, cfg.width, cfg.depth, classes)
+    probes = KEEP_WINDOWS * (cfg.depth + 1) * 2048  # a row of scalars and a 50-bin histogram per layer and window
+    return memory.training(features, cfg.width, cfg.depth, classes, batch=cfg.batch_size, samples=samples) \
+        + memory.FLOAT * params + probes
+
+
+def layer_labels(net: torch.nn.Module) -> dict[str, str]:
+    """Each linear layer's module name and the label the page shows: 1 to L for the hidden layers, then
+    "output" (module indices would call the last hidden layer of a 50-layer net "layer 98")."""
+    names = [n for n, m in net.named_modules() if isinstance(m, torch.nn.Linear)]
+    return {n: ("output" if k == len(names) else str(k)) for k, n in enumerate(names, 1)}
+
+
+@torch.no_grad()
+def boundary(net: torch.nn.Module, data: datasets.Dataset, size: int = GRID) -> dict:
+    """The net's class and confidence on a ``size`` x ``size`` grid over the 2-D data, with up to 400
+    training points, as the page draws them."""
+    x = data.x_train
+    lo, hi = x.min(0).values - 0.5, x.max(0).values + 0.5
+    gx = torch.linspace(float(lo[0]), float(hi[0]), size)
+    gy = torch.linspace(float(lo[1]), float(hi[1]), size)
+    grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), -1).reshape(-1, 2)
+    net.eval()
+    p = torch.softmax(net(grid), 1)
+    net.train()
+    show = x[:400]
+    return {"extent": [float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1])], "size": size,
+            "classes": int(data.classes), "label": p.argmax(1).tolist(),
+            "confidence": [round(v, 3) for v in p.max(1).values.tolist()],
+            "points": [[round(a, 3), round(b, 3), int(c)] for (a, b), c in zip(show.tolist(), data.y_train[:400].tolist())]}
+
+
+class Fresh:
+    """Points, test results and layer rows made since the last frame."""
+
+    def __init__(self):
+        self.curves: list[dict] = []
+        self.tests: list[dict] = []
+        self.layers: list[dict] = []
+
+    def bound(self) -> None:
+        """Past ``CURVE_POINTS`` points unsent (no frame taken for a long while), thin the older half."""
+        for name in ("curves", "tests"):
+            points = getattr(self, name)
+            if len(points) > CURVE_POINTS:
+                gone = every_second_older(range(len(points)))
+                setattr(self, name, [p for i, p in enumerate(points) if i not in gone])
+
+
+def append_point(series: dict[str, list], point: dict) -> None:
+    """Add a point to columns kept for ``keep``; past ``CURVE_POINTS`` the older half is thinned."""
+    for k, v in point.items():
+        series[k].append(v)
+    if len(series["step"]) > CURVE_POINTS:
+        gone = every_second_older(range(len(series["step"])))
+        for k in series:
+            series[k] = [v for i, v in enumerate(series[k]) if i not in gone]
+
+
+def finite(v):
+    """``v`` when it is a finite number, else None (the page's JSON has no NaN)."""
+    return v if isinstance(v, (int, float)) and math.isfinite(v) else None
