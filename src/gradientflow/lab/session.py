@@ -36,6 +36,7 @@ INITS = ("xavier", "he", "lecun", "orthogonal", "normal", "uniform", "zeros", "c
 OPTIMIZERS = catalog.names("optimizer")
 ACTIVATIONS = tuple(a for a in catalog.names("activation") if a != "maxout")
 WINDOW_SECONDS = 0.2  # the probes' window closes at most 5 times a second (each close reads every layer)
+WINDOW_SHARE = 0.1  # ... and takes at most this share of the time (a 50-layer net's close costs 60 ms)
 BOUNDARY_SHARE = 0.1  # the decision boundary takes at most this share of the training thread's time
 MAX_PENDING_STEPS = 100  # "one step" presses queued at most; pause and reset drop them
 READ_EVERY = 4096  # the training thread reads its own rows at least this often: memory stays bounded without frames
@@ -167,7 +168,7 @@ class Session:
         self.curves: dict[str, list] = {"step": [], "loss": []}  # kept (thinned) for keep()
         self.tests: dict[str, list] = {"step": [], "train_accuracy": [], "test_accuracy": [], "test_loss": []}
         self.fresh = Fresh()  # what the page has not been sent yet
-        self._findings_at = self._window_at = 0.0
+        self._findings_at = self._window_at = self._window_cost = 0.0
         self.static = self._static()
         self.diverged, self.diverged_at = "", None
 
@@ -240,8 +241,9 @@ class Session:
     # --- training (the session's thread) ---
 
     def _loop(self) -> None:
-        # one torch thread: the lab's nets are small, whose steps run faster on one core than on two
-        # (272 against 97 steps a second for 10 x 100 here), and the other core serves the page
+        # one torch thread: a session's steps run faster on one core than on two (272 against 97 steps
+        # a second for 10 x 100; 8.3 against 6.7 for 50 x 500 while frames are taken), the other core
+        # serving the page
         torch.set_num_threads(1)
         while not self.stop.is_set():
             if not self.playing.wait(timeout=0.05) and not self.pending_steps:
@@ -329,14 +331,16 @@ class Session:
         """What the page has not seen yet: the new points of the curves, the probes' window since the
         last frame (one row per layer, and a heat-map column of its histogram), the test split now
         and then, the decision boundary (2-D data) and, every second, the findings. A frame closes
-        the probes' window when ``WINDOW_SECONDS`` have passed since the last one did."""
+        the probes' window when ``WINDOW_SECONDS`` have passed since the last one did, and ten times its
+        own cost (``WINDOW_SHARE``), so that a deep net's frames do not stall its training."""
         self.frame_wanted.set()
         with self.lock:
             self.frame_wanted.clear()
             now = time.monotonic()
             rows = []
-            if self.probe.step and now - self._window_at >= WINDOW_SECONDS:
+            if self.probe.step and now - self._window_at >= max(WINDOW_SECONDS, self._window_cost / WINDOW_SHARE):
                 rows, self._window_at = self.probe.flush(), now
+                self._window_cost = time.monotonic() - now
             if rows:
                 self._layers(rows)
             if not self.diverged:
