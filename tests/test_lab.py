@@ -498,3 +498,23 @@ def test_the_page_fits_a_phone_screen(server, browser):
     page.wait_for_function("window.lab.step > 20 && state.layerNames")
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     page.close()
+
+
+def test_findings_in_the_page_keep_their_since_name_layers_by_number_and_skip_advice_in_use():
+    from gradientflow.lab.views import for_page
+
+    since: dict = {}
+    labels = {"0": "1", "2": "2", "4": "output"}
+    dead = {"kind": "dead", "layers": ["2"], "message": "layer 2: 60% dead units since step 77",
+            "recommendation": "dead ReLUs (C7): lower the learning rate, use He init, or Leaky ReLU",
+            "numbers": {"since_step": 77}}
+    assert for_page([dead], labels, since, "xavier")[0]["message"] == "layer 2: 60% dead units since step 77"
+    later = {**dead, "message": "layer 2: 60% dead units since step 10815", "numbers": {"since_step": 10815}}
+    shown = for_page([later], labels, since, "he")[0]
+    assert shown["message"].endswith("since step 77") and "He init" not in shown["recommendation"]
+    assert for_page([], labels, since, "he") == [] and since == {}  # it stopped holding: forgotten
+    out = {**dead, "layers": ["4"], "message": "layer 4: 60% dead units since step 5", "numbers": {"since_step": 5}}
+    assert for_page([out], labels, since, "he")[0]["message"].startswith("the output layer:")
+    many = [{**dead, "layers": [n], "message": f"layer {n}: 60% dead units since step 5"} for n in ("0", "2")]
+    grouped = for_page(many, labels, {}, "xavier")
+    assert len(grouped) == 1 and grouped[0]["layers"] == ["1", "2"] and "the same in 1 more: layers 2" in grouped[0]["message"]

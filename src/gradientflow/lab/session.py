@@ -27,7 +27,7 @@ from ..probes import watch
 from ..records import LoopSpec, MetricRows
 from ..store import Run
 from ..trainer import Trainer
-from .views import GRID, KEEP_WINDOWS, Fresh, append_point, boundary, finite, layer_labels
+from .views import GRID, KEEP_WINDOWS, Fresh, append_point, boundary, finite, for_page, layer_labels
 
 # the catalog's names (``catalog``), less what a live page cannot offer: files and Maxout (a layer
 # of its own width); the initialisers it offers, plus its own "critical" and "gain"
@@ -169,6 +169,7 @@ class Session:
         self.tests: dict[str, list] = {"step": [], "train_accuracy": [], "test_accuracy": [], "test_loss": []}
         self.fresh = Fresh()  # what the page has not been sent yet
         self._findings_at = self._window_at = self._window_cost = 0.0
+        self._since: dict = {}  # each finding's first step, kept while it holds
         self.static = self._static()
         self.diverged, self.diverged_at = "", None
 
@@ -356,7 +357,8 @@ class Session:
                 from ..probes.findings import analyse
 
                 recent = self.probe.history().tail(50 * (self.cfg.depth + 1)).to_dict("records")
-                frame["findings"] = [f.to_dict() for f in analyse(recent)]
+                frame["findings"] = for_page([f.to_dict() for f in analyse(recent)], self.labels, self._since,
+                                             self.cfg.init)
                 self._findings_at = now
         return frame
 

@@ -4,6 +4,7 @@ the points not yet sent, and the memory estimate checked before a session is bui
 from __future__ import annotations
 
 import math
+import re
 
 import torch
 
@@ -82,3 +83,49 @@ def append_point(series: dict[str, list], point: dict) -> None:
 def finite(v):
     """``v`` when it is a finite number, else None (the page's JSON has no NaN)."""
     return v if isinstance(v, (int, float)) and math.isfinite(v) else None
+
+
+IN_USE = {"he": ("use He init, ", "He (ReLU)"), "xavier": ("use Xavier (tanh) or ",)}  # advice already followed
+
+
+def for_page(found: list[dict], labels: dict[str, str], since: dict, init: str) -> list[dict]:
+    """The probes' findings as the page shows them: layers by the page's labels, a "since step N" that
+    stays where the finding first held (``since`` remembers it while the finding lasts; the history's
+    window moves and is thinned), and advice the set-up already follows left out."""
+    shown, seen = [], set()
+    for f in found:
+        f = dict(f)
+        key = (f["kind"], tuple(f["layers"]))
+        seen.add(key)
+        first = f.get("numbers", {}).get("since_step")
+        if first is not None:
+            kept = since.setdefault(key, first)
+            f["message"] = f["message"].replace(f"since step {first}", f"since step {kept}")
+        for name in f["layers"]:
+            label = labels.get(str(name))
+            if label is not None:
+                f["message"] = re.sub(rf"\blayer {re.escape(str(name))}\b",
+                                      "the output layer" if label == "output" else f"layer {label}", f["message"])
+        f["layers"] = [labels.get(str(n), str(n)) for n in f["layers"]]
+        for phrase in IN_USE.get(init, ()):
+            f["recommendation"] = f["recommendation"].replace(phrase, "")
+        shown.append(f)
+    for key in set(since) - seen:  # a finding that stopped holding starts afresh next time
+        del since[key]
+    return _grouped(shown)
+
+
+def _grouped(found: list[dict]) -> list[dict]:
+    """One entry per kind: a finding repeated for 50 layers is one line that names them."""
+    by_kind: dict[str, list[dict]] = {}
+    for f in found:
+        by_kind.setdefault(f["kind"], []).append(f)
+    out = []
+    for kind, group in by_kind.items():
+        first = dict(group[0])
+        if len(group) > 1:
+            layers = [n for f in group for n in f["layers"]]
+            first["layers"] = layers
+            first["message"] += f"; the same in {len(group) - 1} more: layers {', '.join(layers[1:])}"
+        out.append(first)
+    return out
