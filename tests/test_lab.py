@@ -467,6 +467,9 @@ def test_a_changed_set_up_leaves_a_ghost_and_a_lesson_sets_up_its_claim(server, 
     page.wait_for_function("window.lab.setups === 1")
     page.click("#play")
     page.wait_for_function("window.lab.step > 100 && state.charts.loss.data[0].length > 5 && state.layerNames")
+    page.wait_for_function("window.lab.boundary && window.lab.boundary.test_points.length > 0")
+    page.check("#show-test")  # the test points drawn as rings over the boundary
+    page.check("#discrete")
     page.select_option("[name=init]", "xavier")
     page.wait_for_function("window.lab.setups === 2")
     assert "set-up changed: press play" in page.inner_text("#hint")

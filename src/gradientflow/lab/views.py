@@ -37,7 +37,7 @@ def layer_labels(net: torch.nn.Module) -> dict[str, str]:
 @torch.no_grad()
 def boundary(net: torch.nn.Module, data: datasets.Dataset, size: int = GRID) -> dict:
     """The net's class and confidence on a ``size`` x ``size`` grid over the 2-D data, with up to 400
-    training points, as the page draws them."""
+    training points and 200 test points, as the page draws them."""
     x = data.x_train
     lo, hi = x.min(0).values - 0.5, x.max(0).values + 0.5
     gx = torch.linspace(float(lo[0]), float(hi[0]), size)
@@ -50,7 +50,11 @@ def boundary(net: torch.nn.Module, data: datasets.Dataset, size: int = GRID) -> 
     return {"extent": [float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1])], "size": size,
             "classes": int(data.classes), "label": p.argmax(1).tolist(),
             "confidence": [round(v, 3) for v in p.max(1).values.tolist()],
-            "points": [[round(a, 3), round(b, 3), int(c)] for (a, b), c in zip(show.tolist(), data.y_train[:400].tolist())]}
+            "points": _points(show, data.y_train[:400]), "test_points": _points(data.x_test[:200], data.y_test[:200])}
+
+
+def _points(x: torch.Tensor, y: torch.Tensor) -> list[list]:
+    return [[round(a, 3), round(b, 3), int(c)] for (a, b), c in zip(x.tolist(), y.tolist())]
 
 
 class Fresh:

@@ -301,13 +301,16 @@ function drawHeat(h) {
 }
 
 function drawBoundary(b) {
+  lab.boundary = b;  // redrawn when a display option changes
   const canvas = $("boundary"), ctx = canvas.getContext("2d");
+  const discrete = $("discrete").checked, showTest = $("show-test").checked;
   const off = document.createElement("canvas");
   off.width = off.height = b.size;
   const octx = off.getContext("2d"), img = octx.createImageData(b.size, b.size);
   b.label.forEach((k, i) => {
     const x = i % b.size, y = b.size - 1 - Math.floor(i / b.size);
-    const rgb = hsl(k / b.classes), a = 0.25 + 0.55 * (b.confidence[i] - 1 / b.classes) / (1 - 1 / b.classes);
+    const rgb = hsl(k / b.classes);
+    const a = discrete ? 0.6 : 0.25 + 0.55 * (b.confidence[i] - 1 / b.classes) / (1 - 1 / b.classes);
     const j = 4 * (y * b.size + x);
     img.data[j] = rgb[0]; img.data[j + 1] = rgb[1]; img.data[j + 2] = rgb[2]; img.data[j + 3] = 255 * a;
   });
@@ -316,13 +319,14 @@ function drawBoundary(b) {
   ctx.imageSmoothingEnabled = false;
   ctx.drawImage(off, 0, 0, canvas.width, canvas.height);
   const [x0, x1, y0, y1] = b.extent;
-  for (const [x, y, k] of b.points) {
-    ctx.fillStyle = `rgb(${hsl(k / b.classes).join(",")})`;
-    ctx.strokeStyle = "white";
+  const dot = (x, y, k, test) => {  // training points filled, test points as rings
     ctx.beginPath();
-    ctx.arc((x - x0) / (x1 - x0) * canvas.width, (1 - (y - y0) / (y1 - y0)) * canvas.height, 2.5, 0, 7);
-    ctx.fill(); ctx.stroke();
-  }
+    ctx.arc((x - x0) / (x1 - x0) * canvas.width, (1 - (y - y0) / (y1 - y0)) * canvas.height, test ? 3.5 : 2.5, 0, 7);
+    if (test) { ctx.lineWidth = 2; ctx.strokeStyle = `rgb(${hsl(k / b.classes).join(",")})`; ctx.stroke(); ctx.lineWidth = 1; }
+    else { ctx.fillStyle = `rgb(${hsl(k / b.classes).join(",")})`; ctx.strokeStyle = "white"; ctx.fill(); ctx.stroke(); }
+  };
+  for (const [x, y, k] of b.points) dot(x, y, k, false);
+  if (showTest) for (const [x, y, k] of b.test_points || []) dot(x, y, k, true);
 }
 
 function hsl(t) {  // a class colour as rgb
@@ -478,6 +482,7 @@ async function start() {
   $("step").onclick = () => send({type: "step"});
   $("reset").onclick = () => send({type: "reset"});
   $("keep").onclick = () => send({type: "keep"});
+  for (const id of ["discrete", "show-test"]) $(id).addEventListener("change", () => lab.boundary && drawBoundary(lab.boundary));
   connect();
 }
 
