@@ -429,13 +429,19 @@ def test_the_served_report_links_to_this_lab_whatever_its_address(tmp_path):
         assert answer.status_code == 400 and "not a reproduce output" in answer.text
 
 
+def _open(browser, address: str, width: int = 1300, height: int = 1000):
+    """A new page at ``address``, once its first set-up has arrived."""
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.goto(address)
+    page.wait_for_function("window.lab && window.lab.setups === 1")
+    return page
+
+
 def test_the_page_shows_a_divergence_as_a_banner_and_keeps_its_curves(server, browser):
     url, _ = server
-    page = browser.new_page(viewport={"width": 1300, "height": 1000})
+    page = _open(browser, f"{url}/?data=xor&depth=3&width=16&activation=relu&init=he&alpha=100")
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(f"{url}/?data=xor&depth=3&width=16&activation=relu&init=he&alpha=100")
-    page.wait_for_function("window.lab.setups === 1")
     page.click("#play")
     page.wait_for_selector("#banner:not([hidden])", timeout=30000)
     banner = page.inner_text("#banner")
@@ -449,9 +455,7 @@ def test_the_page_shows_a_divergence_as_a_banner_and_keeps_its_curves(server, br
 
 def test_a_bad_link_names_its_values_and_the_page_still_trains(server, browser):
     url, _ = server
-    page = browser.new_page(viewport={"width": 1300, "height": 1000})
-    page.goto(f"{url}/?depth=abc&width=-3&colour=red")
-    page.wait_for_function("window.lab.setups === 1")  # started from the defaults for the bad values
+    page = _open(browser, f"{url}/?depth=abc&width=-3&colour=red")  # started from the defaults for the bad values
     message = page.inner_text("#message")
     assert "invalid depth='abc'" in message and "invalid width=-3" in message and "colour" in message
     assert page.evaluate("document.querySelector('[name=depth]').classList.contains('invalid')")
@@ -462,9 +466,7 @@ def test_a_bad_link_names_its_values_and_the_page_still_trains(server, browser):
 
 def test_a_changed_set_up_leaves_a_ghost_and_a_lesson_sets_up_its_claim(server, browser):
     url, _ = server
-    page = browser.new_page(viewport={"width": 1300, "height": 1000})
-    page.goto(f"{url}/?data=spiral&depth=6&width=32&activation=tanh&init=normal&std=0.01")
-    page.wait_for_function("window.lab.setups === 1")
+    page = _open(browser, f"{url}/?data=spiral&depth=6&width=32&activation=tanh&init=normal&std=0.01")
     page.click("#play")
     page.wait_for_function("window.lab.step > 100 && state.charts.loss.data[0].length > 5 && state.layerNames")
     page.wait_for_function("window.lab.boundary && window.lab.boundary.test_points.length > 0")
@@ -495,8 +497,7 @@ def test_the_served_reports_link_opens_the_lab_on_its_own_port(server, browser):
 
 def test_the_page_fits_a_phone_screen(server, browser):
     url, _ = server
-    page = browser.new_page(viewport={"width": 390, "height": 844})
-    page.goto(f"{url}/?data=spiral&depth=4")
+    page = _open(browser, f"{url}/?data=spiral&depth=4", width=390, height=844)
     page.click("#play")
     page.wait_for_function("window.lab.step > 20 && state.layerNames")
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
