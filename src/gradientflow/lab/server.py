@@ -103,7 +103,7 @@ def create_app(runs: str | Path = "runs", open_url: str | None = None, *, hosts:
         await ws.accept()
         session: Session | None = None
         sender = None
-        acks = asyncio.Semaphore(UNACKED_FRAMES)
+        acks = _Credits(UNACKED_FRAMES)
 
         async def error(message: str, errors: list[dict] | None = None) -> None:
             await ws.send_text(jsontext.dumps({"type": "error", "message": message,
@@ -120,8 +120,7 @@ def create_app(runs: str | Path = "runs", open_url: str | None = None, *, hosts:
                     continue
                 kind = message.get("type")
                 if kind == "ack":
-                    if acks._value < UNACKED_FRAMES:  # noqa: SLF001 - a bounded semaphore without the raise
-                        acks.release()
+                    acks.give()
                 elif kind == "config":
                     try:
                         cfg = _config(message.get("config"))
@@ -161,10 +160,15 @@ def create_app(runs: str | Path = "runs", open_url: str | None = None, *, hosts:
                     await asyncio.to_thread(session.reset)
                     await ws.send_text(jsontext.dumps({"type": "setup", **session.static}))
                 elif kind == "keep":
-                    Path(runs).mkdir(parents=True, exist_ok=True)
-                    folder = Path(runs) / f"lab-{time.strftime('%Y%m%d-%H%M%S')}-{next(kept_names)}"
-                    path = await asyncio.to_thread(session.keep, folder)
-                    await ws.send_text(jsontext.dumps({"type": "kept", "run": path}))
+                    try:
+                        Path(runs).mkdir(parents=True, exist_ok=True)
+                        folder = Path(runs) / f"lab-{time.strftime('%Y%m%d-%H%M%S')}-{next(kept_names)}"
+                        while folder.exists():  # a run kept by an earlier server in the same second
+                            folder = folder.with_name(f"{folder.name}-{next(kept_names)}")
+                        path = await asyncio.to_thread(session.keep, folder)
+                        await ws.send_text(jsontext.dumps({"type": "kept", "run": path}))
+                    except (OSError, ValueError) as err:  # a full disk, a folder refused: said, the session goes on
+                        await error(f"keep failed: {err}")
         except (WebSocketDisconnect, RuntimeError):
             pass
         finally:
@@ -203,6 +207,23 @@ def _names(hosts: tuple[str, ...]) -> set[str]:
         with contextlib.suppress(OSError):
             names |= {info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None)}
     return names
+
+
+class _Credits:
+    """Frames the server may send before the page acknowledges one: at most ``most`` in flight."""
+
+    def __init__(self, most: int):
+        self.most, self.free, self.freed = most, most, asyncio.Event()
+
+    async def take(self) -> None:
+        while self.free == 0:
+            self.freed.clear()
+            await self.freed.wait()
+        self.free -= 1
+
+    def give(self) -> None:
+        self.free = min(self.most, self.free + 1)  # an ack too many (a stale page) changes nothing
+        self.freed.set()
 
 
 class _Invalid(ValueError):
@@ -246,14 +267,14 @@ def _config(raw) -> LabConfig:
     return cfg
 
 
-async def _send_frames(ws: WebSocket, session: Session, acks: asyncio.Semaphore) -> None:
+async def _send_frames(ws: WebSocket, session: Session, acks: _Credits) -> None:
     """A frame every 1/FPS s while anything moves, once the page has drawn all but ``UNACKED_FRAMES - 1``
     of those sent; the frame is built on a worker thread."""
     last_step = -1
     while True:
         started = time.monotonic()
         if session.step_count != last_step or session.error or session.news():
-            await acks.acquire()
+            await acks.take()
             frame = await asyncio.to_thread(session.frame)
             last_step = frame["step"]
             await ws.send_text(jsontext.dumps(frame))  # standard JSON: NaN would stop the page's parse

@@ -422,6 +422,7 @@ function onSetup(m) {
   lab.unknown = "";
   showBanner("");
   lab.diverged = "";
+  lab.step = 0;  // until the new set-up's first frame
   lab.setups++;
   state = newState(m);
   $("hint").textContent = changed ? "set-up changed: press play" : "press play";
