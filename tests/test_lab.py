@@ -522,3 +522,15 @@ def test_findings_in_the_page_keep_their_since_name_layers_by_number_and_skip_ad
     many = [{**dead, "layers": [n], "message": f"layer {n}: 60% dead units since step 5"} for n in ("0", "2")]
     grouped = for_page(many, labels, {}, "xavier")
     assert len(grouped) == 1 and grouped[0]["layers"] == ["1", "2"] and "the same in 1 more: layers 2" in grouped[0]["message"]
+
+
+def test_a_keep_that_cannot_be_written_is_one_error_line_and_the_session_goes_on(tmp_path):
+    (tmp_path / "runs").write_text("a file where the runs folder should be")
+    with _client(runs=tmp_path / "runs") as client:
+        with client.websocket_connect("/ws") as ws:
+            ws.send_json({"type": "config", "config": {"data": "xor", "depth": 1, "width": 4}})
+            _next(ws, "setup")
+            ws.send_json({"type": "keep"})
+            assert _next(ws, "error")["message"].startswith("keep failed: ")
+            ws.send_json({"type": "reset"})
+            assert _next(ws, "setup")["type"] == "setup"
