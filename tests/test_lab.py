@@ -472,6 +472,15 @@ def test_a_changed_set_up_leaves_a_ghost_and_a_lesson_sets_up_its_claim(server, 
     page.wait_for_function("window.lab.boundary && window.lab.boundary.test_points.length > 0")
     page.check("#show-test")  # the test points drawn as rings over the boundary
     page.check("#discrete")
+    page.wait_for_function("window.lab.diagram && window.lab.diagram.grads[0] !== null")  # the network diagram
+    diagram = page.evaluate("window.lab.diagram")
+    assert diagram["labels"] == ["input", "1", "2", "3", "4", "5", "6", "output"] and diagram["sizes"][1] == 32
+    assert len(diagram["weights"][1]) == 12 and any(w < 0 for w in diagram["weights"][1][0])
+    page.check("#diagram-grad")  # edges by the gradient while training
+    drawn = page.evaluate("(() => { const c = document.getElementById('diagram');"
+                          " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+                          " let n = 0; for (let i = 3; i < d.length; i += 4) n += d[i] > 0; return n; })()")
+    assert drawn > 2000  # the canvas holds the drawing
     page.select_option("[name=init]", "xavier")
     page.wait_for_function("window.lab.setups === 2")
     assert "set-up changed: press play" in page.inner_text("#hint")

@@ -27,7 +27,7 @@ from ..probes import watch
 from ..records import LoopSpec, MetricRows
 from ..store import Run
 from ..trainer import Trainer
-from .views import GRID, KEEP_WINDOWS, Fresh, append_point, boundary, finite, for_page, layer_labels
+from .views import GRID, KEEP_WINDOWS, Fresh, append_point, boundary, diagram, finite, for_page, layer_labels
 
 # the catalog's names (``catalog``), less what a live page cannot offer: files and Maxout (a layer
 # of its own width); the initialisers it offers, plus its own "critical" and "gain"
@@ -353,6 +353,8 @@ class Session:
             self.error = None
             if self.boundary_new:
                 frame["boundary"], self.boundary_new = self.boundary, False
+            if now - self._findings_at > 1.0 or self.step_count == 0:
+                frame["diagram"] = diagram(self.net, self.labels)
             if now - self._findings_at > 1.0 and self.probe.step:
                 from ..probes.findings import analyse
 

@@ -133,3 +133,24 @@ def _grouped(found: list[dict]) -> list[dict]:
             first["message"] += f"; the same in {len(group) - 1} more: layers {', '.join(layers[1:])}"
         out.append(first)
     return out
+
+
+DIAGRAM_UNITS = 12  # units drawn per layer in the network diagram (the first ones; the rest are counted)
+
+
+@torch.no_grad()
+def diagram(net: torch.nn.Module, labels: dict[str, str], units: int = DIAGRAM_UNITS) -> dict:
+    """The network as the page draws it: each linear layer's size and label, and the weights and
+    their latest gradients between the first ``units`` units of consecutive layers (sign and size
+    drawn as edges), as nested lists [out][in]."""
+    layers = [(name, m) for name, m in net.named_modules() if isinstance(m, torch.nn.Linear)]
+    if not layers:
+        return {"sizes": [], "labels": [], "weights": [], "grads": []}
+    sizes = [layers[0][1].in_features] + [m.out_features for _, m in layers]
+
+    def cut(t):
+        return None if t is None else [[round(v, 4) for v in row] for row in t[:units, :units].tolist()]
+
+    return {"sizes": sizes, "labels": ["input"] + [labels.get(n, n) for n, _ in layers],
+            "weights": [cut(m.weight) for _, m in layers], "grads": [cut(m.weight.grad) for _, m in layers],
+            "units": units}

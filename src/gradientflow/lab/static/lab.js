@@ -243,6 +243,7 @@ function onFrame(f) {
   if (f.layers.length) drawLayers(f.layers);
   if (f.boundary) drawBoundary(f.boundary);
   if (f.findings) drawFindings(f.findings);
+  if (f.diagram) drawDiagram(f.diagram);
 }
 
 function drawLayers(rows) {
@@ -378,6 +379,40 @@ function drawPhase(setup) {
   }
 }
 
+function drawDiagram(d) {  // layers as columns of units; edges blue for positive weights, orange for negative
+  lab.diagram = d;
+  const canvas = $("diagram"), ctx = canvas.getContext("2d"), W = canvas.width, H = canvas.height;
+  ctx.clearRect(0, 0, W, H);
+  const n = d.sizes.length;
+  if (!n) return;
+  const x = i => 24 + (W - 48) * i / Math.max(n - 1, 1);
+  const shown = d.sizes.map(k => Math.min(k, d.units));
+  const y = (i, j) => 28 + (H - 56) * (shown[i] === 1 ? 0.5 : j / (shown[i] - 1));
+  const showGrad = $("diagram-grad").checked && d.grads.every(g => g);
+  const mats = showGrad ? d.grads : d.weights;
+  const peak = Math.max(1e-12, ...mats.map(m => Math.max(...m.flat().map(Math.abs))));
+  for (let l = 0; l < mats.length; l++) {
+    mats[l].forEach((row, o) => row.forEach((w, i) => {
+      const a = Math.abs(w) / peak;
+      if (a < 0.02) return;
+      ctx.strokeStyle = w > 0 ? `rgba(27, 108, 168, ${0.15 + 0.85 * a})` : `rgba(217, 95, 2, ${0.15 + 0.85 * a})`;
+      ctx.lineWidth = 0.5 + 2.5 * a;
+      ctx.beginPath(); ctx.moveTo(x(l), y(l, i)); ctx.lineTo(x(l + 1), y(l + 1, o)); ctx.stroke();
+    }));
+  }
+  ctx.lineWidth = 1; ctx.font = "10px sans-serif"; ctx.textAlign = "center";
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < shown[i]; j++) {
+      ctx.fillStyle = "#fff"; ctx.strokeStyle = "#374151";
+      ctx.beginPath(); ctx.arc(x(i), y(i, j), 3.5, 0, 7); ctx.fill(); ctx.stroke();
+    }
+    ctx.fillStyle = "#374151";
+    ctx.fillText(d.labels[i], x(i), 12);
+    if (d.sizes[i] > shown[i]) ctx.fillText(`+${d.sizes[i] - shown[i]}`, x(i), H - 6);
+  }
+  ctx.textAlign = "start";
+}
+
 function drawFindings(found) {
   const list = $("findings");
   list.innerHTML = "";
@@ -484,6 +519,7 @@ async function start() {
   $("reset").onclick = () => send({type: "reset"});
   $("keep").onclick = () => send({type: "keep"});
   for (const id of ["discrete", "show-test"]) $(id).addEventListener("change", () => lab.boundary && drawBoundary(lab.boundary));
+  $("diagram-grad").addEventListener("change", () => lab.diagram && drawDiagram(lab.diagram));
   connect();
 }
 
