@@ -261,6 +261,7 @@ def test_a_diverging_session_stops_at_the_step_and_layer_the_engine_names():
         assert _wait(lambda: session.diverged or session.frame()["diverged"], timeout=30)
         frame = session.frame()
         assert frame["diverged"].startswith("non-finite values at step ") and "layer" in frame["diverged"]
+        assert frame["diverged"].endswith("(the page's output layer)")  # the guard's module, by the page's number
         step = session.step_count
         assert int(frame["diverged"].split("step ")[1].split(":")[0]) == step + 1  # it stopped before that step
         json.loads(jsontext.dumps(frame))

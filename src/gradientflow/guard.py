@@ -32,10 +32,12 @@ class Rollback:
 
 @dataclass(frozen=True)
 class Diverged:
-    """Training cannot go on: ``message`` says at which step and where."""
+    """Training cannot go on: ``message`` says at which step and where; ``module`` is the qualified name
+    of the module it names, when it names one."""
 
     step: int
     message: str
+    module: str | None = None
 
 
 class Pending(NamedTuple):
@@ -131,6 +133,12 @@ def locate_nonfinite(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -
     """Where a step first went non-finite: re-run forward and backward on the same batch with hooks
     on every leaf module and report the first output (in forward order) or the first gradient
     w.r.t. an output (in backward order) holding NaN or Inf, else the first parameter gradient."""
+    return where_nonfinite(model, x, y)[0]
+
+
+def where_nonfinite(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[str, str | None]:
+    """``locate_nonfinite``'s sentence and the qualified name of the module it names (None when it
+    names none: the loss, the total norm, nothing)."""
     names = {m: n or type(m).__name__ for n, m in model.named_modules()}
     leaves = [m for m in model.modules() if not list(m.children())]
     order = {m: i for i, m in enumerate(leaves)}
@@ -144,9 +152,9 @@ def locate_nonfinite(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -
         if not isinstance(out, torch.Tensor):
             return
         if not forward_bad and not torch.isfinite(out).all():
-            forward_bad.append(label(m))
+            forward_bad.append(m)
         if out.requires_grad:
-            out.register_hook(lambda g: backward_bad.append(label(m)) if not backward_bad
+            out.register_hook(lambda g: backward_bad.append(m) if not backward_bad
                               and not torch.isfinite(g).all() else None)
 
     handles = [m.register_forward_hook(on_forward) for m in leaves]
@@ -160,17 +168,18 @@ def locate_nonfinite(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -
         for h in handles:
             h.remove()
     if forward_bad:
-        return f"forward output of {forward_bad[0]}"
+        return f"forward output of {label(forward_bad[0])}", names[forward_bad[0]]
     if not torch.isfinite(loss):
-        return "the loss (the logits are finite but the cross-entropy is not)"
+        return "the loss (the logits are finite but the cross-entropy is not)", None
     if backward_bad:
-        return f"gradient w.r.t. the output of {backward_bad[0]}"
+        return f"gradient w.r.t. the output of {label(backward_bad[0])}", names[backward_bad[0]]
     grads = [(n, p.grad) for n, p in model.named_parameters() if p.grad is not None]
     for n, g in grads:
         if not torch.isfinite(g).all():
-            return f"gradient of parameter '{n}'"
+            return f"gradient of parameter '{n}'", n.rpartition(".")[0] or None
     if grads:
         name, big = max(((n, g.abs().max().item()) for n, g in grads), key=lambda t: t[1])
         if not math.isfinite(torch.nn.utils.get_total_norm([g for _, g in grads]).item()):
-            return f"the total gradient norm overflows (largest entry {big:.3g}, in '{name}'): exploding gradients"
-    return "nowhere on re-run (the non-finite value did not reproduce)"
+            return (f"the total gradient norm overflows (largest entry {big:.3g}, in '{name}'): exploding gradients",
+                    None)
+    return "nowhere on re-run (the non-finite value did not reproduce)", None

@@ -21,7 +21,7 @@ import torch
 from . import optim
 from .data import Dataset
 from .evaluation import epoch_row, evaluate, loss
-from .guard import Diverged, Pending, Rollback, StepLog, locate_nonfinite
+from .guard import Diverged, Pending, Rollback, StepLog, where_nonfinite
 from .optim import OptimizerSpec
 from .records import LoopSpec, MetricRows, Observer
 from .snapshot import clone, misfit
@@ -185,7 +185,8 @@ class Trainer:
         if strict or logged or self.clipping:
             gnorm = optim.clip_(self.params, norm=self.spec.clip_norm, value=self.spec.clip_value, measure=strict or logged)
         if strict and not bool(torch.isfinite(value) & torch.isfinite(gnorm)):
-            return Diverged(step, f"non-finite values at step {step}: {locate_nonfinite(self.model, xb, yb)}")
+            where, module = where_nonfinite(self.model, xb, yb)
+            return Diverged(step, f"non-finite values at step {step}: {where}", module)
         for obs in self.observers:
             obs.after_backward(step)
         lr = self.opt.param_groups[0]["lr"]

@@ -67,13 +67,12 @@ def create_app(runs: str | Path = "runs", open_url: str | None = None, *, hosts:
         return FileResponse(STATIC / "index.html")
 
     async def options(request):
-        from ..data import NORMALIZATIONS
-        from ..schedules import SCHEDULES
+        from .. import catalog
         from .lessons import LESSONS
         from .session import ACTIVATIONS, DATASETS, INITS, OPTIMIZERS
 
         return JSONResponse({"data": DATASETS, "activation": ACTIVATIONS, "init": INITS, "optimizer": OPTIMIZERS,
-                             "schedule": SCHEDULES, "normalize": NORMALIZATIONS,
+                             "schedule": catalog.names("schedule"), "normalize": catalog.names("normalize"),
                              "defaults": LabConfig().model_dump(), "lessons": LESSONS})
 
     async def report_page(request):

@@ -163,6 +163,8 @@ class Session:
         self.boundary: dict | None = None  # the latest decision boundary, made by the training thread
         self.boundary_new = False  # not yet sent to the page
         self._boundary_at, self._boundary_step, self._boundary_cost = 0.0, -1, 0.0
+        params = sum(p.numel() for p in self.net.parameters())  # a costlier net gets a coarser boundary grid
+        self._grid = int(max(16, min(GRID, (2e8 / max(params, 1)) ** 0.5)))
         self.shown = 0  # the last step whose rows the page has (a replay after a rollback logs steps again)
         self.stride = max(1, self.trainer.per_epoch // 8)  # a loss point every this many steps
         self.curves: dict[str, list] = {"step": [], "loss": []}  # kept (thinned) for keep()
@@ -289,8 +291,8 @@ class Session:
         if isinstance(outcome, Rollback):
             outcome = self.trainer.rollback(outcome)
         if isinstance(outcome, Diverged):
-            named = [label for name, label in self.labels.items() if f"'{name}')" in outcome.message]
-            where = f" (the page's {'output layer' if named[0] == 'output' else f'layer {named[0]}'})" if named else ""
+            label = self.labels.get(outcome.module)
+            where = "" if label is None else f" (the page's {'output layer' if label == 'output' else f'layer {label}'})"
             self.diverged = outcome.message + where
             self.diverged_at = outcome.step
             self.playing.clear()
@@ -353,7 +355,7 @@ class Session:
             self.error = None
             if self.boundary_new:
                 frame["boundary"], self.boundary_new = self.boundary, False
-            if now - self._findings_at > 1.0 or self.step_count == 0:
+            if now - self._findings_at > 1.0:  # with the findings, once a second
                 frame["diagram"] = diagram(self.net, self.labels)
             if now - self._findings_at > 1.0 and self.probe.step:
                 from ..probes.findings import analyse
@@ -383,9 +385,7 @@ class Session:
         nets whose forward pass costs more (about 2 x 10^8 multiply-adds at most), and it is made at
         most ``BOUNDARY_SHARE`` of the time (its own cost sets the interval)."""
         started = time.monotonic()
-        params = sum(p.numel() for p in self.net.parameters())
-        size = int(max(16, min(GRID, (2e8 / max(params, 1)) ** 0.5)))
-        self.boundary, self.boundary_new = boundary(self.net, self.data, size), True
+        self.boundary, self.boundary_new = boundary(self.net, self.data, self._grid), True
         self._boundary_step = self.step_count
         self._boundary_at = time.monotonic()
         self._boundary_cost = self._boundary_at - started

@@ -20,7 +20,7 @@ GRID = 64  # the decision boundary's finest resolution (2-D data); coarser for c
 def session_bytes(cfg) -> int:
     """Estimated peak bytes of a session: the engine's training estimate (``memory.training``) plus
     the rollback point (a copy of the parameters) and the probes' windows."""
-    samples, features, classes = datasets.planned(cfg.data, None, None) or (10_000, 2, 2)
+    samples, features, classes = datasets.planned(cfg.data, None, None)  # the lab offers built-in sets only
     params = memory.mlp_parameters(features, cfg.width, cfg.depth, classes)
     probes = KEEP_WINDOWS * (cfg.depth + 1) * 2048  # a row of scalars and a 50-bin histogram per layer and window
     return memory.training(features, cfg.width, cfg.depth, classes, batch=cfg.batch_size, samples=samples) \
@@ -125,7 +125,7 @@ def _grouped(found: list[dict]) -> list[dict]:
     for f in found:
         by_kind.setdefault(f["kind"], []).append(f)
     out = []
-    for kind, group in by_kind.items():
+    for group in by_kind.values():
         first = dict(group[0])
         if len(group) > 1:
             layers = [n for f in group for n in f["layers"]]

@@ -23,7 +23,8 @@ from ..thinning import every_second_older
 from . import atomic, lock, queries
 from .atomic import first_line, write_atomic, write_json
 from .errors import StoreError
-from .parts import METRIC_SCHEMA, PART, load_converters, footer_schema, read_part, same_columns, same_schema, table_schema
+from .parts import (METRIC_SCHEMA, PART, footer_schema, load_converters, read_part, same_columns, same_schema,
+                    table_schema)
 from .writer import Writer
 
 _FOLDERS = ("metrics", "tables", "checkpoints")

@@ -156,7 +156,7 @@ function keepGhost(s) {  // what the previous set-up drew, for the A/B compariso
 }
 
 function newState(setup) {
-  const s = {setup, charts: {}, layerNames: null, heat: {}, stdMeasured: []};
+  const s = {setup, charts: {}, layerNames: null, heat: {}};
   s.charts.loss = lineChart($("loss"), ["train loss (smoothed)", "test loss"], {emphasise: 1, ghost: "loss", log: true});
   s.charts.loss.sparse = [2];  // one test point per epoch among many training points
   s.charts.accuracy = lineChart($("accuracy"), ["train accuracy (epoch mean)", "test accuracy"], {emphasise: 1, ghost: "accuracy"});
