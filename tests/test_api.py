@@ -73,8 +73,13 @@ ALLOWED = {
     # beyond DESIGN.md: the lab's controls offer the catalogs' names (activations, init, optim,
     # schedules, data), its "gain" init reads properties.gain, and its play/pause loop steps with
     # the engine's own parts (issue 14); since issue 32 it trains through the engine's Trainer
+    # beyond DESIGN.md (issue 33): the lab builds its net with model.mlp (batch norm, dropout), finds
+    # the activation modules through layers, and penalises weights with the penalty observer
     "lab": {"job", "config", "probes", "theory", "store", "activations", "init", "optim", "properties", "train", "memory",
-            "data", "schedules", "jsontext", "thinning", "trainer", "guard", "records", "catalog"},
+            "data", "schedules", "jsontext", "thinning", "trainer", "guard", "records", "catalog", "model", "layers",
+            "penalty"},
+    # beyond DESIGN.md (issue 33): L1 and L2 on the weights as a trainer's observer
+    "penalty": {"records"},
     "integrations": {"probes", "store"},
     "cli": _BELOW_EXPERIMENTS | {"sql", "experiments", "report", "sweep", "lab", "integrations"},
 }

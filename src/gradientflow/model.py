@@ -27,6 +27,8 @@ def mlp(
     scale: Scale = Scale(),
     bias: bool = True,
     pieces: int = 2,
+    batch_norm: bool = False,
+    dropout: float = 0.0,
     generator: torch.Generator | None = None,
     lsuv_batch: torch.Tensor | None = None,
 ) -> nn.Sequential:
@@ -35,7 +37,11 @@ def mlp(
     Hidden layer l computes h_l = f(W_l h_{l-1} + b_l) with f from the activation
     catalog, or a ``Maxout`` layer (``activation="maxout"``, ``pieces`` linear
     maps per unit, C9). ``depth=0`` gives a single Linear map (logistic
-    regression when trained with cross-entropy). Weights are drawn by the
+    regression when trained with cross-entropy). ``batch_norm`` normalises each
+    hidden layer's pre-activations over the batch, between the linear map and f
+    (Ioffe & Szegedy 2015, section 3.2); ``dropout`` zeroes each hidden unit's
+    output with that probability while training, scaling the rest by 1/(1 - p)
+    (Srivastava et al. 2014; torch's inverted dropout). Weights are drawn by the
     initialiser ``init_name`` with ``scale`` (He init reads the leaky slope of
     leaky_relu/prelu itself unless ``scale.a`` is set); biases start at 0, or
     N(0, scale.bias_std^2) when that is set.
@@ -53,13 +59,22 @@ def mlp(
             raise ValueError(f"{label} must be an integer >= {low}, got {value!r}")
     if depth == 0 and out_features is None:
         raise ValueError("depth=0 needs out_features: the network would be empty")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r}")
+    if batch_norm and activation == "maxout":
+        raise ValueError("batch_norm needs a linear map before the activation; maxout is its own layer")
     layers: list[nn.Module] = []
     prev = in_features
     for _ in range(depth):
         if activation == "maxout":
             layers.append(activations.Maxout(prev, width, pieces, bias=bias))
         else:
-            layers += [nn.Linear(prev, width, bias=bias), activations.get(activation).module(width)]
+            layers.append(nn.Linear(prev, width, bias=bias))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(width))
+            layers.append(activations.get(activation).module(width))
+        if dropout:
+            layers.append(nn.Dropout(dropout))
         prev = width
     if out_features is not None:
         layers.append(nn.Linear(prev, out_features, bias=bias))

@@ -68,12 +68,13 @@ def create_app(runs: str | Path = "runs", open_url: str | None = None, *, hosts:
 
     async def options(request):
         from .. import catalog
+        from .features import FEATURES
         from .lessons import LESSONS
         from .session import ACTIVATIONS, DATASETS, INITS, OPTIMIZERS
 
         return JSONResponse({"data": DATASETS, "activation": ACTIVATIONS, "init": INITS, "optimizer": OPTIMIZERS,
                              "schedule": catalog.names("schedule"), "normalize": catalog.names("normalize"),
-                             "defaults": LabConfig().model_dump(), "lessons": LESSONS})
+                             "features": list(FEATURES), "defaults": LabConfig().model_dump(), "lessons": LESSONS})
 
     async def report_page(request):
         if report is None:

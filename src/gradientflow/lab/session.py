@@ -20,19 +20,23 @@ import time
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .. import activations, catalog, init, job, optim, properties, theory
+from .. import activations, catalog, init, job, model, optim, properties, theory
+from .. import data as datasets
 from ..config import TrainConfig
+from ..layers import activation_of
+from ..penalty import Penalty
 from ..guard import Diverged, Rollback
 from ..probes import watch
 from ..records import LoopSpec, MetricRows
 from ..store import Run
 from ..trainer import Trainer
+from . import features
 from .views import GRID, KEEP_WINDOWS, Fresh, append_point, boundary, diagram, finite, for_page, layer_labels
 
 # the catalog's names (``catalog``), less what a live page cannot offer: files and Maxout (a layer
 # of its own width); the initialisers it offers, plus its own "critical" and "gain"
 DATASETS = catalog.names("data")
-INITS = ("xavier", "he", "lecun", "orthogonal", "normal", "uniform", "zeros", "critical", "gain")
+INITS = ("xavier", "he", "lecun", "orthogonal", "normal", "uniform", "zeros", "critical", "gain", "meanfield")
 OPTIMIZERS = catalog.names("optimizer")
 ACTIVATIONS = tuple(a for a in catalog.names("activation") if a != "maxout")
 WINDOW_SECONDS = 0.2  # the probes' window closes at most 5 times a second (each close reads every layer)
@@ -48,8 +52,13 @@ class LabConfig(BaseModel):
     """The page's controls. ``activations``: one per hidden layer (comma-separated), or empty for
     ``activation`` everywhere. ``init`` adds to the catalog ``critical`` (mean-field's edge of chaos
     at ``sigma_b2``: W ~ N(0, sigma_w2*/fan_in)) and ``gain`` (Xavier with the activation's
-    variance-preserving gain, measured by ``properties.gain``). The Greek names are the seeds':
-    alpha the rate, mu the momentum (Adam's beta1), rho the second-moment decay, delta the epsilon."""
+    variance-preserving gain, measured by ``properties.gain``); ``meanfield`` draws W ~ N(0,
+    sigma_w2/fan_in) and b ~ N(0, sigma_b2) (the phase diagram's point, draggable in the page). The
+    Greek names are the seeds': alpha the rate, mu the momentum (Adam's beta1), rho the second-moment
+    decay, delta the epsilon. ``l1``, ``l2`` penalise the weights (``penalty.Penalty``); ``dropout``
+    and ``batch_norm`` go into each hidden layer (``model.mlp``); ``features`` are the inputs of a
+    2-D set (``lab.features``: crosses such as x1^2, x1x2, sin(x1)); ``train_share`` is the share of
+    the set's samples used for training, the rest for the test split."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -60,7 +69,8 @@ class LabConfig(BaseModel):
     activations: str = ""
     init: str = "xavier"
     std: float = Field(0.01, gt=0, le=100)  # normal / uniform
-    sigma_b2: float = Field(0.05, ge=0, le=10)  # critical
+    sigma_b2: float = Field(0.05, ge=0, le=10)  # critical, meanfield
+    sigma_w2: float = Field(1.0, gt=0, le=100)  # meanfield
     optimizer: str = "sgd"
     alpha: float = Field(0.1, gt=0, le=100)
     mu: float = Field(0.9, ge=0, lt=1)
@@ -71,6 +81,12 @@ class LabConfig(BaseModel):
     batch_size: int = Field(64, ge=1, le=4096)
     normalize: str = "standardize"
     noise: float = Field(0.1, ge=0, le=2)
+    train_share: float = Field(0.8, ge=0.05, le=0.95)
+    features: str = features.PLAIN  # 2-D sets only
+    l1: float = Field(0.0, ge=0, le=10)
+    l2: float = Field(0.0, ge=0, le=10)
+    dropout: float = Field(0.0, ge=0, le=0.9)
+    batch_norm: bool = False
     seed: int = Field(0, ge=0, le=2**31 - 1)
 
     @field_validator("data", "activation", "init", "optimizer", "schedule", "normalize")
@@ -78,6 +94,11 @@ class LabConfig(BaseModel):
     def _known(cls, v: str, info) -> str:
         own = {"activation": ACTIVATIONS, "init": INITS}.get(info.field_name)
         return catalog.check(info.field_name, v, own)
+
+    @field_validator("features")
+    @classmethod
+    def _features(cls, v: str) -> str:
+        return ",".join(features.parse(v))
 
     @model_validator(mode="after")
     def _per_layer(self) -> "LabConfig":
@@ -94,9 +115,17 @@ class LabConfig(BaseModel):
             return [self.activation] * self.depth
         return [a.strip() for a in self.activations.split(",")]
 
+    def split_sizes(self) -> tuple[int, int]:
+        """(n_train, n_test): the set's usual number of samples, split at ``train_share``."""
+        total = datasets.planned(self.data)[0]
+        n_train = min(max(1, round(self.train_share * total)), total - 1)
+        return n_train, total - n_train
+
     def train_config(self) -> TrainConfig:
-        """The engine's config for this set-up (one activation: per-layer ones are applied by ``network``)."""
-        fields = {"data": self.data, "depth": self.depth, "width": self.width, "activation": self.activation,
+        """The engine's config for this set-up (one activation: per-layer ones, the crosses, batch norm
+        and dropout are applied by ``_network``, the L1 and L2 penalties by the trainer's observer)."""
+        n_train, n_test = self.split_sizes()
+        fields = {"n_train": n_train, "n_test": n_test, "data": self.data, "depth": self.depth, "width": self.width, "activation": self.activation,
                   "optimizer": self.optimizer, "lr": self.alpha, "schedule": self.schedule,
                   "batch_size": self.batch_size, "normalize": self.normalize, "noise": self.noise, "seed": self.seed,
                   "epochs": 1_000_000, "clip_norm": self.clip or None}
@@ -109,6 +138,8 @@ class LabConfig(BaseModel):
         if self.init == "critical":
             fields.update(init="meanfield", sigma_w2=init.critical(self.activation, self.sigma_b2).sigma_w2,
                           sigma_b2=self.sigma_b2)
+        elif self.init == "meanfield":
+            fields.update(init="meanfield", sigma_w2=self.sigma_w2, sigma_b2=self.sigma_b2)
         elif self.init == "gain":
             fields.update(init="xavier", gain=properties.gain(activations.get(self.activation)))
         elif self.init in ("normal", "uniform"):
@@ -119,13 +150,20 @@ class LabConfig(BaseModel):
 
 
 def _network(cfg: LabConfig, train_cfg: TrainConfig, d) -> torch.nn.Module:
-    """The engine's ``mlp``, with each hidden layer's activation module swapped for its own."""
-    net = job.network(train_cfg, d)
+    """The engine's ``mlp`` (as ``job.network`` draws it, with batch norm and dropout), each hidden
+    layer's activation module swapped for its own, behind the feature crosses of a 2-D set."""
+    crosses = features.parse(cfg.features) if d.features == 2 else []
+    inputs = len(crosses) if crosses else d.features
+    g = torch.Generator().manual_seed(train_cfg.seed)
+    net = model.mlp(inputs, cfg.width, cfg.depth, d.classes, activation=cfg.activation, init_name=train_cfg.init,
+                    scale=train_cfg.scale(), generator=g, batch_norm=cfg.batch_norm, dropout=cfg.dropout)
     names = cfg.layer_activations()
     if len(set(names)) > 1:
-        hidden = [i for i, m in enumerate(net) if not isinstance(m, torch.nn.Linear)]
+        hidden = [i for i, m in enumerate(net) if activation_of(m) is not None]
         for i, name in zip(hidden, names):
             net[i] = activations.get(name).module(cfg.width)
+    if crosses and ",".join(crosses) != features.PLAIN:
+        net = torch.nn.Sequential(features.Crosses(crosses), *net)
     return net
 
 
@@ -151,7 +189,9 @@ class Session:
         self.data = job.dataset(self.train_cfg)
         self.net = _network(cfg, self.train_cfg, self.data)  # drawn from the config's seeded generator
         loop = LoopSpec(epochs=SCHEDULE_EPOCHS, batch_size=cfg.batch_size, seed=cfg.seed)
-        self.trainer = Trainer(self.net, self.data, self.train_cfg.parts.optimizer, loop, keep_rows=True)
+        penalty = (Penalty(self.net, cfg.l1, cfg.l2),) if cfg.l1 or cfg.l2 else ()
+        self.trainer = Trainer(self.net, self.data, self.train_cfg.parts.optimizer, loop, keep_rows=True,
+                               observers=penalty)
         self.trainer.model.train()
         self.trainer.good = self.trainer.snapshot()
         self._mark_at = time.monotonic() + MARK_SECONDS
@@ -190,8 +230,8 @@ class Session:
         act, cfg = self.cfg.activation, self.train_cfg
         scales = (cfg.sigma_w2, cfg.sigma_b2 or 0.0) if cfg.init == "meanfield" else \
             init.meanfield_scales(cfg.init, cfg.width, scale=cfg.scale())
-        out["point"] = None
-        if scales is not None and not self.cfg.activations.strip() and act in activations.CATALOG:
+        out["point"], out["theory_note"] = None, self._beyond_theory(scales is not None)
+        if not out["theory_note"]:
             w2, b2 = scales
             pred = theory.predict_layers(act, self.cfg.depth, w2, b2, input_var=1.0)
             out["theory_std"] = [p.std for p in pred]
@@ -206,6 +246,17 @@ class Session:
             except ValueError:
                 out["critical_line"] = []
         return out
+
+    def _beyond_theory(self, known_scales: bool) -> str:
+        """Why mean-field theory (a plain net of one elementwise activation, weights of a known
+        variance) does not describe this set-up, or "" when it does."""
+        cfg = self.cfg
+        why = [what for what, holds in (
+            ("per-layer activations", cfg.activations.strip()), ("batch norm", cfg.batch_norm),
+            ("dropout", cfg.dropout), ("feature crosses", self.data.features == 2 and cfg.features != features.PLAIN),
+            (f"the {cfg.init} init", not known_scales),
+            (f"the {cfg.activation} activation", cfg.activation not in activations.CATALOG)) if holds]
+        return ", ".join(why)
 
     # --- controls (any thread) ---
 

@@ -48,9 +48,49 @@ def boundary(net: torch.nn.Module, data: datasets.Dataset, size: int = GRID) -> 
     net.train()
     show = x[:400]
     return {"extent": [float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1])], "size": size,
+            "neurons": neuron_maps(net, lo.tolist(), hi.tolist()),
             "classes": int(data.classes), "label": p.argmax(1).tolist(),
             "confidence": [round(v, 3) for v in p.max(1).values.tolist()],
             "points": _points(show, data.y_train[:400]), "test_points": _points(data.x_test[:200], data.y_test[:200])}
+
+
+MAP_GRID = 12  # each neuron's map: this many points a side
+MAP_LAYERS = 8  # maps for nets this deep at most (the Playground's are 6); deeper nets are drawn as dots
+
+
+@torch.no_grad()
+def neuron_maps(net: torch.nn.Module, lo: list[float], hi: list[float], units: int | None = None) -> dict | None:
+    """What each of the first ``units`` units of the inputs (after any feature crosses) and of each
+    hidden layer computes over the plane, on a ``MAP_GRID`` x ``MAP_GRID`` grid: per column of the
+    diagram, per unit, the values scaled to integers in [-99, 99] by the column's largest magnitude
+    (``peak``). None for a net deeper than ``MAP_LAYERS`` or not a plain sequence of modules."""
+    units = units or DIAGRAM_UNITS
+    if not isinstance(net, torch.nn.Sequential):
+        return None
+    gx, gy = torch.linspace(lo[0], hi[0], MAP_GRID), torch.linspace(lo[1], hi[1], MAP_GRID)
+    h = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), -1).reshape(-1, 2)
+    mods = list(net)
+    linear = [i for i, m in enumerate(mods) if isinstance(m, torch.nn.Linear)]
+    if len(linear) - 1 > MAP_LAYERS:
+        return None
+    was_training = net.training
+    net.eval()
+    try:
+        columns = []
+        for i, m in enumerate(mods):
+            if i in linear:  # what enters each linear layer: the inputs, then each hidden layer's output
+                columns.append(h[:, :units])
+            h = m(h)
+    finally:
+        net.train(was_training)
+    maps, peaks = [], []
+    for c in columns:
+        peak = float(c.abs().max()) if c.numel() else 0.0
+        usable = peak > 0 and math.isfinite(peak)
+        scaled = (c / peak * 99).round().to(torch.int64) if usable else torch.zeros_like(c, dtype=torch.int64)
+        maps.append(scaled.T.tolist())
+        peaks.append(finite(peak))
+    return {"size": MAP_GRID, "maps": maps, "peaks": peaks}
 
 
 def _points(x: torch.Tensor, y: torch.Tensor) -> list[list]:

@@ -44,7 +44,9 @@ function readConfig() {
   for (const [key, def] of Object.entries(options.defaults)) {
     const el = form.elements[key];
     if (!el) continue;
-    if (typeof def === "number") {  // a number field empties itself on text it cannot read: the link's text is sent
+    if (typeof def === "boolean") {
+      cfg[key] = el.checked;
+    } else if (typeof def === "number") {  // a number field empties itself on text it cannot read: the link's text is sent
       const text = el.value.trim() === "" && lab.raw[key] != null ? lab.raw[key] : el.value;
       const v = text.trim() === "" ? NaN : Number(text);
       cfg[key] = Number.isFinite(v) ? v : text;  // not a number: the server names it as typed
@@ -68,6 +70,30 @@ function sendConfig() {
 
 function send(message) {
   if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(message));
+}
+
+function featureBoxes() {  // one checkbox per feature; the hidden "features" field holds the chosen ones
+  const box = $("feature-boxes");
+  for (const name of options.features || []) {
+    const label = document.createElement("label");
+    label.innerHTML = `<input type="checkbox" data-feature=""> <span></span>`;
+    label.querySelector("input").dataset.feature = name;
+    label.querySelector("span").textContent = name;
+    box.append(label);
+  }
+  box.addEventListener("change", e => {
+    e.stopPropagation();
+    const chosen = [...box.querySelectorAll("input:checked")].map(i => i.dataset.feature);
+    form.elements.features.value = chosen.join(",");
+    delete lab.raw.features;
+    sendConfig();
+  });
+  syncFeatureBoxes();
+}
+
+function syncFeatureBoxes() {
+  const chosen = new Set(form.elements.features.value.split(",").map(s => s.trim()));
+  for (const i of $("feature-boxes").querySelectorAll("input")) i.checked = chosen.has(i.dataset.feature);
 }
 
 // --- charts ---
@@ -173,6 +199,8 @@ function newState(setup) {
   s.charts.profile = lineChart($("profile"), ["‖∂L/∂h‖ now"], {x: "layer", points: true, log: true, ghost: "profile"});
   drawPhase(setup);
   $("boundary-panel").hidden = !setup.two_d;
+  lab.boundary = null;  // the previous set-up's boundary and units' maps are not this net's
+  for (const box of $("feature-boxes").querySelectorAll("input")) box.disabled = !setup.two_d;
   $("ghost-note").textContent = ghost ? `dashed grey: the previous set-up (${describeChange(ghost.config, setup.config)})` : "";
   return s;
 }
@@ -242,6 +270,7 @@ function onFrame(f) {
   }
   if (f.layers.length) drawLayers(f.layers);
   if (f.boundary) drawBoundary(f.boundary);
+  if (f.boundary && !f.diagram && lab.diagram) drawDiagram(lab.diagram);  // the units' maps are new
   if (f.findings) drawFindings(f.findings);
   if (f.diagram) drawDiagram(f.diagram);
 }
@@ -336,10 +365,44 @@ function hsl(t) {  // a class colour as rgb
   return table[Math.floor(h) % 6].map(v => Math.round(v + 30));
 }
 
+function phaseAxes(canvas) {  // (σw², σb²) <-> pixels on the phase diagram, both ways
+  const W = canvas.width, H = canvas.height, pad = 30, wMax = 4, bMax = 0.5;
+  return {W, H, pad, wMax, bMax, X: w => pad + (W - pad - 8) * w / wMax, Y: b => H - pad - (H - pad - 8) * b / bMax,
+          w: px => (px - pad) / (W - pad - 8) * wMax, b: py => (H - pad - py) / (H - pad - 8) * bMax};
+}
+
+function phaseDrag() {  // press, drag and release on the diagram: the net starts again at that (σw², σb²)
+  const canvas = $("phase");
+  let dragging = false;
+  const at = e => {
+    const r = canvas.getBoundingClientRect(), a = phaseAxes(canvas);
+    const px = (e.clientX - r.left) * canvas.width / r.width, py = (e.clientY - r.top) * canvas.height / r.height;
+    return {px, py, w: Math.min(Math.max(a.w(px), 0.05), a.wMax), b: Math.min(Math.max(a.b(py), 0), a.bMax)};
+  };
+  const mark = p => {
+    if (state) drawPhase(state.setup);
+    const ctx = canvas.getContext("2d"), a = phaseAxes(canvas);
+    ctx.strokeStyle = "#2563eb"; ctx.lineWidth = 2;
+    ctx.beginPath(); ctx.arc(a.X(p.w), a.Y(p.b), 7, 0, 7); ctx.stroke(); ctx.lineWidth = 1;
+    ctx.fillStyle = "#2563eb"; ctx.fillText(`σw² ${p.w.toFixed(2)}, σb² ${p.b.toFixed(3)}`, 36, 28);
+  };
+  canvas.addEventListener("pointerdown", e => { dragging = true; canvas.setPointerCapture(e.pointerId); mark(at(e)); });
+  canvas.addEventListener("pointermove", e => { if (dragging) mark(at(e)); });
+  canvas.addEventListener("pointerup", e => {
+    if (!dragging) return;
+    dragging = false;
+    const p = at(e);
+    form.elements.init.value = "meanfield";
+    form.elements.sigma_w2.value = p.w.toFixed(3);
+    form.elements.sigma_b2.value = p.b.toFixed(3);
+    for (const k of ["init", "sigma_w2", "sigma_b2"]) delete lab.raw[k];
+    sendConfig();
+  });
+}
+
 function drawPhase(setup) {
   const canvas = $("phase"), ctx = canvas.getContext("2d");
-  const W = canvas.width, H = canvas.height, pad = 30, wMax = 4, bMax = 0.5;
-  const X = w => pad + (W - pad - 8) * w / wMax, Y = b => H - pad - (H - pad - 8) * b / bMax;
+  const {W, H, pad, wMax, bMax, X, Y} = phaseAxes(canvas);
   ctx.clearRect(0, 0, W, H);
   ctx.strokeStyle = "#999"; ctx.fillStyle = "#555"; ctx.font = "11px sans-serif";
   ctx.beginPath(); ctx.moveTo(X(0), Y(0)); ctx.lineTo(X(wMax), Y(0)); ctx.moveTo(X(0), Y(0)); ctx.lineTo(X(0), Y(bMax)); ctx.stroke();
@@ -371,11 +434,12 @@ function drawPhase(setup) {
       ctx.fillText(`σw² = ${p.sigma_w2.toFixed(2)} →`, px - 80, py - 10);
     } else { ctx.beginPath(); ctx.arc(px, py, 5, 0, 7); ctx.fill(); }
     const depth = p.max_trainable_depth ? `; trainable to depth ≈ 6ξc = ${p.max_trainable_depth.toFixed(0)}` : "";
-    const bias = setup.config.init === "critical" ? "" : " (the biases start at 0; the σb² control sets only the critical init)";
+    const bias = ["critical", "meanfield"].includes(setup.config.init) ? "" :
+      " (the biases start at 0; the σb² control sets only the critical and meanfield inits)";
     note.textContent = `this net at initialisation: σw² = ${p.sigma_w2.toFixed(3)}, σb² = ${p.sigma_b2.toFixed(3)}${bias}, ` +
       `${p.phase}${depth} (depth ${setup.layers})`;
   } else {
-    note.textContent = "mean-field theory does not describe this set-up (per-layer activations or init)";
+    note.textContent = `mean-field theory does not describe this set-up (${setup.theory_note || "its init"})`;
   }
 }
 
@@ -401,8 +465,12 @@ function drawDiagram(d) {  // layers as columns of units; edges blue for positiv
     }));
   }
   ctx.lineWidth = 1; ctx.font = "10px sans-serif"; ctx.textAlign = "center";
+  const neurons = lab.boundary && lab.boundary.neurons;
+  const maps = neurons && neurons.maps.length === n - 1 ? neurons.maps : null;  // inputs and hidden layers
+  const side = Math.max(6, Math.min(16, (H - 56) / Math.max(...shown) - 2));
   for (let i = 0; i < n; i++) {
     for (let j = 0; j < shown[i]; j++) {
+      if (maps && maps[i] && maps[i][j]) { drawMap(ctx, maps[i][j], neurons.size, x(i) - side / 2, y(i, j) - side / 2, side); continue; }
       ctx.fillStyle = "#fff"; ctx.strokeStyle = "#374151";
       ctx.beginPath(); ctx.arc(x(i), y(i, j), 3.5, 0, 7); ctx.fill(); ctx.stroke();
     }
@@ -411,6 +479,22 @@ function drawDiagram(d) {  // layers as columns of units; edges blue for positiv
     if (d.sizes[i] > shown[i]) ctx.fillText(`+${d.sizes[i] - shown[i]}`, x(i), H - 6);
   }
   ctx.textAlign = "start";
+}
+
+function drawMap(ctx, values, size, left, top, side) {  // one unit's output over the plane: blue +, orange −, white 0
+  const img = ctx.createImageData(size, size);
+  values.forEach((v, k) => {
+    const a = Math.min(Math.abs(v) / 99, 1), rgb = v > 0 ? [27, 108, 168] : [217, 95, 2];
+    const px = k % size, py = size - 1 - Math.floor(k / size), i = 4 * (py * size + px);
+    for (let c = 0; c < 3; c++) img.data[i + c] = Math.round(255 + a * (rgb[c] - 255));
+    img.data[i + 3] = 255;
+  });
+  const off = document.createElement("canvas");
+  off.width = off.height = size;
+  off.getContext("2d").putImageData(img, 0, 0);
+  ctx.imageSmoothingEnabled = false;
+  ctx.drawImage(off, left, top, side, side);
+  ctx.strokeStyle = "#374151"; ctx.strokeRect(left, top, side, side);
 }
 
 function drawFindings(found) {
@@ -472,7 +556,12 @@ function onError(m) {
     if (named.length) {
       lab.notice = errors.map(e => e.message + (e.field in options.defaults ? `; using ${e.field}=${options.defaults[e.field]}` : ""));
       lab.noticeFields = named;
-      for (const f of named) { form.elements[f].value = options.defaults[f]; delete lab.raw[f]; }
+      for (const f of named) {
+        const el = form.elements[f];
+        if (el.type === "checkbox") el.checked = options.defaults[f]; else el.value = options.defaults[f];
+        delete lab.raw[f];
+      }
+      syncFeatureBoxes();
       const cfg = readConfig();
       writeUrl(cfg);
       send({type: "config", config: cfg});
@@ -494,10 +583,12 @@ async function start() {
     if (!el) continue;
     const wanted = params.has(key) ? params.get(key) : String(def);
     if (el.tagName === "SELECT" && ![...el.options].some(o => o.value === wanted)) el.add(new Option(wanted, wanted));
-    el.value = wanted;  // a value the list does not hold is kept, so that the server can name it
+    if (el.type === "checkbox") el.checked = ["true", "1", "on", "yes"].includes(wanted.toLowerCase());
+    else el.value = wanted;  // a value the list does not hold is kept, so that the server can name it
     if (params.has(key)) lab.raw[key] = wanted;
   }
   form.addEventListener("input", e => { delete lab.raw[e.target.name]; });
+  featureBoxes();
   const unknown = [...params.keys()].filter(k => !(k in options.defaults));
   lab.unknown = unknown.length ? `not a control, ignored: ${unknown.join(", ")}` : "";
   const lessons = $("lesson");
@@ -507,8 +598,11 @@ async function start() {
     $("watch").textContent = l ? `Watch: ${l.watch}` : "";
     if (!l) return;
     for (const [key, def] of Object.entries(options.defaults)) {
-      if (form.elements[key]) form.elements[key].value = key in l.setup ? l.setup[key] : def;
+      const el = form.elements[key], v = key in l.setup ? l.setup[key] : def;
+      if (el && el.type === "checkbox") el.checked = Boolean(v);
+      else if (el) el.value = v;
     }
+    syncFeatureBoxes();
     sendConfig();
   });
   form.addEventListener("change", sendConfig);
@@ -520,6 +614,7 @@ async function start() {
   $("keep").onclick = () => send({type: "keep"});
   for (const id of ["discrete", "show-test"]) $(id).addEventListener("change", () => lab.boundary && drawBoundary(lab.boundary));
   $("diagram-grad").addEventListener("change", () => lab.diagram && drawDiagram(lab.diagram));
+  phaseDrag();
   connect();
 }
 
