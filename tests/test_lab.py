@@ -493,6 +493,44 @@ def test_a_changed_set_up_leaves_a_ghost_and_a_lesson_sets_up_its_claim(server, 
     page.close()
 
 
+def test_the_playgrounds_basics_round_trip_and_the_phase_point_drags(server, browser):
+    """Feature crosses as checkboxes, batch norm from a link, each unit's map drawn in the diagram, and
+    a drag on the phase diagram that starts the net again at the point released (meanfield init)."""
+    url, _ = server
+    page = _open(browser, f"{url}/?data=xor&depth=2&width=8&batch_norm=true&l2=0.001&train_share=0.5")
+    assert page.is_checked("[name=batch_norm]") and page.evaluate("state.setup.config.batch_norm") is True
+    assert page.evaluate("state.setup.data").startswith("xor/standardize: 500 train / 500 test")
+    page.check("[data-feature='x1x2']")
+    page.wait_for_function("window.lab.setups === 2")
+    assert page.evaluate("state.setup.config.features") == "x1,x2,x1x2" and "features=x1%2Cx2%2Cx1x2" in page.url
+    page.click("#play")
+    page.wait_for_function("window.lab.boundary && window.lab.boundary.neurons && window.lab.diagram")
+    assert [len(c) for c in page.evaluate("window.lab.boundary.neurons.maps")] == [3, 8, 8]
+    coloured = page.evaluate("(() => { const c = document.getElementById('diagram');"  # the maps' blue and orange
+                             " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;"
+                             " for (let i = 0; i < d.length; i += 4) n += d[i + 3] > 0 && Math.abs(d[i] - d[i + 2]) > 60;"
+                             " return n; })()")
+    assert coloured > 300
+    page.uncheck("[name=batch_norm]")
+    page.wait_for_function("window.lab.setups === 3")
+    assert page.evaluate("state.setup.point") is None and page.evaluate("state.setup.theory_note") == "feature crosses"
+    page.uncheck("[data-feature='x1x2']")
+    page.wait_for_function("window.lab.setups === 4")
+    box = page.locator("#phase").bounding_box()
+    # the canvas maps sigma_w2 in [0, 4] onto x in [30, 312] and sigma_b2 in [0, 0.5] onto y in [190, 8]
+    x, y = box["x"] + (30 + 282 * 3 / 4) * box["width"] / 320, box["y"] + (190 - 182 * 0.2 / 0.5) * box["height"] / 220
+    page.mouse.move(box["x"] + 100, box["y"] + 100)
+    page.mouse.down()
+    page.mouse.move(x, y, steps=5)
+    page.mouse.up()
+    page.wait_for_function("window.lab.setups === 5")
+    cfg = page.evaluate("state.setup.config")
+    assert cfg["init"] == "meanfield" and cfg["sigma_w2"] == pytest.approx(3, abs=0.03) \
+        and cfg["sigma_b2"] == pytest.approx(0.2, abs=0.01)
+    assert page.evaluate("state.setup.point.phase") == "chaotic"
+    page.close()
+
+
 def test_the_served_reports_link_opens_the_lab_on_its_own_port(server, browser):
     url, _ = server
     assert not url.endswith(":8000")

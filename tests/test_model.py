@@ -59,3 +59,24 @@ def test_bad_sizes_are_refused(bad):
     kwargs = dict(in_features=4, width=8, depth=2, out_features=2) | bad
     with pytest.raises(ValueError, match="must be an integer"):
         mlp(**kwargs)
+
+
+def test_batch_norm_sits_between_the_map_and_the_activation_and_dropout_after_it():
+    net = mlp(4, 8, 2, 3, activation="relu", batch_norm=True, dropout=0.25)
+    assert [type(m).__name__ for m in net] == ["Linear", "BatchNorm1d", "ReLU", "Dropout"] * 2 + ["Linear"]
+    x = torch.randn(64, 4)
+    pre = net[1](net[0](x))
+    assert pre.mean(0).abs().max() < 1e-5 and (pre.var(0, unbiased=False) - 1).abs().max() < 1e-3
+    net.eval()
+    torch.testing.assert_close(net(x), net(x))  # no dropout at evaluation
+    net.train()
+    dropped = net[3](torch.ones(10_000, 8))
+    assert dropped.unique().tolist() == pytest.approx([0.0, 1 / 0.75]) and abs(float((dropped == 0).float().mean()) - 0.25) < 0.02
+
+
+@pytest.mark.parametrize("kw, message", [({"dropout": 1.0}, "dropout must be a probability"),
+                                         ({"dropout": -0.1}, "dropout must be a probability"),
+                                         ({"batch_norm": True, "activation": "maxout"}, "batch_norm needs")])
+def test_bad_batch_norm_and_dropout_are_refused(kw, message):
+    with pytest.raises(ValueError, match=message):
+        mlp(4, 8, 2, 3, **kw)

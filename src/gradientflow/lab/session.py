@@ -419,12 +419,15 @@ class Session:
 
     def _layers(self, rows: list[dict]) -> None:
         """The window's rows as the page draws them: the scalars, and the histogram as a column of
-        shares over the row's fixed range (None where the row has none)."""
+        shares over the row's fixed range (None where the row has none). The page draws one row per
+        linear layer: the probes' rows for batch norm's outputs are left out of its charts."""
         for r in rows:
+            if str(r["layer"]) not in self.labels:
+                continue
             hist = r.get("hist")
             total = sum(hist) if isinstance(hist, list) else 0
             self.fresh.layers.append({
-                "layer": self.labels.get(str(r["layer"]), str(r["layer"])), "step": self.step_count,
+                "layer": self.labels[str(r["layer"])], "step": self.step_count,
                 **{k: finite(r.get(k)) for k in ("act_mean", "act_std", "saturated", "dead", "act_grad_norm",
                                                   "weight_grad_norm", "update_ratio")},
                 "hist": [round(v / total, 4) for v in hist] if total else None,
