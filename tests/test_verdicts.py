@@ -117,10 +117,11 @@ CASES = {
     "C5": ("activation_shapes", lambda m: _set(m, "tanh_mean_at_unit_gaussian", 0.0),
            lambda m: _set(m, "tanh_mean_at_unit_gaussian", 0.2)),
     "C6": ("activation_shapes", lambda m: _costs(m, ("sigmoid", "tanh"), 3.0), lambda m: _costs(m, ("tanh",), 1.0)),
-    "C10": ("optimisers", lambda m: _set(_set(m, "tuned.momentum.best.rms_across", 0.01), "tuned.momentum.best.loss", 1e-9),
-            lambda m: _set(m, "tuned.momentum.best.loss", m["tuned"]["sgd"]["best"]["loss"])),
+    "C10": ("optimisers", lambda m: _set(_set(m, "matched.path_across", 1.0), "tuned.momentum.best.loss", 1e-9),
+            lambda m: _set(m, "matched.path_across", 2 * m["tuned"]["sgd"]["best"]["path_across"])),
     "C11": ("optimisers", lambda m: _scale_steps(m, "adagrad", 0.1), lambda m: _scale_steps(m, "adagrad", 1.0)),
-    "C12": ("optimisers", lambda m: _scale_steps(m, "rmsprop", 1.0), lambda m: _scale_steps(m, "rmsprop", 0.1)),
+    "C12": ("optimisers", lambda m: _scale_steps(_scale_steps(m, "rmsprop", 1.0), "adagrad", 0.1),
+            lambda m: _scale_steps(m, "rmsprop", 0.1)),
     "C13": ("optimisers", lambda m: _set(m, "adam_first_steps.uncorrected.0", 0.1),
             lambda m: _set(m, "adam_first_steps.uncorrected.0", 3.16)),
     "C14": ("zero_init", lambda m: m, lambda m: _set(m, "zeros.distinct_units.0", 5)),
@@ -170,6 +171,30 @@ def test_x1_boundary_interpolates_in_log_depth_and_marks_the_grids_edges():
     assert boundary([10, 20, 40], [1.0, 0.75, 0.25]) == (pytest.approx((20 * 40) ** 0.5), "inside")
     assert boundary([10, 20, 40], [1.0, 1.0, 0.5]) == (40.0, "beyond")
     assert boundary([10, 20, 40], [0.0, 1.0, 1.0]) == (10.0, "before")
+
+
+@pytest.mark.parametrize("where, value", [("flips_momentum", 1.0), ("flips_matched", 1.0), ("saddle", None)])
+def test_c10_fails_on_each_of_its_other_clauses(where, value):
+    """Zig-zag as often as SGD (at the best rate or at the matched step), or never settle on the saddle."""
+    from gradientflow.experiments import optimisers
+
+    m = _measured("optimisers")
+    assert optimisers.verdicts(m)["C10"].passed  # the real quick run passes
+    if where == "flips_momentum":
+        m["tuned"]["momentum"]["best"]["flips"] = value
+    elif where == "flips_matched":
+        m["matched"]["flips"] = value
+    else:
+        m["saddle"]["momentum"]["best"] = value
+    assert not optimisers.verdicts(m)["C10"].passed
+
+
+def test_c12_fails_when_its_control_shows_no_decay_in_the_window():
+    """AdaGrad's step kept over the same window: the window could not have shown RMSProp decaying."""
+    from gradientflow.experiments import optimisers
+
+    m = _scale_steps(_scale_steps(_measured("optimisers"), "rmsprop", 1.0), "adagrad", 1.0)
+    assert not optimisers.verdicts(m)["C12"].passed
 
 
 def test_c4_also_fails_when_the_centred_net_is_not_lower_on_every_seed():
