@@ -100,6 +100,14 @@ def _theory_matches(m: dict) -> dict:
     return m
 
 
+def _stds(m: dict, net: str, change) -> dict:
+    """C15-C17: ``net``'s per-layer std changed by ``change`` in its median and in every weight draw."""
+    r = m["nets"][net]
+    r["act_std"] = change(r["act_std"])
+    r["act_std_draws"] = [change(d) for d in r["act_std_draws"]]
+    return m
+
+
 def _boundary_everywhere(m: dict, depth: int) -> dict:
     """X1: every sigma_w^2 trains below ``depth`` and at none from it: a boundary that ignores xi_c."""
     m["train_loss"] = [[[1.9 if d < depth else 2.3] * len(m["seeds"]) for d in m["depths"]] for _ in m["sigma_w2"]]
@@ -127,10 +135,8 @@ CASES = {
     "C14": ("zero_init", lambda m: m, lambda m: _set(m, "zeros.distinct_units.0", 5)),
     "C15": ("init_depth", lambda m: _set(m, "nets.tanh_large.saturated", [0.95] * len(m["nets"]["tanh_large"]["saturated"])),
             lambda m: _set(m, "nets.tanh_large.saturated", [0.1] * len(m["nets"]["tanh_large"]["saturated"]))),
-    "C16": ("init_depth", _theory_matches,
-            lambda m: _set(m, "nets.relu_xavier.act_std", [0.5] * len(m["nets"]["relu_xavier"]["act_std"]))),
-    "C17": ("init_depth", _theory_matches,
-            lambda m: _set(m, "nets.relu_he.act_std.-1", m["nets"]["relu_he"]["act_std"][0] / 100)),
+    "C16": ("init_depth", _theory_matches, lambda m: _stds(m, "relu_xavier", lambda std: [0.5] * len(std))),
+    "C17": ("init_depth", _theory_matches, lambda m: _stds(m, "relu_he", lambda std: [*std[:-1], std[0] / 100])),
     "C18": ("glorot", _glorot_exact,
             lambda m: _set(m, "inits.xavier (2/(n_in+n_out)).forward.0", 3 * m["inits"]["xavier (2/(n_in+n_out))"]["forward"][0])),
     "C19": ("centring", lambda m: _set(m, "data.relu_shift.train_loss", 3.0),
@@ -187,6 +193,21 @@ def test_c10_fails_on_each_of_its_other_clauses(where, value):
     else:
         m["saddle"]["momentum"]["best"] = value
     assert not optimisers.verdicts(m)["C10"].passed
+
+
+def test_c17_is_decided_by_the_median_draw_not_by_one():
+    """One draw of five that wanders far (its last layer at 1/100) leaves the median, and the verdict, as they were;
+    three of five flip it."""
+    from gradientflow.experiments import init_depth
+
+    m = _theory_matches(_measured("init_depth"))
+    draws = m["nets"]["relu_he"]["act_std_draws"]
+    assert len(draws) >= 5 and init_depth.verdicts(m)["C17"].passed
+    draws[0][-1] = draws[0][0] / 100
+    assert init_depth.verdicts(m)["C17"].passed
+    for d in draws[1:3]:
+        d[-1] = d[0] / 100
+    assert not init_depth.verdicts(m)["C17"].passed
 
 
 def test_c12_fails_when_its_control_shows_no_decay_in_the_window():

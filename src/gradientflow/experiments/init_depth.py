@@ -5,6 +5,10 @@ N(0, 0.01^2), N(0, 1) and Xavier weights; ReLU with Xavier and He. For each hidd
 measured mean, std and saturated share stand beside ``theory.predict_layers`` (sigma_w^2 =
 fan_in Var w, the layer's q from the length map; Poole et al. 2016). One backward pass under
 the probe adds ||dL/dh|| per layer for the tiny init (C15's "gradients vanish").
+
+Each net is drawn ``draws`` times (weights and inputs): a verdict reads the per-layer median over
+the draws and states the spread of its statistic, so that no single weight draw decides it; the
+histograms show the first draw.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from ..propagate import propagate
 from . import claim
 from .claim import Claim, Verdict
 from .common import gaussian_batch, hidden, probe_once
+from .seeds import spread
 
 CLAIMS = (
     Claim("C15", "In a net of 10 hidden tanh layers of 500 units fed unit-Gaussian data, weights drawn with a tiny "
@@ -30,10 +35,12 @@ class Size(claim.Size):
     depth: int  # hidden layers: the seeds' 10
     width: int  # units per layer: the seeds' 500
     batch: int  # unit-Gaussian inputs
+    draws: int  # independent weight (and input) draws per net
 
 
-QUICK = Size(depth=10, width=500, batch=1000)
-FULL = Size(depth=10, width=500, batch=5000)
+QUICK = Size(depth=10, width=500, batch=1000, draws=5)
+FULL = Size(depth=10, width=500, batch=5000, draws=10)
+DRAW_STRIDE = 7919  # draw d of seed s uses the generator seed s + 7919 d (draw 0: the seed itself)
 NETS = {"tanh_small": ("tanh", "normal", 0.01), "tanh_large": ("tanh", "normal", 1.0),
         "tanh_xavier": ("tanh", "xavier", None), "relu_xavier": ("relu", "xavier", None), "relu_he": ("relu", "he", None)}
 
@@ -53,16 +60,22 @@ def run(size: Size, seed: int, folder) -> dict:
     z = np.random.default_rng(seed).standard_normal(50_000)
     for key, (act, init_name, std) in NETS.items():
         scale = init.Scale(std=std) if std is not None else init.Scale()
-        g = torch.Generator().manual_seed(seed)
-        net = model.mlp(width, width, depth, activation=act, init_name=init_name, scale=scale, generator=g)
-        x = torch.randn(size.batch, width, generator=g)  # as `gradientflow propagate` draws it
-        stats, outputs = propagate(net, x)
+        drawn = []
+        for d in range(size.draws):
+            g = torch.Generator().manual_seed(seed + DRAW_STRIDE * d)
+            net = model.mlp(width, width, depth, activation=act, init_name=init_name, scale=scale, generator=g)
+            x = torch.randn(size.batch, width, generator=g)  # as `gradientflow propagate` draws it
+            drawn.append(propagate(net, x))
+        stats, outputs = drawn[0]
+        per_draw = {k: [[getattr(st, k) for st in draw_stats] for draw_stats, _ in drawn]
+                    for k in ("mean", "std", "saturated", "zero")}
+        median = {k: np.median(np.array(v), axis=0).tolist() for k, v in per_draw.items()}  # per layer
         sw2, _ = init.meanfield_scales(init_name, width, width, scale)
         pred = theory.predict_layers(act, depth, sw2, 0.0, input_var=1.0)
         edges = np.linspace(-1, 1, 61) if act == "tanh" else np.linspace(0, max(float(outputs[0].max()), 1e-6), 61)
         record = {"activation": act, "init": init_name, "std": std, "sigma_w2": sw2,
-                  "mean": [s.mean for s in stats], "act_std": [s.std for s in stats],
-                  "saturated": [s.saturated for s in stats], "zero": [s.zero for s in stats],
+                  "mean": median["mean"], "act_std": median["std"], "act_std_draws": per_draw["std"],
+                  "saturated": median["saturated"], "zero": median["zero"],
                   "theory_std": [p.std for p in pred], "theory_mean": [p.mean for p in pred],
                   "theory_q": [p.q for p in pred],
                   "edges": edges.tolist(),
@@ -84,7 +97,19 @@ def _theory_error(r: dict) -> float:
 
 
 def _shrink(r: dict) -> float:
-    return r["act_std"][0] / r["act_std"][-1]
+    """The std's fall from layer 1 to the last: the median over the draws of each draw's ratio."""
+    return _shrinks(r).median
+
+
+def _shrinks(r: dict):
+    """Each draw's std at layer 1 over its std at the last layer (one draw for data without draws)."""
+    draws = r.get("act_std_draws") or [r["act_std"]]
+    return spread([d[0] / d[-1] for d in draws])
+
+
+def _band(r: dict) -> str:
+    s = _shrinks(r)
+    return f"{s.median:.3g}x (10-90% of {len(s.values)} draws: {s.q10:.3g}-{s.q90:.3g})"
 
 
 def verdicts(m: dict) -> dict[str, Verdict]:
@@ -110,24 +135,31 @@ def verdicts(m: dict) -> dict[str, Verdict]:
             f"{small['theory_std'][-1]:.3g}) and ||dL/dh_1|| / ||dL/dh_10|| = {grad_ratio:.3g}; std 1: "
             f"{min(large['saturated']):.1%} to {max(large['saturated']):.1%} of units saturated per layer."),
         "C16": Verdict(
-            c16, f"tanh/Xavier's std changes by less than {DECADE:g}x from layer 1 to 10 while ReLU/Xavier's shrinks "
-                 f"by more than {DECADE:g}x, and the theory predicts every layer's std of both within {THEORY:.0%}.",
+            c16, f"over {len(_shrinks(tx).values)} weight draws: tanh/Xavier's std changes by less than {DECADE:g}x "
+                 f"from layer 1 to 10 while ReLU/Xavier's shrinks by more than {DECADE:g}x (medians of each draw's "
+                 f"ratio), and the theory predicts every layer's median std of both within {THEORY:.0%}.",
             {"tanh_xavier_std_1_over_10": _shrink(tx), "relu_xavier_std_1_over_10": _shrink(rx),
+             "tanh_xavier_std_1_over_10_spread": _shrinks(tx).to_dict(),
+             "relu_xavier_std_1_over_10_spread": _shrinks(rx).to_dict(),
              "tanh_xavier_theory_max_rel_error": _theory_error(tx), "relu_xavier_theory_max_rel_error": _theory_error(rx)},
             "init_std",
-            f"std layer 1 -> 10: tanh/Xavier {tx['act_std'][0]:.3g} -> {tx['act_std'][-1]:.3g}; ReLU/Xavier "
-            f"{rx['act_std'][0]:.3g} -> {rx['act_std'][-1]:.3g} ({_shrink(rx):.3g}x smaller). tanh/Xavier still "
+            f"median std layer 1 -> 10: tanh/Xavier {tx['act_std'][0]:.3g} -> {tx['act_std'][-1]:.3g} (falls "
+            f"{_band(tx)}); ReLU/Xavier {rx['act_std'][0]:.3g} -> {rx['act_std'][-1]:.3g} (falls {_band(rx)}); largest "
+            f"theory error {_theory_error(tx):.0%} and {_theory_error(rx):.0%}. tanh/Xavier still "
             f"decays slowly: sigma_w^2 = 1 is tanh's critical point, where the theory's q falls from "
             f"{tx['theory_q'][0]:.3g} to {tx['theory_q'][-1]:.3g} over {len(tx['theory_q'])} layers "
             f"(x{tx['theory_q'][0] / tx['theory_q'][-1]:.3g}) rather than staying fixed."),
         "C17": Verdict(
-            c17, f"ReLU/He's std stays within a factor {STABLE:g} of the first layer's through layer 10 and the theory "
-                 f"predicts every layer's std within {THEORY:.0%}.",
-            {"relu_he_std_1_over_10": _shrink(rh), "relu_he_theory_max_rel_error": _theory_error(rh),
+            c17, f"over {len(_shrinks(rh).values)} weight draws: ReLU/He's std stays within a factor {STABLE:g} of the "
+                 f"first layer's through layer 10 (the median of each draw's ratio) and the theory predicts every "
+                 f"layer's median std within {THEORY:.0%}.",
+            {"relu_he_std_1_over_10": _shrink(rh), "relu_he_std_1_over_10_spread": _shrinks(rh).to_dict(),
+             "relu_he_theory_max_rel_error": _theory_error(rh),
              "relu_he_std_layer1": rh["act_std"][0], "relu_he_std_layer10": rh["act_std"][-1]},
             "init_std",
-            f"ReLU/He std {rh['act_std'][0]:.3g} -> {rh['act_std'][-1]:.3g} (theory "
-            f"{rh['theory_std'][0]:.3g} -> {rh['theory_std'][-1]:.3g})."),
+            f"ReLU/He median std {rh['act_std'][0]:.3g} -> {rh['act_std'][-1]:.3g} (theory "
+            f"{rh['theory_std'][0]:.3g} -> {rh['theory_std'][-1]:.3g}); layer 1 over layer 10: {_band(rh)}; largest "
+            f"theory error {_theory_error(rh):.0%}."),
     }
 
 
@@ -159,10 +191,12 @@ def figures(m: dict) -> dict:
     fig2, ax = plots.subplots(figsize=(7, 4.2))
     layers = np.arange(1, depth + 1)
     for k, r in enumerate(nets.values()):
+        for draw in r.get("act_std_draws", []):
+            ax.semilogy(layers, draw, "-", lw=0.6, alpha=0.35, color=f"C{k}")
         ax.semilogy(layers, r["act_std"], "o-", ms=4, color=f"C{k}", label=_label(r))
         ax.semilogy(layers, r["theory_std"], "--", color=f"C{k}", lw=1)
     ax.set(xlabel="hidden layer", ylabel="std of the layer's output",
-           title=f"{depth} x {m['width']}, unit-Gaussian input (dashed: theory)")
+           title=f"{depth} x {m['width']}, unit-Gaussian input (median of the draws, thin: each draw; dashed: theory)")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3, which="both")
     fig2.tight_layout()
