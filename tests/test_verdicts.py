@@ -210,6 +210,16 @@ def test_c17_is_decided_by_the_median_draw_not_by_one():
     assert not init_depth.verdicts(m)["C17"].passed
 
 
+def test_c18_fails_when_its_equal_width_control_cannot_meet_both_conditions():
+    """If a square net could not meet both either, the growing net's failure would not be the widths'."""
+    from gradientflow.experiments import glorot
+
+    m = _glorot_exact(_measured("glorot"))
+    assert glorot.verdicts(m)["C18"].passed
+    m["square"]["backward"][-1] = 1.5
+    assert not glorot.verdicts(m)["C18"].passed
+
+
 def test_c12_fails_when_its_control_shows_no_decay_in_the_window():
     """AdaGrad's step kept over the same window: the window could not have shown RMSProp decaying."""
     from gradientflow.experiments import optimisers

@@ -5,7 +5,8 @@ so n_in != n_out in every layer, is drawn with four variances: 1/n_in (LeCun: fo
 1/n_out (backward only), 2/(n_in + n_out) (Xavier/Glorot, the compromise) and 2/n_in (He).
 One backward pass under the probe measures each layer's ``glorot_forward`` = Var z / Var x and
 ``glorot_backward`` = Var(dL/dx) / Var(dL/dz); the products over the layers say what reaches
-the far end of the net.
+the far end of the net. The control is a net of equal widths (n_in = n_out) under Xavier, where
+both conditions can hold at once: so where they do not, the widths are why, not the measurement.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ INITS = {"lecun (1/n_in)": ("xavier", init.Scale(mode="fan_in")),
          "xavier (2/(n_in+n_out))": ("xavier", init.Scale()),
          "he (2/n_in)": ("he", init.Scale())}
 MATCH = 0.1  # the probe's measured ratios equal n_in Var w and n_out Var w within 10% (sampling noise)
+SQUARE = 5  # the control's layers, each SQUARE_WIDTH -> SQUARE_WIDTH
+SQUARE_WIDTH = 128
 
 
 def _net(widths: list[int], init_name: str, scale: init.Scale, g: torch.Generator) -> nn.Sequential:
@@ -50,25 +53,31 @@ def _net(widths: list[int], init_name: str, scale: init.Scale, g: torch.Generato
     return nn.Sequential(*layers)
 
 
+def _measure(widths: list[int], init_name: str, scale: init.Scale, size: Size, seed: int) -> dict:
+    """Both ratios per layer, median over ``size.draws`` weight draws, beside n_in Var w and n_out Var w."""
+    draws = {"forward": [], "backward": []}
+    for k in range(size.draws):
+        g = torch.Generator().manual_seed(seed + k)
+        net = _net(widths, init_name, scale, g)
+        x, y = gaussian_batch(size.batch, widths[0], widths[-1], g)
+        rows = probe_once(net, x, y)  # the first layer has no backward ratio: its input x needs no gradient
+        for side in draws:
+            draws[side].append([r[f"glorot_{side}"] for r in rows])
+    variance = [init.get(init_name).variance(i, o, scale) for i, o in zip(widths[:-1], widths[1:])]
+    median = {side: [float(np.median(layer)) for layer in zip(*values)] for side, values in draws.items()}
+    return {"forward": median["forward"], "backward": median["backward"], "forward_draws": draws["forward"],
+            "backward_draws": draws["backward"],
+            "forward_expected": [i * v for i, v in zip(widths[:-1], variance)],
+            "backward_expected": [o * v for o, v in zip(widths[1:], variance)]}
+
+
 def run(size: Size, seed: int, folder) -> dict:
     widths = list(size.widths)
     out = {"widths": widths, "inits": {}}
     for label, (init_name, scale) in INITS.items():
-        draws = {"forward": [], "backward": []}
-        for k in range(size.draws):
-            g = torch.Generator().manual_seed(seed + k)
-            net = _net(widths, init_name, scale, g)
-            x, y = gaussian_batch(size.batch, widths[0], widths[-1], g)
-            rows = probe_once(net, x, y)  # the first layer has no backward ratio: its input x needs no gradient
-            for side in draws:
-                draws[side].append([r[f"glorot_{side}"] for r in rows])
-        variance = [init.get(init_name).variance(i, o, scale) for i, o in zip(widths[:-1], widths[1:])]
-        median = {side: [float(np.median(layer)) for layer in zip(*values)] for side, values in draws.items()}
-        out["inits"][label] = {
-            "forward": median["forward"], "backward": median["backward"], "forward_draws": draws["forward"],
-            "backward_draws": draws["backward"],
-            "forward_expected": [i * v for i, v in zip(widths[:-1], variance)],
-            "backward_expected": [o * v for o, v in zip(widths[1:], variance)]}
+        out["inits"][label] = _measure(widths, init_name, scale, size, seed)
+    out["square"] = {"widths": [SQUARE_WIDTH] * (SQUARE + 1),
+                     **_measure([SQUARE_WIDTH] * (SQUARE + 1), "xavier", init.Scale(), size, seed)}
     return out
 
 
@@ -94,10 +103,13 @@ def verdicts(m: dict) -> dict[str, Verdict]:
     both_off = all(max(abs(math.log(f / b)) for f, b in zip(r["forward"], r["backward"])
                        if b is not None and math.isfinite(b)) > 0.5
                    for r in inits.values())
+    square = m["square"]  # the control: equal widths, where both conditions can hold together
+    square_both = all(abs(v - 1) < MATCH for v, _ in _pairs(square))
     worst = {k: _worst(r) for k, r in inits.items()}
     best = min(worst, key=worst.get)
-    passed = match and both_off and best.startswith("xavier")
+    passed = match and both_off and square_both and best.startswith("xavier")
     numbers = {f"worst_abs_log_ratio[{k}]": v for k, v in worst.items()}
+    numbers["worst_abs_log_ratio[equal widths, xavier]"] = _worst(square)
     numbers.update({f"end_to_end_forward[{k}]": _product(r["forward"]) for k, r in inits.items()})
     numbers.update({f"end_to_end_backward[{k}]": _product(r["backward"]) for k, r in inits.items()})
     draws = len(next(iter(inits.values())).get("forward_draws", [None]))
@@ -105,11 +117,14 @@ def verdicts(m: dict) -> dict[str, Verdict]:
         passed, f"(1) the probe's measured ratios, median over {draws} weight draws, equal n_in Var(w) and "
                 f"n_out Var(w) within {MATCH:.0%} in every layer "
                 "for every initialiser; (2) in every initialiser some layer has forward / backward off by more than "
-                "e^0.5 (= n_in / n_out: no single variance satisfies both); (3) Xavier has the smallest worst-case "
-                "|log ratio| over both conditions and all layers.",
+                "e^0.5 (= n_in / n_out: no single variance satisfies both), while in the control, a net of "
+                f"{SQUARE} layers {SQUARE_WIDTH} -> {SQUARE_WIDTH} under Xavier, both ratios are within {MATCH:.0%} of 1 "
+                "in every layer (equal widths allow both); (3) Xavier has the smallest worst-case |log ratio| over "
+                "both conditions and all layers.",
         numbers, "glorot",
         "worst |log ratio|: " + ", ".join(f"{k} {v:.2f}" for k, v in worst.items())
-        + f"; best: {best}. End to end, forward x backward variance gains: "
+        + f"; best: {best}. The equal-width control's worst |log ratio|: {_worst(square):.3f} (both conditions "
+        + ("held" if square_both else "did not hold") + " in every layer). End to end, forward x backward variance gains: "
         + ", ".join(f"{k.split(' ')[0]} {_product(r['forward']):.3g} / {_product(r['backward']):.3g}"
                     for k, r in inits.items()) + ".")}
 
