@@ -108,6 +108,13 @@ def _stds(m: dict, net: str, change) -> dict:
     return m
 
 
+def _finals(m: dict, cell: str, loss: float) -> dict:
+    """C19: every seed at every rate of ``cell`` (activation_normalisation) ends at ``loss``."""
+    for c in m["data"][cell]["cells"]:
+        c["final"] = [loss] * len(c["final"])
+    return m
+
+
 def _boundary_everywhere(m: dict, depth: int) -> dict:
     """X1: every sigma_w^2 trains below ``depth`` and at none from it: a boundary that ignores xi_c."""
     m["train_loss"] = [[[1.9 if d < depth else 2.3] * len(m["seeds"]) for d in m["depths"]] for _ in m["sigma_w2"]]
@@ -139,8 +146,7 @@ CASES = {
     "C17": ("init_depth", _theory_matches, lambda m: _stds(m, "relu_he", lambda std: [*std[:-1], std[0] / 100])),
     "C18": ("glorot", _glorot_exact,
             lambda m: _set(m, "inits.xavier (2/(n_in+n_out)).forward.0", 3 * m["inits"]["xavier (2/(n_in+n_out))"]["forward"][0])),
-    "C19": ("centring", lambda m: _set(m, "data.relu_shift.train_loss", 3.0),
-            lambda m: _set(m, "data.tanh_shift.train_loss", 0.1)),
+    "C19": ("centring", lambda m: _finals(m, "relu_shift", 3.0), lambda m: _finals(m, "tanh_shift", 0.1)),
     "C21": ("recommendation", _recommended_best, _gain_wins_tanh),
     "X1": ("trainability", lambda m: m, lambda m: _boundary_everywhere(m, 30)),
 }
@@ -218,6 +224,22 @@ def test_c18_fails_when_its_equal_width_control_cannot_meet_both_conditions():
     assert glorot.verdicts(m)["C18"].passed
     m["square"]["backward"][-1] = 1.5
     assert not glorot.verdicts(m)["C18"].passed
+
+
+def test_c19_needs_a_majority_of_paired_seeds_not_only_the_median():
+    """Standardised lower in median (0.2 against 4) but on two seeds of five only: the rule fails."""
+    from gradientflow.experiments import centring
+
+    m = _measured("centring")
+    assert centring.verdicts(m)["C19"].passed
+    for norm, finals in (("standardize", [0.1, 0.1, 5.0, 0.2, 0.2]), ("shift", [0.05, 0.05, 4.0, 9.0, 9.0])):
+        cells = m["data"][f"relu_{norm}"]["cells"]
+        for c in cells:
+            c["final"] = [9.5] * 5
+        cells[0]["final"] = finals  # the best rate of each
+    r = centring.centring_compared(m)["relu"]
+    assert (r["standardize"]["median"], r["shift"]["median"], r["lower_share"]) == (0.2, 4.0, 0.4)
+    assert not centring.verdicts(m)["C19"].passed
 
 
 def test_c12_fails_when_its_control_shows_no_decay_in_the_window():

@@ -12,7 +12,9 @@ C4, three views:
 - a sigmoid net against the same net with s(x) - 1/2 (identical slopes, centred output), each at
   its best rate of a small grid, over several seeds, compared seed by seed.
 C19: the same net trained on MNIST-1D standardised against the same inputs shifted to be all
-non-negative (``normalize="shift"``: same scale, minimum at 0).
+non-negative (``normalize="shift"``: same scale, minimum at 0), for a ReLU and a tanh net: each
+normalisation at its own best rate of a grid (the lowest median final training loss), over seeds,
+the nets of one (activation, normalisation) trained together by the batched trainer.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ from ..train import LoopSpec, fit
 from ..probes import watch
 from . import claim
 from .claim import Claim, Verdict
-from .common import train
 from .seeds import median_diverged_last
 
 CLAIMS = (
@@ -51,12 +52,16 @@ class Size(claim.Size):
     seeds: int  # sigmoid nets per (activation, rate)
     probe_steps: int  # SGD steps under the probe for the sign coherence
     minibatch: int  # the mini-batch that softens the zig-zag
+    centring_rates: tuple[float, ...]  # C19's learning-rate grid (a factor 2 apart)
+    centring_seeds: int  # C19's nets per (activation, normalisation, rate)
 
 
 QUICK = Size(toy_samples=1000, orders=5, data=DataSpec(n_train=2000, n_test=500), epochs=10, net_rates=(0.1, 0.3, 1.0),
-             seeds=3, probe_steps=50, minibatch=64)
+             seeds=3, probe_steps=50, minibatch=64, centring_rates=(0.0125, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8),
+             centring_seeds=5)
 FULL = Size(toy_samples=4000, orders=10, data=DataSpec(n_train=4000, n_test=1000), epochs=30,
-            net_rates=(0.03, 0.1, 0.3, 1.0), seeds=5, probe_steps=200, minibatch=64)
+            net_rates=(0.03, 0.1, 0.3, 1.0), seeds=5, probe_steps=200, minibatch=64,
+            centring_rates=(0.0125, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8), centring_seeds=7)
 TOY_RATES = tuple(0.25 * 2 ** k for k in range(8))  # 0.25 ... 32
 TOY_TOL = 0.01  # converged: ||w - w*|| below this
 SLOWER = 1.5  # "converges slowly": at least half again as many steps at the best rate
@@ -148,18 +153,53 @@ def run(size: Size, seed: int, folder) -> dict:
     for centred in (False, True):
         nets["centred_sigmoid" if centred else "sigmoid"] = [
             [_sigmoid_net(size, seed + k, seed, lr, centred) for k in range(size.seeds)] for lr in size.net_rates]
-    data, shift = {}, {}
-    for act in ("relu", "tanh"):
-        for norm in ("standardize", "shift"):
-            cfg = _config(size, seed, depth=2, width=100, activation=act, init="he" if act == "relu" else "xavier",
-                          lr=0.05, batch_size=32, normalize=norm)
-            r = train(cfg, folder, f"{act}_{norm}")
-            if norm not in shift:  # the inputs depend on the normalisation only
-                _, d = job.prepare(cfg)
-                shift[norm] = float((d.x_train.mean() / d.x_train.std()).abs())
-            r["input_mean_over_std"] = shift[norm]
-            data[f"{act}_{norm}"] = r
+    data = {act_norm: _centring_grid(size, seed, *act_norm.split("_"))
+            for act_norm in ("relu_standardize", "relu_shift", "tanh_standardize", "tanh_shift")}
     return {"toy": toy, "coherence": coherence, "sigmoid_nets": nets, "data": data, "minibatch": size.minibatch}
+
+
+def _centring_grid(size: Size, seed: int, act: str, norm: str) -> dict:
+    """C19's cell: a 2 x 100 net (He for ReLU, Xavier for tanh; SGD, batch 32) on the normalised MNIST-1D at
+    every rate of the grid, ``size.centring_seeds`` seeds each (data fixed by ``seed``), trained together:
+    per rate, per seed, the final training loss (None: diverged) and the loss at each epoch's end."""
+    from ..sweep import batched
+
+    cfgs = [_config(size, seed + k, depth=2, width=100, activation=act, init="he" if act == "relu" else "xavier",
+                    lr=lr, batch_size=32, normalize=norm).replace(data_seed=seed)
+            for lr in size.centring_rates for k in range(size.centring_seeds)]
+    summaries = batched.train(cfgs)
+    d = job.dataset(cfgs[0])
+    k = size.centring_seeds
+    cells = []
+    for i, lr in enumerate(size.centring_rates):
+        runs = summaries[i * k:(i + 1) * k]
+        ok = [r.status == "finished" and math.isfinite(r.train_loss) for r in runs]
+        cells.append({"lr": lr, "final": [r.train_loss if good else None for r, good in zip(runs, ok)],
+                      "epochs": [[h["train_loss"] for h in r.history] if good else None for r, good in zip(runs, ok)]})
+    return {"activation": act, "normalize": norm, "cells": cells,
+            "input_mean_over_std": float((d.x_train.mean() / d.x_train.std()).abs())}
+
+
+def centring_compared(m: dict) -> dict:
+    """C19 per activation: each normalisation at its best rate (the lowest median final loss, a diverged seed
+    counting as infinite), its median and per-seed losses, the share of seeds (paired) on which the standardised
+    net ends lower, and the first epoch at which its median loss reaches the shifted net's final median."""
+    out = {}
+    for act in ("relu", "tanh"):
+        best = {}
+        for norm in ("standardize", "shift"):
+            cells = m["data"][f"{act}_{norm}"]["cells"]
+            cell = min(cells, key=lambda c: (median_diverged_last(c["final"]), c["lr"]))
+            curves = [e for e in cell["epochs"] if e is not None]
+            median_curve = np.median(np.array(curves), axis=0).tolist() if curves else []
+            best[norm] = {"lr": cell["lr"], "median": median_diverged_last(cell["final"]), "seeds": cell["final"],
+                          "median_curve": median_curve}
+        pairs = list(zip(best["standardize"]["seeds"], best["shift"]["seeds"]))
+        lower = [a is not None and (b is None or a < b) for a, b in pairs]
+        target = best["shift"]["median"]
+        reach = next((e + 1 for e, v in enumerate(best["standardize"]["median_curve"]) if v <= target), None)
+        out[act] = {**best, "lower_share": sum(lower) / len(lower), "epoch_reaching_shifted_final": reach}
+    return out
 
 
 def nets_compared(m: dict) -> dict:
@@ -194,12 +234,17 @@ def verdicts(m: dict) -> dict[str, Verdict]:
                   "net_best_rate_sigmoid": sig["rate"], "net_best_rate_centred_sigmoid": csig["rate"],
                   "net_final_loss_sigmoid": sig["seeds"], "net_final_loss_centred_sigmoid": csig["seeds"],
                   "net_centred_lower_on_every_seed": nets["centred_lower_on_every_seed"]}
-    data = m["data"]
-    c19 = all(data[f"{a}_standardize"]["train_loss"] < data[f"{a}_shift"]["train_loss"] for a in ("relu", "tanh"))
-    c19_numbers = {f"{a}_{n}_final_loss": data[f"{a}_{n}"]["train_loss"] for a in ("relu", "tanh")
-                   for n in ("standardize", "shift")}
+    data, cmp19 = m["data"], centring_compared(m)
+    c19 = all(r["standardize"]["median"] < r["shift"]["median"] and r["lower_share"] > 0.5 for r in cmp19.values())
+    c19_numbers = {f"{a}_{n}_{k}": cmp19[a][n][k] for a in cmp19 for n in ("standardize", "shift")
+                   for k in ("lr", "median", "seeds")}
+    c19_numbers.update({f"{a}_standardized_lower_share": r["lower_share"] for a, r in cmp19.items()})
+    c19_numbers.update({f"{a}_epoch_reaching_shifted_final": r["epoch_reaching_shifted_final"]
+                        for a, r in cmp19.items()})
     c19_numbers.update({f"{n}_input_mean_over_std": data[f"relu_{n}"]["input_mean_over_std"]
                         for n in ("standardize", "shift")})
+    seeds19 = len(next(iter(data.values()))["cells"][0]["final"])
+    epochs19 = len(cmp19["relu"]["standardize"]["median_curve"])
     return {
         "C4": Verdict(
             c4, f"batch 1: the sigmoid-fed layer's sign coherence is >= {COHERENT:g} (every weight of a unit moves "
@@ -218,12 +263,17 @@ def verdicts(m: dict) -> dict[str, Verdict]:
             f"{'lower on every seed' if nets['centred_lower_on_every_seed'] else 'not lower on every seed'} "
             f"({', '.join(f'{c:.3g} vs {s:.3g}' for c, s in zip(csig['seeds'], sig['seeds']))})."),
         "C19": Verdict(
-            c19, "MNIST-1D, same net, seed and batches: standardised inputs end with a lower training loss than the "
-                 "same inputs shifted to be non-negative (same scale), for a ReLU and a tanh net.",
+            c19, f"MNIST-1D, a ReLU and a tanh net, each input normalisation at its own best rate of "
+                 f"{len(data['relu_shift']['cells'])} (a factor 2 apart), {seeds19} seeds paired by seed: standardised "
+                 "inputs end with a lower median training loss than the same inputs shifted to be non-negative (same "
+                 "scale), and lower on a majority of the seeds.",
             c19_numbers, "centring",
-            "final training loss, standardised vs shifted: " + "; ".join(
-                f"{a} {data[f'{a}_standardize']['train_loss']:.3g} vs {data[f'{a}_shift']['train_loss']:.3g}"
-                for a in ("relu", "tanh")) + "."),
+            f"median final training loss after {epochs19} epochs, standardised vs shifted, each at its best rate: "
+            + "; ".join(f"{a} {r['standardize']['median']:.3g} (alpha {r['standardize']['lr']:g}) vs "
+                        f"{r['shift']['median']:.3g} (alpha {r['shift']['lr']:g}), lower on {r['lower_share']:.0%} of "
+                        f"seeds, the shifted net's final loss reached at epoch "
+                        f"{r['epoch_reaching_shifted_final'] or 'never'}"
+                        for a, r in cmp19.items()) + "."),
     }
 
 
@@ -265,11 +315,29 @@ def figures(m: dict) -> dict:
                 title="sigmoid vs s(x) - 1/2 (same slopes), MNIST-1D")
     axes[2].legend(fontsize=8)
     fig.tight_layout()
-    fig2, ax = plots.subplots(figsize=(6.5, 4))
-    for k, (label, r) in enumerate(m["data"].items()):
-        ax.plot(range(1, len(r["epochs"]) + 1), r["epochs"], "o-" if "standardize" in label else "s--", ms=3,
-                color=f"C{k // 2}", label=f"{label} (|mean|/std = {r['input_mean_over_std']:.2g})")
-    ax.set(xlabel="epoch", ylabel="training loss", title="C19: MNIST-1D, centred vs shifted inputs (SGD)")
-    ax.legend(fontsize=8)
+    fig2, (ax, grid) = plots.subplots(1, 2, figsize=(13, 4))
+    cmp19 = centring_compared(m)
+    for k, (act, r) in enumerate(cmp19.items()):
+        for norm, style in (("standardize", "o-"), ("shift", "s--")):
+            cell = next(c for c in m["data"][f"{act}_{norm}"]["cells"] if c["lr"] == r[norm]["lr"])
+            for curve in cell["epochs"]:
+                if curve is not None:
+                    ax.plot(range(1, len(curve) + 1), curve, "-", lw=0.5, alpha=0.3, color=f"C{2 * k + (norm == 'shift')}")
+            curve = r[norm]["median_curve"]
+            mean_std = m["data"][f"{act}_{norm}"]["input_mean_over_std"]
+            ax.plot(range(1, len(curve) + 1), curve, style, ms=3, color=f"C{2 * k + (norm == 'shift')}",
+                    label=f"{act}, {norm} (alpha {r[norm]['lr']:g}; |mean|/std = {mean_std:.2g})")
+            cells = m["data"][f"{act}_{norm}"]["cells"]
+            grid.plot([c["lr"] for c in cells], [median_diverged_last(c["final"]) for c in cells], style, ms=3,
+                      color=f"C{2 * k + (norm == 'shift')}", label=f"{act}, {norm}")
+    ax.set(xlabel="epoch", ylabel="training loss", yscale="log",
+           title="C19: MNIST-1D, centred vs shifted inputs, each at its best rate (median; thin: seeds)")
+    ax.legend(fontsize=7)
+    grid.set(xscale="log", yscale="log", xlabel="learning rate", ylabel="median final training loss",
+             title="the rate grid (no point: most seeds diverged)")
+    rates = [c["lr"] for c in m["data"]["relu_shift"]["cells"]]
+    grid.set_xticks(rates, [f"{r:g}" for r in rates])
+    grid.set_xticks([], minor=True)
+    grid.legend(fontsize=7)
     fig2.tight_layout()
     return {"zigzag": fig, "centring": fig2}
