@@ -1,5 +1,5 @@
-"""The stability-edge claims (and X1, a trainability boundary) give the same verdicts on other seeds and
-other floating-point paths.
+"""The stability-edge claims (and C12 and C19, decided over noise and seeds, and X1, a trainability
+boundary) give the same verdicts on other seeds and other floating-point paths.
 
 Slow (minutes): deselected from `make test`, run by `make portability` and by CI. Each variant is a
 whole `gradientflow reproduce --quick` of the claims decided at the edge of stability, in its own
@@ -18,7 +18,7 @@ import pytest
 
 pytestmark = pytest.mark.portability
 
-CLAIMS = "C3,C4,C7,C8,C9,C20,C21,X1"
+CLAIMS = "C3,C4,C7,C8,C9,C12,C19,C20,C21,X1"
 VARIANTS = {
     "seed 0": (0, {}),
     "seed 1": (1, {}),
