@@ -570,6 +570,10 @@ def test_findings_in_the_page_keep_their_since_name_layers_by_number_and_skip_ad
     many = [{**dead, "layers": [n], "message": f"layer {n}: 60% dead units since step 5"} for n in ("0", "2")]
     grouped = for_page(many, labels, {}, "xavier")
     assert len(grouped) == 1 and grouped[0]["layers"] == ["1", "2"] and "the same in 1 more: layers 2" in grouped[0]["message"]
+    span = {"kind": "vanishing", "layers": ["0", "2"], "numbers": {}, "recommendation": "",
+            "message": "layers 0–2: gradient 7.3e-12 of layer 4's; layers 0, 2 too; layer 40 is not drawn"}
+    assert for_page([span], labels, {}, "xavier")[0]["message"] == \
+        "layers 1–2: gradient 7.3e-12 of the output layer's; layers 1, 2 too; layer 40 is not drawn"
 
 
 def test_a_keep_that_cannot_be_written_is_one_error_line_and_the_session_goes_on(tmp_path):

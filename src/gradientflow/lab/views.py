@@ -145,11 +145,7 @@ def for_page(found: list[dict], labels: dict[str, str], since: dict, init: str) 
         if first is not None:
             kept = since.setdefault(key, first)
             f["message"] = f["message"].replace(f"since step {first}", f"since step {kept}")
-        for name in f["layers"]:
-            label = labels.get(str(name))
-            if label is not None:
-                f["message"] = re.sub(rf"\blayer {re.escape(str(name))}\b",
-                                      "the output layer" if label == "output" else f"layer {label}", f["message"])
+        f["message"] = relabel(f["message"], labels)
         f["layers"] = [labels.get(str(n), str(n)) for n in f["layers"]]
         for phrase in IN_USE.get(init, ()):
             f["recommendation"] = f["recommendation"].replace(phrase, "")
@@ -157,6 +153,22 @@ def for_page(found: list[dict], labels: dict[str, str], since: dict, init: str) 
     for key in set(since) - seen:  # a finding that stopped holding starts afresh next time
         del since[key]
     return _grouped(shown)
+
+
+def relabel(text: str, labels: dict[str, str]) -> str:
+    """A finding's sentence with the module names of its layers ("layer 20", "layers 0–16", "layers 0, 2, 4")
+    replaced by the page's labels ("the output layer", "layers 1–9", "layers 1, 2, 3"); names the page does not
+    draw stay as they are."""
+    def many(m: re.Match) -> str:
+        sep = "–" if "–" in m.group(1) else ", "
+        return "layers " + sep.join(labels.get(p, p) for p in m.group(1).split(sep))
+
+    def one(m: re.Match) -> str:
+        label = labels.get(m.group(1))
+        return m.group(0) if label is None else "the output layer" if label == "output" else f"layer {label}"
+
+    text = re.sub(r"\blayers ([\w.]+(?:(?:–|, )[\w.]+)*)", many, text)
+    return re.sub(r"\blayer ([\w.]*\w)", one, text)
 
 
 def _grouped(found: list[dict]) -> list[dict]:
