@@ -46,3 +46,23 @@ def test_edge_of_stability_verdicts_are_the_same_on_every_variant(tmp_path):
         for claim, (verdict, why) in got.items():
             assert verdict == reference[claim][0], f"{claim}: {verdict} with {label}, {reference[claim][0]} with " \
                                                    f"seed 0\n  {label}: {why}\n  seed 0: {reference[claim][1]}"
+
+
+SIZED = "C2,C15,C16,C17,C18,C19"  # the claims redesigned in issue 31 whose full size fits a CI run (about 3 min)
+
+
+def test_the_redesigned_claims_give_the_same_verdict_at_quick_and_full_size(tmp_path):
+    """A verdict is the claim's, not the budget's: the quick and the full size agree on each of these."""
+    def verdicts(quick: bool) -> dict:
+        out = tmp_path / ("quick" if quick else "full")
+        cmd = [sys.executable, "-m", "gradientflow.cli", "reproduce", "--only", SIZED, "--jobs", "2", "--json",
+               "--out", str(out), *(["--quick"] if quick else [])]
+        res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        assert res.returncode == 0, res.stderr[-2000:]
+        return {c["id"]: (c["verdict"], c["why"]) for c in json.loads(res.stdout)}
+
+    quick, full = verdicts(True), verdicts(False)
+    assert set(quick) == set(full) == set(SIZED.split(","))
+    for claim, (verdict, why) in quick.items():
+        assert verdict == full[claim][0], f"{claim}: {verdict} at quick size, {full[claim][0]} at full\n" \
+                                          f"  quick: {why}\n  full: {full[claim][1]}"
