@@ -23,9 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from .. import activations, catalog, init, job, model, optim, properties, theory
 from .. import data as datasets
 from ..config import TrainConfig
+from ..guard import Diverged, Rollback
 from ..layers import activation_of
 from ..penalty import Penalty
-from ..guard import Diverged, Rollback
 from ..probes import watch
 from ..records import LoopSpec, MetricRows
 from ..store import Run
@@ -125,8 +125,8 @@ class LabConfig(BaseModel):
         """The engine's config for this set-up (one activation: per-layer ones, the crosses, batch norm
         and dropout are applied by ``_network``, the L1 and L2 penalties by the trainer's observer)."""
         n_train, n_test = self.split_sizes()
-        fields = {"n_train": n_train, "n_test": n_test, "data": self.data, "depth": self.depth, "width": self.width, "activation": self.activation,
-                  "optimizer": self.optimizer, "lr": self.alpha, "schedule": self.schedule,
+        fields = {"n_train": n_train, "n_test": n_test, "data": self.data, "depth": self.depth, "width": self.width,
+                  "activation": self.activation, "optimizer": self.optimizer, "lr": self.alpha, "schedule": self.schedule,
                   "batch_size": self.batch_size, "normalize": self.normalize, "noise": self.noise, "seed": self.seed,
                   "epochs": 1_000_000, "clip_norm": self.clip or None}
         if self.optimizer in optim.USES_MU:
