@@ -593,7 +593,8 @@ async function start() {
   lab.unknown = unknown.length ? `not a control, ignored: ${unknown.join(", ")}` : "";
   const lessons = $("lesson");
   for (const l of options.lessons || []) lessons.add(new Option(`${l.id}: ${l.title}`, l.id));
-  lessons.addEventListener("change", () => {
+  lessons.addEventListener("change", e => {
+    e.stopPropagation();  // one set-up: the form's own change listener would send the config a second time
     const l = (options.lessons || []).find(x => x.id === lessons.value);
     $("watch").textContent = l ? `Watch: ${l.watch}` : "";
     if (!l) return;
