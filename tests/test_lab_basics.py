@@ -34,16 +34,13 @@ def test_the_train_share_splits_the_sets_usual_samples(data, share, sizes):
 def test_the_cross_x1x2_alone_solves_xor_where_the_plain_inputs_do_not_in_the_same_steps():
     """The Playground's lesson: a 1 x 2 net with the feature x1x2 separates XOR within 5 epochs on
     every seed; the same net on (x1, x2) does not (a control, same steps and rates)."""
-    crossed = [evaluate(*_trained(LabConfig(data="xor", depth=1, width=2, features="x1x2", seed=s), 5)[:1],
-                        *_test(LabConfig(data="xor")))[1] for s in range(3)]
-    plain = [evaluate(*_trained(LabConfig(data="xor", depth=1, width=2, seed=s), 5)[:1],
-                      *_test(LabConfig(data="xor")))[1] for s in range(3)]
+    def accuracy(features: str, seed: int) -> float:
+        net, d = _trained(LabConfig(data="xor", depth=1, width=2, features=features, seed=seed), 5)
+        return evaluate(net, d.x_test, d.y_test)[1]
+
+    crossed = [accuracy("x1x2", s) for s in range(3)]
+    plain = [accuracy("x1,x2", s) for s in range(3)]
     assert min(crossed) > 0.9 and max(plain) < 0.8, (crossed, plain)
-
-
-def _test(cfg):
-    d = job.dataset(cfg.train_config())
-    return d.x_test, d.y_test
 
 
 def test_crosses_feed_the_first_layer_and_are_ignored_for_sets_that_are_not_two_dimensional():

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import click
 
+from ..lab.links import LOOPBACK
 from .app import BadInput, main
-
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 @main.command("lab")

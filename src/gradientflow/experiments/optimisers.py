@@ -142,16 +142,16 @@ def tune_saddle(name: str, steps: int) -> dict:
     """Each rate of ``TUNE`` on the saddle from ``SADDLE_START``: the step where |y| first passes 0.5, and
     whether the descent then settles in a minimum (f = -1/4 at y = +-1; its loss over the last quarter
     within ``SETTLED``); the best rate leaves soonest among those that settle."""
-    rows = []
+    rows, paths = [], {}
     for lr in TUNE:
         r = descend(saddle, SADDLE_START, name, lr, steps)
         tail = np.array(r["loss"][-(steps // 4):])
         settled = bool(np.all(np.isfinite(tail)) and np.abs(tail + 0.25).max() < SETTLED)
         rows.append({"lr": lr, "escape": _escape(r["path"]), "settled": settled})
+        paths[lr] = r["path"]
     able = [r for r in rows if r["settled"] and r["escape"] is not None]
     best = min(able, key=lambda r: (r["escape"], r["lr"])) if able else None
-    return {"rates": rows, "best": best,
-            "path": descend(saddle, SADDLE_START, name, best["lr"], steps)["path"] if best else None}
+    return {"rates": rows, "best": best, "path": paths[best["lr"]] if best else None}
 
 
 def basins(name: str, steps: int) -> dict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 BASE = "http://localhost:8000/"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")  # the names of this machine alone: the lab's default reach
 _RELU_EDGE = {"data": "mnist1d", "depth": 4, "width": 100, "init": "he", "optimizer": "adam", "alpha": 0.05,
               "batch_size": 32}
 SETUPS: dict[str, dict] = {

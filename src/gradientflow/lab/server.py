@@ -39,6 +39,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .. import jsontext, memory
 from ..config import describe_errors, echo
+from .links import LOOPBACK
 from .session import LabConfig, Session
 from .views import session_bytes
 
@@ -47,7 +48,6 @@ FPS = 15
 MAX_SESSIONS = 16
 UNACKED_FRAMES = 2  # frames sent and not yet drawn by the page: a tab that stops reading stops the frames
 MAX_MESSAGE = 65536  # characters of one message from the page
-LOOPBACK = ("localhost", "127.0.0.1", "[::1]")  # as a Host header writes them
 
 
 def create_app(runs: str | Path = "runs", open_url: str | None = None, *, hosts: tuple[str, ...] = (),
@@ -187,7 +187,7 @@ def create_app(runs: str | Path = "runs", open_url: str | None = None, *, hosts:
             asyncio.get_running_loop().run_in_executor(None, webbrowser.open, open_url)
         yield
 
-    allowed = [*LOOPBACK, *(f"[{h}]" if ":" in h else h for h in _names(hosts))]
+    allowed = [f"[{h}]" if ":" in h else h for h in (*LOOPBACK, *_names(hosts))]  # as a Host header writes them
     app = Starlette(routes=[Route("/", index), Route("/options", options), Route("/report", report_page),
                             WebSocketRoute("/ws", socket), Mount("/static", StaticFiles(directory=STATIC), name="static")],
                     middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=allowed, www_redirect=False)],

@@ -72,6 +72,15 @@ function send(message) {
   if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(message));
 }
 
+function setControl(key, value) {  // from a default, a lesson or a link (a checkbox's text: true, 1, on or yes)
+  const el = form.elements[key];
+  if (!el) return;
+  if (el.type === "checkbox") {
+    el.checked = typeof value === "string" ? ["true", "1", "on", "yes"].includes(value.toLowerCase()) : Boolean(value);
+  } else el.value = value;
+  if (key === "features") syncFeatureBoxes();
+}
+
 function featureBoxes() {  // one checkbox per feature; the hidden "features" field holds the chosen ones
   const box = $("feature-boxes");
   for (const name of options.features || []) {
@@ -556,12 +565,7 @@ function onError(m) {
     if (named.length) {
       lab.notice = errors.map(e => e.message + (e.field in options.defaults ? `; using ${e.field}=${options.defaults[e.field]}` : ""));
       lab.noticeFields = named;
-      for (const f of named) {
-        const el = form.elements[f];
-        if (el.type === "checkbox") el.checked = options.defaults[f]; else el.value = options.defaults[f];
-        delete lab.raw[f];
-      }
-      syncFeatureBoxes();
+      for (const f of named) { setControl(f, options.defaults[f]); delete lab.raw[f]; }
       const cfg = readConfig();
       writeUrl(cfg);
       send({type: "config", config: cfg});
@@ -583,8 +587,7 @@ async function start() {
     if (!el) continue;
     const wanted = params.has(key) ? params.get(key) : String(def);
     if (el.tagName === "SELECT" && ![...el.options].some(o => o.value === wanted)) el.add(new Option(wanted, wanted));
-    if (el.type === "checkbox") el.checked = ["true", "1", "on", "yes"].includes(wanted.toLowerCase());
-    else el.value = wanted;  // a value the list does not hold is kept, so that the server can name it
+    setControl(key, wanted);  // a value the list does not hold is kept, so that the server can name it
     if (params.has(key)) lab.raw[key] = wanted;
   }
   form.addEventListener("input", e => { delete lab.raw[e.target.name]; });
@@ -598,12 +601,7 @@ async function start() {
     const l = (options.lessons || []).find(x => x.id === lessons.value);
     $("watch").textContent = l ? `Watch: ${l.watch}` : "";
     if (!l) return;
-    for (const [key, def] of Object.entries(options.defaults)) {
-      const el = form.elements[key], v = key in l.setup ? l.setup[key] : def;
-      if (el && el.type === "checkbox") el.checked = Boolean(v);
-      else if (el) el.value = v;
-    }
-    syncFeatureBoxes();
+    for (const [key, def] of Object.entries(options.defaults)) setControl(key, key in l.setup ? l.setup[key] : def);
     sendConfig();
   });
   form.addEventListener("change", sendConfig);
