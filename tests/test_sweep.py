@@ -204,9 +204,34 @@ def test_the_batched_trainer_gives_each_nets_one_by_one_numbers(tmp_path):
             assert Run(run.path).status()["status"] == "finished"
 
 
+def test_the_batched_trainer_follows_each_nets_own_schedule(tmp_path):
+    """Nets with different schedules and warm-ups in one batch: each net's stored rates and losses equal
+    its one-by-one run's (the rates read from the same torch scheduler)."""
+    from gradientflow import job
+    from gradientflow.config import TrainConfig
+    from gradientflow.store import Run
+    from gradientflow.sweep import batched
+
+    base = {**BASE, "data": "mnist1d", "n_train": 272, "depth": 2, "width": 16, "epochs": 3, "optimizer": "momentum",
+            "lr": 0.1}
+    variants = [{}, {"schedule": "cosine"}, {"schedule": "warmup", "warmup_steps": 6},
+                {"schedule": "cosine", "warmup_steps": 4, "lr": 0.2}, {"schedule": "step", "step_size": 5, "gamma": 0.5}]
+    cfgs = [TrainConfig(**{**base, **v, "seed": i}) for i, v in enumerate(variants)]
+    runs = [Run.create(tmp_path / f"b{i}", c.model_dump()) for i, c in enumerate(cfgs)]
+    for cfg, got, run in zip(cfgs, batched.train(cfgs, runs=runs), runs):
+        alone = job.run(cfg, tmp_path / f"alone-{run.name}")
+        for name in ("lr", "loss"):
+            mine, theirs = run.series(name, "train")[1], Run(alone.run_dir).series(name, "train")[1]
+            assert mine == pytest.approx(theirs, rel=1e-5, abs=1e-7), (cfg.schedule, name)
+        assert got.test_loss == pytest.approx(alone.test_loss, rel=1e-5)
+    steps, rates = runs[3].series("lr", "train")
+    assert rates[0] == pytest.approx(0.05) and max(rates) == pytest.approx(0.2) and rates[-1] < 0.01  # warm-up, then cosine
+
+
 @pytest.mark.parametrize("activation", ["prelu", "maxout"])
-def test_nets_with_their_own_parameters_train_under_vmap_to_the_same_numbers(activation):
-    """PReLU's slopes and Maxout's pieces leave the fused Linear path: vmap over functional_call."""
+def test_nets_with_their_own_parameters_train_batched_to_the_same_numbers(activation):
+    """PReLU's slopes leave the fused Linear path (vmap over functional_call); Maxout's pieces stay on it
+    (their one Linear as a batched product, then the max over each unit's pieces)."""
     from gradientflow import job
     from gradientflow.config import TrainConfig
     from gradientflow.sweep import batched

@@ -6,7 +6,7 @@ decay and initialiser.
 
 A cell can join a batch when its config asks only for what this trainer does exactly as
 ``train.fit`` does: plain SGD, momentum or Nesterov (torch's ``SGD`` update, written out below on the
-stacked weights), a constant rate, no clipping, no probes, on the CPU. Cells that agree on every
+stacked weights), a constant rate, no clipping, no probes, on the CPU, on a classification set. Cells that agree on every
 other field (data, depth, width, activation, epochs, batch size, ...) form one batch. Each net
 sees the batches ``train.fit`` would show it (``train.epoch_order`` with its seed) and its run is
 stored like one that ``fit`` wrote (per-step loss and rate, the gradient norm every
@@ -26,6 +26,7 @@ import time
 
 import torch
 
+from .. import data as datasets
 from ..config import TrainConfig
 from ..evaluation import epoch_row, loss, split_sums
 from ..guard import first_nonfinite
@@ -34,15 +35,16 @@ from ..trainer import epoch_order
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov")
 # fields that may differ between the nets of one batch; every other field must be equal
-PER_NET = ("seed", "lr", "momentum", "weight_decay", "init", "std", "gain", "sigma_w2", "sigma_b2")
+PER_NET = ("seed", "lr", "momentum", "weight_decay", "init", "std", "gain", "sigma_w2", "sigma_b2", "schedule",
+           "warmup_steps", "step_size", "gamma")
 
 
 def refusal(cfg: TrainConfig) -> str | None:
     """Why ``cfg`` cannot be trained in a batch (one line), or None when it can."""
+    if cfg.data in datasets.REGRESSION:  # its epoch rows count correct predictions: classes only
+        return f"data={cfg.data} (batched: classification sets; a regression set trains cell by cell)"
     if cfg.optimizer not in OPTIMIZERS:
         return f"optimizer={cfg.optimizer} (batched: {', '.join(OPTIMIZERS)})"
-    if cfg.schedule != "constant" or cfg.warmup_steps:
-        return f"schedule={cfg.schedule}, warmup_steps={cfg.warmup_steps} (batched: a constant rate)"
     if cfg.clip_norm is not None or cfg.clip_value is not None:
         return "gradient clipping (batched: none)"
     if cfg.probe:
@@ -62,16 +64,35 @@ def _per_net(values: list[float], like: torch.Tensor) -> torch.Tensor:
     return torch.tensor(values, dtype=like.dtype).reshape(-1, *([1] * (like.dim() - 1)))
 
 
-class _SGD:
-    """torch's SGD on stacked weights, one rate, momentum and weight decay per net:
-    g <- g + wd theta; v <- mu v + g (v = g at the first step); g <- g + mu v (Nesterov) or v;
-    theta <- theta - alpha g (the ``optim`` table's sgd, momentum (C10) and nesterov rows)."""
+def rates(cfg: TrainConfig, total: int) -> list[float]:
+    """The rate of each of ``total`` steps under ``cfg``'s schedule, read from the torch scheduler that
+    ``train.fit`` steps (``optim.schedule``), driven here on a one-parameter SGD."""
+    from .. import optim
 
-    def __init__(self, cfgs: list[TrainConfig], params: list[torch.Tensor]):
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=cfg.lr)
+    sched = optim.schedule(cfg.parts.optimizer, opt, total)
+    out = []
+    for _ in range(total):
+        out.append(opt.param_groups[0]["lr"])
+        if sched is not None:
+            opt.step()  # no gradient: changes nothing, and keeps the scheduler's order check quiet
+            sched.step()
+    return out
+
+
+class _SGD:
+    """torch's SGD on stacked weights, one rate schedule, momentum and weight decay per net:
+    g <- g + wd theta; v <- mu v + g (v = g at the first step); g <- g + mu v (Nesterov) or v;
+    theta <- theta - alpha_t g (the ``optim`` table's sgd, momentum (C10) and nesterov rows)."""
+
+    def __init__(self, cfgs: list[TrainConfig], params: list[torch.Tensor], total: int):
         from ..optim import DEFAULT_MU
 
         self.nesterov = cfgs[0].optimizer == "nesterov"
         mu = [0.0 if c.optimizer == "sgd" else DEFAULT_MU if c.momentum is None else c.momentum for c in cfgs]
+        constant = all(c.schedule == "constant" and c.warmup_steps <= 1 for c in cfgs)
+        self.rates = None if constant else torch.tensor([rates(c, total) for c in cfgs], dtype=torch.float64)  # [K, T]
+        self.t = 0
         self.lr = [_per_net([c.lr for c in cfgs], p) for p in params]
         self.mu = [_per_net(mu, p) for p in params] if any(mu) else None
         self.wd = [_per_net([c.weight_decay for c in cfgs], p) for p in params] \
@@ -90,13 +111,26 @@ class _SGD:
             else:
                 self.buffers = [mu * b + g for b, g, mu in zip(self.buffers, grads, self.mu)]
             grads = [g + mu * b for g, b, mu in zip(grads, self.buffers, self.mu)] if self.nesterov else self.buffers
+        if self.rates is not None:  # this step's rate of each net
+            now = self.rates[:, self.t].tolist()
+            self.lr = [_per_net(now, p) for p in params]
+        self.t += 1
         for p, g, lr in zip(params, grads, self.lr):
             p.sub_(lr * g)
 
+    def rate(self, i: int, step: int) -> float:
+        """Net ``i``'s rate at ``step`` (1-based), as logged."""
+        return float(self.rates[i, step - 1]) if self.rates is not None else self.lr[0].flatten()[i].item()
 
-def train(cfgs: list[TrainConfig], *, runs: list | None = None) -> list[Summary]:
+
+def train(cfgs: list[TrainConfig], *, runs: list | None = None, network=None, on_epoch=None) -> list[Summary]:
     """Train the nets of ``cfgs`` (one batch: same ``batch_key``, no ``refusal``) together; with
-    ``runs`` (a ``store.Run`` per config, or None), store each one's metrics and status there."""
+    ``runs`` (a ``store.Run`` per config, or None), store each one's metrics and status there.
+
+    ``network(cfg, dataset) -> nn.Module`` builds each net (default ``job.network``: an experiment may
+    build a variant of it, the same for every net of the batch). ``on_epoch(epoch, weights)`` is called
+    before the first step (epoch 0) and after every epoch (1, 2, ...) with the stacked weights, a dict
+    name -> [K, ...] tensor (read them, do not change them): an experiment's own per-epoch measure."""
     from torch.func import stack_module_state
 
     from .. import job
@@ -113,14 +147,16 @@ def train(cfgs: list[TrainConfig], *, runs: list | None = None) -> list[Summary]
     started = time.perf_counter()
     first = cfgs[0]
     d = job.dataset(first)
-    nets = [job.network(c, d) for c in cfgs]
+    nets = [(network or job.network)(c, d) for c in cfgs]
     weights, buffers = stack_module_state(nets)
     names = list(weights)
     params = [weights[n] for n in names]
+    if on_epoch is not None:
+        on_epoch(0, weights)
     forward, forward_shared = _forwards(nets[0], names, buffers, len(cfgs))
-    sgd = _SGD(cfgs, params)
     k, n = len(cfgs), len(d.y_train)
     per_epoch = math.ceil(n / first.batch_size)
+    sgd = _SGD(cfgs, params, per_epoch * first.epochs)
     ended_at = [None] * k  # the diverged nets' last good step
     history: list[list[dict]] = [[] for _ in cfgs]
     logged = [MetricRows() for _ in cfgs]
@@ -156,7 +192,7 @@ def train(cfgs: list[TrainConfig], *, runs: list | None = None) -> list[Summary]
                 ended_at[i] = first_step + bad - 1
             steps = list(range(first_step, first_step + good))
             logged[i].extend(steps + steps, [epoch] * (2 * good), ["loss"] * good + ["lr"] * good,
-                             values[i][:good] + [cfgs[i].lr] * good)
+                             values[i][:good] + [sgd.rate(i, s) for s in steps])
             for s, v in norm_values:
                 if s < first_step + good:
                     logged[i].add(s, epoch, "train", "grad_norm", v[i])
@@ -165,6 +201,8 @@ def train(cfgs: list[TrainConfig], *, runs: list | None = None) -> list[Summary]
             row = epoch_row(epoch + 1, step, (loss_sums[i], corrects[i], n), tuple(test[i]))
             history[i].append(row)
             logged[i].add_epoch(row, epoch)
+        if on_epoch is not None:
+            on_epoch(epoch + 1, weights)
         if all(e is not None for e in ended_at):
             break
     seconds = (time.perf_counter() - started) / k
@@ -186,25 +224,32 @@ def train(cfgs: list[TrainConfig], *, runs: list | None = None) -> list[Summary]
 def _forwards(net: torch.nn.Module, names: list[str], buffers: dict, k: int):
     """(forward(params, x [K, B, ...]), forward_shared(params, x [B, ...])) of the K stacked nets.
 
-    An ``mlp`` of Linear layers and parameter-free elementwise activations runs each Linear as one
+    An ``mlp`` of Linear (or Maxout) layers and parameter-free elementwise activations runs each Linear as one
     ``baddbmm`` over the stack (the bias added inside the product: under ``vmap`` a Linear becomes a
     batched product and a separate addition, 3.5x slower here); any other net runs through ``vmap``
     of ``functional_call`` on a weightless copy of the first net."""
     from torch.func import functional_call, vmap
 
+    from ..activations import Maxout
+
     children = list(net.named_children()) if isinstance(net, torch.nn.Sequential) else []
-    fused = bool(children) and all(isinstance(m, torch.nn.Linear) or not any(True for _ in m.parameters(recurse=True))
-                                   for _, m in children)
+    fused = bool(children) and all(isinstance(m, (torch.nn.Linear, Maxout)) or
+                                   not any(True for _ in m.parameters(recurse=True)) for _, m in children)
     if fused:
         index = {n: i for i, n in enumerate(names)}
+
+        def linear(params, h, name):
+            w, b = params[index[f"{name}.weight"]], index.get(f"{name}.bias")
+            return torch.bmm(h, w.transpose(1, 2)) if b is None else \
+                torch.baddbmm(params[b].unsqueeze(1), h, w.transpose(1, 2))
 
         def forward(params, x):
             h = x.flatten(2)
             for name, m in children:
                 if isinstance(m, torch.nn.Linear):
-                    w, b = params[index[f"{name}.weight"]], index.get(f"{name}.bias")
-                    h = torch.bmm(h, w.transpose(1, 2)) if b is None else \
-                        torch.baddbmm(params[b].unsqueeze(1), h, w.transpose(1, 2))
+                    h = linear(params, h, name)
+                elif isinstance(m, Maxout):  # its pieces' one Linear, then the max over each unit's pieces
+                    h = linear(params, h, f"{name}.linear").unflatten(-1, (m.out_features, m.pieces)).amax(-1)
                 else:
                     h = m(h)  # elementwise: the stack's extra axis changes nothing
             return h
