@@ -110,39 +110,6 @@ def test_c20_passes_only_when_a_schedule_is_both_more_stable_and_no_worse():
     assert v({**stable, "cosine": 0.2}, {"constant": 1.1, "cosine": 0.9, "warmup+cosine": 1.1})  # one schedule does
 
 
-def _dead_numbers(edge: dict[str, float], low: float = 0.0, stay: float = 0.7, slope: float = 0.3) -> dict:
-    """Three seeds per cell with the given dead shares at the edge (and ``low`` at the fractions below it)."""
-    from gradientflow.experiments import dead_units
-
-    def cell(share, stay_dead=None):
-        seeds = [{"status": "finished", "dead_share": share, "stay_dead": stay_dead, "test_accuracy": 0.5,
-                  "prelu_slope_max_change": slope}] * 3
-        return {"lr": [0.1] * 3, "seeds": seeds, "diverged": 0, "dead": {"median": share, "q10": share, "q90": share},
-                "stay_dead": {"median": stay_dead}}
-
-    units = {a: {"largest_stable_rate": [1.0] * 3, "search": [], "cells": {
-        "0.1": cell(low), "0.5": cell(low), "1": cell(edge[a], stay)}} for a in dead_units.UNITS}
-    special = {"maxout_params": 20, "linear_params": 10, "maxout_vs_relu_max_abs_diff": 0.0,
-               "maxout_vs_leaky_relu_max_abs_diff": 0.0}
-    return {"fractions": [0.1, 0.5, 1.0], "units": units, "special_cases": special}
-
-
-def test_c7_to_c9_verdicts_flip_on_doctored_numbers():
-    from gradientflow.experiments import dead_units
-
-    def verdict(claim, *args, **kw):
-        return dead_units.verdicts(_dead_numbers(*args, **kw))[claim].passed
-
-    seen = {"relu": 0.2, "leaky_relu": 0.15, "prelu": 0.0, "maxout": 0.0}  # this machine's medians, rounded
-    fixed = {**seen, "leaky_relu": 0.03}
-    assert verdict("C7", seen) and not verdict("C7", {**seen, "relu": 0.05})  # too few die at the edge
-    assert not verdict("C7", seen, low=0.05)  # the control: units die at a tenth of the edge rate too
-    assert not verdict("C7", seen, stay=0.3)  # they come back: dozing, not dead
-    assert not verdict("C8", seen) and verdict("C8", fixed)  # leaky at 75% of ReLU's share, or at 15%
-    assert not verdict("C8", fixed, slope=0.0)  # PReLU's slopes never learned
-    assert verdict("C9", seen) and not verdict("C9", {**seen, "maxout": 0.05})
-
-
 # --- the one optimiser written out here, against the plain reference ---
 
 @pytest.mark.parametrize("corrected", [False, True])

@@ -21,6 +21,13 @@ def subplots(nrows: int = 1, ncols: int = 1, *, figsize=None, **kwargs):
     return fig, fig.subplots(nrows, ncols, **kwargs)
 
 
+def ramp(i: int, n: int):
+    """The ``i``-th of ``n`` colours on an ordered, colour-blind-safe ramp (viridis, short of its pale end)."""
+    import matplotlib
+
+    return matplotlib.colormaps["viridis"](0.85 * i / max(1, n - 1))
+
+
 def literal(name) -> str:
     """A name from the user (a run folder, a layer path) as figure text: "$" escaped, so that it is
     drawn as typed and cannot start a mathtext formula that breaks or restyles the figure."""
