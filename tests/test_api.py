@@ -50,7 +50,8 @@ ALLOWED = {
     # records around a run, the shared loss and evaluation, the NaN guard, state copies, the stepper
     "records": {"store"},  # for a type annotation only
     "evaluation": set(),
-    "guard": {"records"},
+    # beyond DESIGN.md (issue 33): the guard re-runs a step with the engine's loss, which follows the task
+    "guard": {"records", "evaluation"},
     "snapshot": set(),
     "trainer": {"optim", "data", "evaluation", "guard", "records", "snapshot"},
     "train": {"optim", "schedules", "store", "data", "evaluation", "guard", "records", "trainer"},
@@ -69,7 +70,10 @@ ALLOWED = {
     # beyond DESIGN.md: the batched trainer shows each net fit's sample order (train.epoch_order) and
     # hands back fit's Summary, so its runs read like fit's, with optim's default momentum (issue 15)
     # and shares the engine's loss, evaluation, metric rows and the guard's first-non-finite rule (issue 32)
-    "sweep": {"job", "config", "store", "theory", "train", "optim", "evaluation", "guard", "records", "trainer"},
+    # and (issue 33) refuses to batch a regression set (data.REGRESSION)
+    # the batched trainer runs Maxout layers on its fused path
+    "sweep": {"job", "config", "store", "theory", "train", "optim", "evaluation", "guard", "records", "trainer",
+              "data", "activations"},
     # beyond DESIGN.md: the lab's controls offer the catalogs' names (activations, init, optim,
     # schedules, data), its "gain" init reads properties.gain, and its play/pause loop steps with
     # the engine's own parts (issue 14); since issue 32 it trains through the engine's Trainer

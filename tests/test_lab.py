@@ -533,6 +533,35 @@ def test_the_playgrounds_basics_round_trip_and_the_phase_point_drags(server, bro
     page.close()
 
 
+def test_a_regression_set_draws_the_nets_output_as_a_value_map_and_charts_the_test_r2(server, browser):
+    url, _ = server
+    page = _open(browser, f"{url}/?data=reg-plane&depth=2&width=16&optimizer=adam&alpha=0.01")
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    assert "R²" in page.inner_text("#accuracy-title") and "squared error" in page.inner_text("#loss-title")
+    assert page.evaluate("state.charts.accuracy.plot.series.map(s => s.label)")[1:] == ["test R²"]
+    page.click("#play")
+    page.wait_for_function("window.lab.boundary && window.lab.boundary.task === 'regression' && "
+                           "state.charts.accuracy.data[0].length >= 2", timeout=30000)
+    assert page.evaluate("state.charts.accuracy.data[1]")[-1] > 0.5
+    assert page.inner_text("#boundary-title") == "the net's output over the plane"
+    assert page.is_visible("#boundary-key") and "output −" in page.inner_text("#boundary-key")
+    shades = page.evaluate("""(() => {  // distinct colours, blue (+) and orange (-) pixels of the map
+        const c = document.getElementById('boundary');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        const seen = new Set(); let blue = 0, orange = 0;
+        for (let i = 0; i < d.length; i += 4) {
+          seen.add(d[i] + ',' + d[i + 2]); blue += d[i + 2] - d[i] > 60; orange += d[i] - d[i + 2] > 60;
+        }
+        return [seen.size, blue, orange]; })()""")
+    assert shades[0] > 40 and shades[1] > 1000 and shades[2] > 1000, shades  # a ramp, not a few classes' colours
+    page.select_option("[name=data]", "xor")  # back to classes: accuracy, a boundary, no colour bar
+    page.wait_for_function("window.lab.setups === 2")
+    assert page.inner_text("#accuracy-title") == "accuracy" and not page.is_visible("#boundary-key")
+    assert not errors
+    page.close()
+
+
 def test_the_served_reports_link_opens_the_lab_on_its_own_port(server, browser):
     url, _ = server
     assert not url.endswith(":8000")

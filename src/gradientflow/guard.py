@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 
+from .evaluation import is_regression
+from .evaluation import loss as loss_of
 from .records import MetricRows
 
 GUARD_EVERY = 256  # at most this many steps unread by the NaN guard
@@ -60,7 +61,7 @@ class Readout(NamedTuple):
     epochs: list[int]
     losses: list[float]
     sizes: list[int]  # each step's batch size
-    correct: int  # correct predictions over all of them
+    correct: int  # correct predictions over all of them (0 for real targets: a regression set)
     lrs: list[float]
     norms: list[tuple[int, int, float]]  # (step, epoch, gradient norm) of the logged steps
 
@@ -108,7 +109,8 @@ class StepLog:
         parts = [torch.stack([p.loss for p in pending]).double()] if pending else []
         if measured:
             parts.append(torch.stack([p.grad_norm for p in measured]).double())
-        if pending:
+        counted = bool(pending) and not is_regression(pending[0].target)  # real targets: no correct predictions
+        if counted:
             hits = torch.cat([p.logits for p in pending]).argmax(1).eq(torch.cat([p.target for p in pending]))
             parts.append(hits.sum().double().reshape(1))
         if state_ok is not None:
@@ -125,7 +127,7 @@ class StepLog:
             return Rollback(self.last_step, "parameters or optimiser state")
         return Readout(steps=[p.step for p in pending], epochs=[p.epoch for p in pending], losses=losses,
                        sizes=[p.target.shape[0] for p in pending],  # not len(t): a Python call, 4x slower
-                       correct=int(values[n + k]) if pending else 0, lrs=[p.lr for p in pending],
+                       correct=int(values[n + k]) if counted else 0, lrs=[p.lr for p in pending],
                        norms=[(p.step, p.epoch, norm_at[p.step]) for p in measured if p.logged])
 
 
@@ -161,7 +163,7 @@ def where_nonfinite(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) ->
     try:
         model.zero_grad(set_to_none=True)
         with torch.enable_grad():
-            loss = F.cross_entropy(model(x), y)
+            loss = loss_of(model(x), y)
             if torch.isfinite(loss):
                 loss.backward()
     finally:
@@ -170,7 +172,8 @@ def where_nonfinite(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) ->
     if forward_bad:
         return f"forward output of {label(forward_bad[0])}", names[forward_bad[0]]
     if not torch.isfinite(loss):
-        return "the loss (the logits are finite but the cross-entropy is not)", None
+        what = "squared error" if is_regression(y) else "cross-entropy"
+        return f"the loss (the outputs are finite but the {what} is not)", None
     if backward_bad:
         return f"gradient w.r.t. the output of {label(backward_bad[0])}", names[backward_bad[0]]
     grads = [(n, p.grad) for n, p in model.named_parameters() if p.grad is not None]

@@ -27,7 +27,7 @@ def dataset(cfg: TrainConfig) -> data.Dataset:
 def network(cfg: TrainConfig, d: data.Dataset) -> torch.nn.Module:
     """A freshly initialised ``mlp`` for ``d`` as the config says (weights from ``cfg.seed``)."""
     g = torch.Generator().manual_seed(cfg.seed)
-    return model.mlp(d.features, cfg.width, cfg.depth, d.classes, activation=cfg.activation, init_name=cfg.init,
+    return model.mlp(d.features, cfg.width, cfg.depth, d.outputs, activation=cfg.activation, init_name=cfg.init,
                      scale=cfg.scale(), generator=g, lsuv_batch=d.x_train[:512] if cfg.init == "lsuv" else None)
 
 
@@ -40,12 +40,12 @@ def prepare(cfg: TrainConfig, max_memory: int | None = None) -> tuple[torch.nn.M
     if planned is not None:
         _refuse_oversized(cfg, *planned, max_memory)
     d = dataset(cfg)
-    _refuse_oversized(cfg, len(d.y_train) + len(d.y_test), d.features, d.classes, max_memory)
+    _refuse_oversized(cfg, len(d.y_train) + len(d.y_test), d.features, d.outputs, max_memory)
     return network(cfg, d), d
 
 
-def _refuse_oversized(cfg: TrainConfig, samples: int, features: int, classes: int, max_memory: int | None) -> None:
-    needed = memory.training(features, cfg.width, cfg.depth, classes, batch=cfg.batch_size, samples=samples)
+def _refuse_oversized(cfg: TrainConfig, samples: int, features: int, outputs: int, max_memory: int | None) -> None:
+    needed = memory.training(features, cfg.width, cfg.depth, outputs, batch=cfg.batch_size, samples=samples)
     memory.refuse(f"training a {cfg.depth} x {cfg.width} net on {samples:,} samples of {features} features "
                   f"with batches of {cfg.batch_size:,}", needed, max_memory)
 

@@ -27,6 +27,7 @@ class Summary:
     seconds: float
     run_dir: str | None = None
     message: str = ""
+    test_r2: float = math.nan  # a regression run's test R² (its accuracies are NaN: it has no classes)
     history: list[dict] = field(default_factory=list, repr=False)  # one row per epoch
 
     def to_dict(self) -> dict:
@@ -44,7 +45,7 @@ class Summary:
         return cls(status=status, steps=steps, epochs=steps / per_epoch, seconds=seconds,
                    train_loss=last.get("train_loss", math.nan), train_accuracy=last.get("train_accuracy", math.nan),
                    test_loss=last.get("test_loss", math.nan), test_accuracy=last.get("test_accuracy", math.nan),
-                   run_dir=run_dir, message=message, history=history)
+                   test_r2=last.get("test_r2", math.nan), run_dir=run_dir, message=message, history=history)
 
 
 class LoopSpec(BaseModel):
@@ -104,10 +105,12 @@ class MetricRows:
         self.extend([step], [epoch], [name], [value], split)
 
     def add_epoch(self, row: dict, epoch: int) -> None:
-        """An epoch's history row as metric rows: train means (split train_epoch) and test (split test)."""
-        for name in ("loss", "accuracy"):
-            self.add(row["step"], epoch, "train_epoch", name, row[f"train_{name}"])
-            self.add(row["step"], epoch, "test", name, row[f"test_{name}"])
+        """An epoch's history row as metric rows: train means (split train_epoch) and test (split test),
+        each of loss, accuracy and r2 that the row has (a regression row: no accuracy, a test r2)."""
+        for name in ("loss", "accuracy", "r2"):
+            for split, prefix in (("train_epoch", "train"), ("test", "test")):
+                if f"{prefix}_{name}" in row:
+                    self.add(row["step"], epoch, split, name, row[f"{prefix}_{name}"])
 
     def __len__(self) -> int:
         return len(self.cols["step"])

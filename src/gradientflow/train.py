@@ -1,7 +1,8 @@
 """The training loop: a ``Trainer`` driven over a whole run, checkpointed by the clock, resumable.
 
 ``fit(model, data, optimizer, loop)`` trains any ``nn.Module`` that maps a batch of inputs to
-class logits, with the cross-entropy loss. It takes two small typed records: an
+class logits, with the cross-entropy loss (or, on a regression set, to one output, with the squared
+error: ``evaluation.loss``). It takes two small typed records: an
 ``optim.OptimizerSpec`` (what updates the weights) and a ``records.LoopSpec`` (epochs, batch size,
 seed, checkpoints, device). It never builds models (that is ``model``'s job) and it never prints:
 the caller gets a ``Summary``. Observers (the probes) see every step after the backward pass,
@@ -146,7 +147,7 @@ def fit(model: torch.nn.Module, data: Dataset, optimizer: OptimizerSpec = Optimi
     """Train ``model`` on ``data`` with ``optimizer`` for as long as ``loop`` says; log to and
     checkpoint in ``run`` if given.
 
-    Each step (``Trainer.train_step``): forward, cross-entropy, backward, clipping (``optim.clip_``),
+    Each step (``Trainer.train_step``): forward, the loss, backward, clipping (``optim.clip_``),
     the optimiser step, the scheduler step. The NaN guard (loss and total gradient norm must be
     finite, else the run stops as *diverged* at that step and ``locate_nonfinite`` names the layer)
     reads the device at least every ``GUARD_EVERY`` steps and replays from the last snapshot when it

@@ -1,8 +1,9 @@
 """One model training on one dataset, a step at a time: the engine's step, guard and evaluation.
 
-``Trainer.advance()`` takes the next mini-batch of the epoch's order and runs forward,
-cross-entropy, backward, clipping, the observers, the optimiser and the scheduler; at an epoch's end
-it evaluates the test split. What it returns is a value, not an exception: None, a ``Rollback``
+``Trainer.advance()`` takes the next mini-batch of the epoch's order and runs forward, the loss
+(cross-entropy, or the squared error on a regression set: ``evaluation.loss``), backward,
+clipping, the observers, the optimiser and the scheduler; at an epoch's end it evaluates the test
+split. What it returns is a value, not an exception: None, a ``Rollback``
 (the NaN guard saw a non-finite value: call ``rollback``) or ``Diverged`` (stop). ``train.fit``
 drives it for a whole run with checkpoints; the lab drives it from its play, pause and step controls.
 
@@ -20,7 +21,7 @@ import torch
 
 from . import optim
 from .data import Dataset
-from .evaluation import epoch_row, evaluate, loss
+from .evaluation import epoch_row, evaluate, is_regression, loss
 from .guard import Diverged, Pending, Rollback, StepLog, where_nonfinite
 from .optim import OptimizerSpec
 from .records import LoopSpec, MetricRows, Observer
@@ -171,7 +172,7 @@ class Trainer:
         return self.end_epoch() if self.batch == self.per_epoch else None
 
     def train_step(self, xb: torch.Tensor, yb: torch.Tensor) -> Rollback | Diverged | None:
-        """Forward, cross-entropy, backward, clipping, observers, optimiser and scheduler on the batch
+        """Forward, the loss (``evaluation.loss``), backward, clipping, observers, optimiser and scheduler on the batch
         (``xb``, ``yb``). The gradient norm is computed only when clipping by norm or logging it; the
         one-by-one NaN check only in a replay."""
         out = self.model(xb)
@@ -202,7 +203,8 @@ class Trainer:
         back = self.check()
         if back is not None:
             return back
-        row = epoch_row(self.epoch + 1, self.step, tuple(self.sums), evaluate(self.model, self.x_test, self.y_test))
+        row = epoch_row(self.epoch + 1, self.step, tuple(self.sums), evaluate(self.model, self.x_test, self.y_test),
+                        regression=is_regression(self.y))
         self.history.append(row)
         if self.rows is not None:
             self.rows.add_epoch(row, self.epoch)

@@ -62,7 +62,8 @@ def runs_show(run, as_json) -> None:
         return
     click.echo(f"run {r.name}: {r.status().get('status')}")
     click.echo("config: " + ", ".join(f"{k}={v}" for k, v in config.items() if v is not None))
-    table(epochs, ["epoch", "step", "train_loss", "train_accuracy", "test_loss", "test_accuracy"])
+    r2 = ["test_r2"] if epochs and "test_r2" in epochs[0] else []  # a regression run
+    table(epochs, ["epoch", "step", "train_loss", "train_accuracy", "test_loss", "test_accuracy", *r2])
 
 
 @runs_group.command("compare")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 
 import click
@@ -76,8 +77,10 @@ def train_cmd(config_file, out, resume, quiet, as_json, max_memory, **options) -
     if as_json:
         echo_json({k: v for k, v in summary.to_dict().items() if k != "history"})
     else:
+        score = f"test accuracy {fmt(summary.test_accuracy)}" if math.isnan(summary.test_r2) else \
+            f"test R² {fmt(summary.test_r2)}"  # a regression run has no accuracy
         click.echo(f"{summary.status}: {summary.steps} steps ({summary.epochs:.3g} epochs) in {summary.seconds:.1f} s; "
-                   f"test accuracy {fmt(summary.test_accuracy)}, test loss {fmt(summary.test_loss)}, "
+                   f"{score}, test loss {fmt(summary.test_loss)}, "
                    f"train loss {fmt(summary.train_loss)}")
         click.echo(f"run: {summary.run_dir}")
     if summary.status != "finished":

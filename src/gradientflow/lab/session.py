@@ -5,11 +5,12 @@ live page, names from the catalogs, finite positive rates). ``Session`` builds t
 optimiser from it with the engine's own parts (``job.dataset``, ``job.network``, ``optim.build``,
 ``optim.schedule``, ``optim.clip_``, ``train.epoch_order``) and watches the net with the probes
 (``probes.watch``). The page plays, pauses and steps, so the session runs its own loop over
-those parts (``train.fit`` runs a whole run at once): forward, cross-entropy, backward,
-clipping, the optimiser and the schedule, as ``fit`` does. ``frame()`` hands the page what
-changed since the last frame (at most 5 times a second, the probes' window). Memory is bounded: the curves
-kept for ``keep`` hold at most ``CURVE_POINTS`` points (the older half thinned), and each frame
-carries only what is new since the last one (the page keeps its own bounded copy).
+those parts (``train.fit`` runs a whole run at once): forward, the loss (cross-entropy, or the
+squared error on a regression set), backward, clipping, the optimiser and the schedule, as ``fit``
+does. ``frame()`` hands the page what changed since the last frame (at most 5 times a second, the
+probes' window). Memory is bounded: the curves kept for ``keep`` hold at most ``CURVE_POINTS``
+points (the older half thinned), and each frame carries only what is new since the last one (the
+page keeps its own bounded copy).
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ MAX_PENDING_STEPS = 100  # "one step" presses queued at most; pause and reset dr
 READ_EVERY = 4096  # the training thread reads its own rows at least this often: memory stays bounded without frames
 SCHEDULE_EPOCHS = 50  # a session has no end: a decaying schedule spans this many epochs
 MARK_SECONDS = 5.0  # a new rollback point for the NaN guard at most this often (a copy of the state)
+# each epoch's point on the page's second chart: accuracies, or a regression set's test R² (it has no accuracy)
+TEST_POINTS = {"classification": ("step", "train_accuracy", "test_loss", "test_accuracy"),
+               "regression": ("step", "test_loss", "test_r2")}
 
 
 class LabConfig(BaseModel):
@@ -155,7 +159,7 @@ def _network(cfg: LabConfig, train_cfg: TrainConfig, d) -> torch.nn.Module:
     crosses = features.parse(cfg.features) if d.features == 2 else []
     inputs = len(crosses) if crosses else d.features
     g = torch.Generator().manual_seed(train_cfg.seed)
-    net = model.mlp(inputs, cfg.width, cfg.depth, d.classes, activation=cfg.activation, init_name=train_cfg.init,
+    net = model.mlp(inputs, cfg.width, cfg.depth, d.outputs, activation=cfg.activation, init_name=train_cfg.init,
                     scale=train_cfg.scale(), generator=g, batch_norm=cfg.batch_norm, dropout=cfg.dropout)
     names = cfg.layer_activations()
     if len(set(names)) > 1:
@@ -208,7 +212,7 @@ class Session:
         self.shown = 0  # the last step whose rows the page has (a replay after a rollback logs steps again)
         self.stride = max(1, self.trainer.per_epoch // 8)  # a loss point every this many steps
         self.curves: dict[str, list] = {"step": [], "loss": []}  # kept (thinned) for keep()
-        self.tests: dict[str, list] = {"step": [], "train_accuracy": [], "test_accuracy": [], "test_loss": []}
+        self.tests: dict[str, list] = {k: [] for k in TEST_POINTS[self.data.task]}
         self.fresh = Fresh()  # what the page has not been sent yet
         self._findings_at = self._window_at = self._window_cost = 0.0
         self._since: dict = {}  # each finding's first step, kept while it holds
@@ -226,7 +230,7 @@ class Session:
     def _static(self) -> dict:
         """What changes only with the set-up: the theory's per-layer std and the phase-diagram point."""
         out: dict = {"config": self.cfg.model_dump(), "layers": self.cfg.depth, "data": self.data.describe(),
-                     "two_d": self.data.features == 2}
+                     "two_d": self.data.features == 2, "task": self.data.task}
         act, cfg = self.cfg.activation, self.train_cfg
         scales = (cfg.sigma_w2, cfg.sigma_b2 or 0.0) if cfg.init == "meanfield" else \
             init.meanfield_scales(cfg.init, cfg.width, scale=cfg.scale())
@@ -454,12 +458,13 @@ class Session:
             c, t = self.curves, self.tests
             rows = MetricRows()
             rows.extend(c["step"], [0] * len(c["step"]), ["loss"] * len(c["step"]), c["loss"])
-            rows.extend(t["step"], [0] * len(t["step"]), ["accuracy"] * len(t["step"]), t["train_accuracy"], "train_epoch")
-            for name in ("loss", "accuracy"):
-                rows.extend(t["step"], [0] * len(t["step"]), [name] * len(t["step"]), t[f"test_{name}"], "test")
+            for key in TEST_POINTS[self.data.task][1:]:  # train_accuracy, test_loss, test_accuracy or test_r2
+                split, _, name = key.partition("_")
+                rows.extend(t["step"], [0] * len(t["step"]), [name] * len(t["step"]), t[key],
+                            "train_epoch" if split == "train" else "test")
             run.append_metrics(self.step_count, rows.take())
             self.probe.flush(run, self.step_count)
-            last_test = {"test_loss": t["test_loss"][-1], "test_accuracy": t["test_accuracy"][-1]} if t["step"] else {}
+            last_test = {k: t[k][-1] for k in t if k.startswith("test_")} if t["step"] else {}
             run.set_status("interrupted", steps=self.step_count, message="kept from the lab", **last_test,
                            train_loss=c["loss"][-1] if c["loss"] else None)
         return str(run.path)

@@ -20,10 +20,10 @@ GRID = 64  # the decision boundary's finest resolution (2-D data); coarser for c
 def session_bytes(cfg) -> int:
     """Estimated peak bytes of a session: the engine's training estimate (``memory.training``) plus
     the rollback point (a copy of the parameters) and the probes' windows."""
-    samples, features, classes = datasets.planned(cfg.data, None, None)  # the lab offers built-in sets only
-    params = memory.mlp_parameters(features, cfg.width, cfg.depth, classes)
+    samples, features, outputs = datasets.planned(cfg.data, None, None)  # the lab offers built-in sets only
+    params = memory.mlp_parameters(features, cfg.width, cfg.depth, outputs)
     probes = KEEP_WINDOWS * (cfg.depth + 1) * 2048  # a row of scalars and a 50-bin histogram per layer and window
-    return memory.training(features, cfg.width, cfg.depth, classes, batch=cfg.batch_size, samples=samples) \
+    return memory.training(features, cfg.width, cfg.depth, outputs, batch=cfg.batch_size, samples=samples) \
         + memory.FLOAT * params + probes
 
 
@@ -36,22 +36,29 @@ def layer_labels(net: torch.nn.Module) -> dict[str, str]:
 
 @torch.no_grad()
 def boundary(net: torch.nn.Module, data: datasets.Dataset, size: int = GRID) -> dict:
-    """The net's class and confidence on a ``size`` x ``size`` grid over the 2-D data, with up to 400
-    training points and 200 test points, as the page draws them."""
+    """The net's output on a ``size`` x ``size`` grid over the 2-D data, with up to 400 training points
+    and 200 test points, as the page draws them. Classification: each grid point's class and its
+    confidence (the largest softmax probability). Regression (``task``): the output value itself, a
+    continuous map, and ``scale``, the largest |target| of the training split, which the page's
+    colour ramp spans."""
     x = data.x_train
     lo, hi = x.min(0).values - 0.5, x.max(0).values + 0.5
     gx = torch.linspace(float(lo[0]), float(hi[0]), size)
     gy = torch.linspace(float(lo[1]), float(hi[1]), size)
     grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), -1).reshape(-1, 2)
     net.eval()
-    p = torch.softmax(net(grid), 1)
+    out = net(grid)
     net.train()
     show = x[:400]
-    return {"extent": [float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1])], "size": size,
-            "neurons": neuron_maps(net, lo.tolist(), hi.tolist()),
-            "classes": int(data.classes), "label": p.argmax(1).tolist(),
-            "confidence": [round(v, 3) for v in p.max(1).values.tolist()],
-            "points": _points(show, data.y_train[:400]), "test_points": _points(data.x_test[:200], data.y_test[:200])}
+    drawn = {"extent": [float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1])], "size": size, "task": data.task,
+             "neurons": neuron_maps(net, lo.tolist(), hi.tolist()),
+             "points": _points(show, data.y_train[:400]), "test_points": _points(data.x_test[:200], data.y_test[:200])}
+    if data.task == "regression":
+        return {**drawn, "value": [finite(round(v, 3)) for v in out[:, 0].tolist()],
+                "scale": float(data.y_train.abs().max())}
+    p = torch.softmax(out, 1)
+    return {**drawn, "classes": int(data.classes), "label": p.argmax(1).tolist(),
+            "confidence": [round(v, 3) for v in p.max(1).values.tolist()]}
 
 
 MAP_GRID = 12  # each neuron's map: this many points a side
@@ -94,7 +101,9 @@ def neuron_maps(net: torch.nn.Module, lo: list[float], hi: list[float], units: i
 
 
 def _points(x: torch.Tensor, y: torch.Tensor) -> list[list]:
-    return [[round(a, 3), round(b, 3), int(c)] for (a, b), c in zip(x.tolist(), y.tolist())]
+    """[x1, x2, label] rows: the class index, or a regression set's target to 3 decimals."""
+    return [[round(a, 3), round(b, 3), c if isinstance(c, int) else round(c, 3)]
+            for (a, b), c in zip(x.tolist(), y.tolist())]
 
 
 class Fresh:

@@ -36,12 +36,14 @@ def final(name: str, status: dict) -> dict:
 
 def epochs(rows: pa.Table) -> list[dict]:
     """The metric ``rows``, one row per finished epoch (1-based): its last step and the train and
-    test loss and accuracy."""
+    test loss and accuracy, and the test R² of a regression run."""
     long = rows.to_pandas()
     long = long[long["split"].isin(["train_epoch", "test"])]
     columns = ["train_loss", "train_accuracy", "test_loss", "test_accuracy"]
     if long.empty:
         return []
+    if (long["name"] == "r2").any():
+        columns.append("test_r2")
     long = long.assign(column=long["split"].str.replace("_epoch", "") + "_" + long["name"])
     wide = long.pivot_table(index="epoch", columns="column", values="value", aggfunc="max")
     wide = wide.reindex(columns=columns).astype(object).where(wide.notna(), None)

@@ -6,11 +6,11 @@ decay and initialiser.
 
 A cell can join a batch when its config asks only for what this trainer does exactly as
 ``train.fit`` does: plain SGD, momentum or Nesterov (torch's ``SGD`` update, written out below on the
-stacked weights), a constant rate, no clipping, no probes, on the CPU, on a classification set. Cells that agree on every
-other field (data, depth, width, activation, epochs, batch size, ...) form one batch. Each net
-sees the batches ``train.fit`` would show it (``train.epoch_order`` with its seed) and its run is
-stored like one that ``fit`` wrote (per-step loss and rate, the gradient norm every
-``grad_norm_every`` steps, the epochs' train and test means, the status), so its numbers equal
+stacked weights), a constant rate, no clipping, no probes, on the CPU, on a classification set.
+Cells that agree on every other field (data, depth, width, activation, epochs, batch size, ...)
+form one batch. Each net sees the batches ``train.fit`` would show it (``train.epoch_order`` with
+its seed) and its run is stored like one that ``fit`` wrote (per-step loss and rate, the gradient
+norm every ``grad_norm_every`` steps, the epochs' train and test means, the status), so its numbers equal
 the one-by-one run's up to float rounding (batched matrix products add in another order).
 
 What differs: a batch keeps no checkpoints (a killed batch is trained again), the NaN guard

@@ -130,7 +130,7 @@ function colourBar(el, names) {  // in place of a legend: the layers' colours in
 function chartWidth() { return Math.max(260, Math.min(360, window.innerWidth - 40)); }
 
 function lineChart(el, names, {log = false, x = "step", height = 170, points = false, emphasise = -1,
-                                share = false, layers = false, ghost: ghostKey = null} = {}) {
+                                share = false, range = null, layers = false, ghost: ghostKey = null} = {}) {
   el.innerHTML = "";
   const series = [{label: x}];
   names.forEach((name, i) => series.push({label: layers ? `layer ${name}` : name,
@@ -139,7 +139,7 @@ function lineChart(el, names, {log = false, x = "step", height = 170, points = f
                                          points: {show: points || i === emphasise}, spanGaps: true}));
   const chart = {data: [[], ...names.map(() => [])], log, ghostKey};
   const opts = {width: chartWidth(), height, series, legend: {show: !layers},
-                scales: {x: {time: false}, y: log ? {distr: 3} : share ? {range: [0, 1]} : {}},
+                scales: {x: {time: false}, y: log ? {distr: 3} : share ? {range: [0, 1]} : range ? {range} : {}},
                 axes: [{size: 30, label: x === "step" ? undefined : x, labelSize: 14},
                        {size: 50, values: log ? (u, vals) => vals.map(v => v == null ? "" : v.toExponential(0)) : undefined}],
                 hooks: {draw: [u => drawGhost(u, chart)]}};
@@ -187,14 +187,29 @@ function keepGhost(s) {  // what the previous set-up drew, for the A/B compariso
   if (!s || !s.charts.loss || s.charts.loss.data[0].length === 0) return ghost;
   const copy = d => d.map(col => col.slice());
   return {loss: copy(s.charts.loss.data), accuracy: copy(s.charts.accuracy.data), std: copy(s.charts.std.data.slice(0, 2)),
-          profile: s.charts.profile ? copy(s.charts.profile.data) : null, config: s.setup.config};
+          profile: s.charts.profile ? copy(s.charts.profile.data) : null, config: s.setup.config, task: s.setup.task};
+}
+
+// R² is at most 1; below −1 (far worse than predicting the mean) is cut off the chart
+const R2_RANGE = (u, min, max) => [Math.max(Math.min(min, 0), -1), 1];
+
+function metricCharts(s, setup) {  // loss and accuracy, or for a regression set the squared error and R²
+  const regression = setup.task === "regression";
+  s.regression = regression;
+  $("loss-title").textContent = regression ? "loss: mean squared error (log)" : "loss: cross-entropy (log)";
+  $("accuracy-title").textContent = regression ? "test R² = 1 − MSE / variance of the targets" : "accuracy";
+  s.charts.loss = lineChart($("loss"), ["train loss (smoothed)", "test loss"], {emphasise: 1, ghost: "loss", log: true});
+  s.charts.loss.sparse = [2];  // one test point per epoch among many training points
+  s.charts.accuracy = regression
+    ? lineChart($("accuracy"), ["test R²"], {emphasise: 0, ghost: "accuracy", range: R2_RANGE})
+    : lineChart($("accuracy"), ["train accuracy (epoch mean)", "test accuracy"], {emphasise: 1, ghost: "accuracy"});
+  // the previous set-up had the other task: its loss and score are other quantities, not a comparison
+  if (ghost && ghost.task !== setup.task) ghost = {...ghost, loss: null, accuracy: null};
 }
 
 function newState(setup) {
   const s = {setup, charts: {}, layerNames: null, heat: {}};
-  s.charts.loss = lineChart($("loss"), ["train loss (smoothed)", "test loss"], {emphasise: 1, ghost: "loss", log: true});
-  s.charts.loss.sparse = [2];  // one test point per epoch among many training points
-  s.charts.accuracy = lineChart($("accuracy"), ["train accuracy (epoch mean)", "test accuracy"], {emphasise: 1, ghost: "accuracy"});
+  metricCharts(s, setup);
   for (const id of ["grad", "update", "dead", "saturated", "profile"]) $(id).innerHTML = "";
   $("heat").innerHTML = "";
   $("findings").innerHTML = "<li>none yet</li>";
@@ -208,6 +223,8 @@ function newState(setup) {
   s.charts.profile = lineChart($("profile"), ["‖∂L/∂h‖ now"], {x: "layer", points: true, log: true, ghost: "profile"});
   drawPhase(setup);
   $("boundary-panel").hidden = !setup.two_d;
+  $("boundary-title").textContent = s.regression ? "the net's output over the plane" : "decision boundary";
+  $("boundary-key").hidden = !s.regression;
   lab.boundary = null;  // the previous set-up's boundary and units' maps are not this net's
   for (const box of $("feature-boxes").querySelectorAll("input")) box.disabled = !setup.two_d;
   $("ghost-note").textContent = ghost ? `dashed grey: the previous set-up (${describeChange(ghost.config, setup.config)})` : "";
@@ -271,7 +288,7 @@ function onFrame(f) {
   }
   for (const t of f.tests) {  // each epoch's end: its mean training accuracy and the test split's numbers
     push(state.charts.loss, t.step, [null, t.test_loss]);
-    push(state.charts.accuracy, t.step, [t.train_accuracy, t.test_accuracy]);
+    push(state.charts.accuracy, t.step, state.regression ? [t.test_r2] : [t.train_accuracy, t.test_accuracy]);
   }
   if (f.curves.length || f.tests.length) {
     state.charts.loss.plot.setData(state.charts.loss.data);
@@ -339,33 +356,62 @@ function drawHeat(h) {
   h.canvas.title = `values ${h.lo} (bottom) to ${h.hi} (top); time runs left to right`;
 }
 
+const SIGNS = {plus: [27, 108, 168], minus: [217, 95, 2]};  // blue +, orange −, as the units' maps and the Playground
+
+function valueColour(v, scale) {  // a regression output as rgb: white at 0, full colour at ±scale
+  const a = Math.min(Math.abs(v) / (scale || 1), 1), rgb = v > 0 ? SIGNS.plus : SIGNS.minus;
+  return rgb.map(c => Math.round(255 + a * (c - 255)));
+}
+
 function drawBoundary(b) {
   lab.boundary = b;  // redrawn when a display option changes
   const canvas = $("boundary"), ctx = canvas.getContext("2d");
   const discrete = $("discrete").checked, showTest = $("show-test").checked;
+  const regression = b.task === "regression";
   const off = document.createElement("canvas");
   off.width = off.height = b.size;
   const octx = off.getContext("2d"), img = octx.createImageData(b.size, b.size);
-  b.label.forEach((k, i) => {
+  const cells = regression ? b.value : b.label;
+  cells.forEach((k, i) => {
     const x = i % b.size, y = b.size - 1 - Math.floor(i / b.size);
-    const rgb = hsl(k / b.classes);
-    const a = discrete ? 0.6 : 0.25 + 0.55 * (b.confidence[i] - 1 / b.classes) / (1 - 1 / b.classes);
+    let rgb, a;
+    if (regression) {  // the output's value; discretised: its sign only
+      rgb = valueColour(discrete ? Math.sign(k ?? 0) * b.scale : (k ?? 0), b.scale);
+      a = k == null ? 0 : 0.8;
+    } else {
+      rgb = hsl(k / b.classes);
+      a = discrete ? 0.6 : 0.25 + 0.55 * (b.confidence[i] - 1 / b.classes) / (1 - 1 / b.classes);
+    }
     const j = 4 * (y * b.size + x);
     img.data[j] = rgb[0]; img.data[j + 1] = rgb[1]; img.data[j + 2] = rgb[2]; img.data[j + 3] = 255 * a;
   });
+  if (regression) drawValueKey(b.scale);
   octx.putImageData(img, 0, 0);
   ctx.clearRect(0, 0, canvas.width, canvas.height);
   ctx.imageSmoothingEnabled = false;
   ctx.drawImage(off, 0, 0, canvas.width, canvas.height);
   const [x0, x1, y0, y1] = b.extent;
+  const pointColour = k => `rgb(${(regression ? valueColour(k, b.scale) : hsl(k / b.classes)).join(",")})`;
   const dot = (x, y, k, test) => {  // training points filled, test points as rings
     ctx.beginPath();
     ctx.arc((x - x0) / (x1 - x0) * canvas.width, (1 - (y - y0) / (y1 - y0)) * canvas.height, test ? 3.5 : 2.5, 0, 7);
-    if (test) { ctx.lineWidth = 2; ctx.strokeStyle = `rgb(${hsl(k / b.classes).join(",")})`; ctx.stroke(); ctx.lineWidth = 1; }
-    else { ctx.fillStyle = `rgb(${hsl(k / b.classes).join(",")})`; ctx.strokeStyle = "white"; ctx.fill(); ctx.stroke(); }
+    if (test) { ctx.lineWidth = 2; ctx.strokeStyle = pointColour(k); ctx.stroke(); ctx.lineWidth = 1; }
+    else {
+      ctx.fillStyle = pointColour(k);
+      ctx.strokeStyle = regression ? "#374151" : "white";  // a point stands out from a map of its own colour
+      ctx.fill(); ctx.stroke();
+    }
   };
   for (const [x, y, k] of b.points) dot(x, y, k, false);
   if (showTest) for (const [x, y, k] of b.test_points || []) dot(x, y, k, true);
+}
+
+function drawValueKey(scale) {  // the regression map's colour bar: −scale orange, 0 white, +scale blue
+  const key = $("boundary-key"), [lo, hi] = key.querySelectorAll("span");
+  key.querySelector("i").style.background = `linear-gradient(to right, rgb(${SIGNS.minus}), white, rgb(${SIGNS.plus}))`;
+  lo.textContent = `output −${scale.toPrecision(2)}`;
+  hi.textContent = `+${scale.toPrecision(2)}`;
+  key.title = "the net's output at each point of the plane; the points are coloured by their targets on the same scale";
 }
 
 function hsl(t) {  // a class colour as rgb
