@@ -134,6 +134,16 @@ def _tanh_steps(m: dict, steps: float) -> dict:
     return m
 
 
+def _stable_up_to(m: dict, schedule: str, rate: float) -> dict:
+    """C20: ``schedule``'s cells stable at every budget up to ``rate``, unstable above."""
+    for key, cell in m["cells"].items():
+        budget, rest = key.split(":")
+        name, lr = rest.split("@")
+        if name == schedule:
+            cell["stable"] = float(lr) <= rate
+    return m
+
+
 def _kept(m: dict, unit: str, ratio: float) -> dict:
     """C8, C9: every switched-off unit of ``unit`` keeps ``ratio`` of its gradient."""
     kept = m["units"][unit]["mechanisms"]["gradient_kept"]
@@ -176,14 +186,15 @@ CASES = {
     "C18": ("glorot", _glorot_exact,
             lambda m: _set(m, "inits.xavier (2/(n_in+n_out)).forward.0", 3 * m["inits"]["xavier (2/(n_in+n_out))"]["forward"][0])),
     "C19": ("centring", lambda m: _finals(m, "relu_shift", 3.0), lambda m: _finals(m, "tanh_shift", 0.1)),
+    "C20": ("lr_schedules", lambda m: _stable_up_to(_stable_up_to(m, "constant", 0.2), "warmup", 0.4),
+            lambda m: _stable_up_to(m, "warmup", 0.2)),
     "C21": ("recommendation", _recommended_best, _gain_wins_tanh),
     "X1": ("trainability", lambda m: m, lambda m: _boundary_everywhere(m, 30)),
 }
 
 
 def test_every_claim_has_a_flip_case():
-    covered = set(CASES) | {"C20"}  # C20: test_experiments.py, on numbers built there
-    assert covered == set(experiments.claim_ids())
+    assert set(CASES) == set(experiments.claim_ids())
 
 
 @pytest.mark.parametrize("claim", sorted(CASES, key=experiments.claim_order))
@@ -211,6 +222,17 @@ def test_c7_to_c9_rules_read_each_part():
     slopes["units"]["prelu"]["mechanisms"]["prelu_slope_change"] = [0.0] * 5
     assert not rules(slopes)["C8"].passed
     assert not rules(_dead(copy.deepcopy(good), "maxout", "0.1", 0.05))["C9"].passed
+
+
+def test_c20_fails_when_warm_up_lowers_the_stable_rate_at_one_budget():
+    rules = experiments.load("lr_schedules").verdicts
+    m = _stable_up_to(_stable_up_to(_measured("lr_schedules"), "constant", 0.2), "warmup", 0.4)
+    assert rules(m)["C20"].passed
+    budget = m["budgets"][0]
+    for key, cell in m["cells"].items():  # at the first budget warm-up is stable only up to 0.1
+        if key.startswith(f"{budget}:warmup@"):
+            cell["stable"] = float(key.split("@")[1]) <= 0.1
+    assert not rules(m)["C20"].passed
 
 
 def test_x1_fails_when_the_boundary_runs_against_xi_c():

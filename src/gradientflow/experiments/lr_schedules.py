@@ -1,18 +1,27 @@
 """C20: a learning-rate schedule as a remedy for unstable training.
 
-The same MNIST-1D net (4 x 100 ReLU, He, SGD with momentum 0.9) trains at every peak rate of a grid
-that runs from well inside the stable region past the edge of stability, under a constant rate (the
-control), a cosine decay and a linear warm-up followed by the cosine decay (``schedules.py``, on
-torch.optim.lr_scheduler), each with several seeds.
+The same MNIST-1D net (4 x 100 ReLU, He, SGD with momentum 0.9) trains at every peak rate of a grid a
+factor sqrt(2) apart, from well inside the stable region past its edge, at two budgets (a short and a
+longer run), each (schedule, rate, budget) cell over several seeds, all in the batched trainer. The
+schedules (``schedules.py``, on torch.optim.lr_scheduler):
 
-A run is *stable* when it finishes (the NaN guard did not stop it), its loss (a trailing mean over
-a quarter of an epoch) never rises above ``SPIKE`` times its running minimum, and its final training
-loss is below ``LEARNED`` ln(classes)
-(it learned something). A (schedule, rate) cell is stable when a majority of its seeds are. A
-schedule's *largest stable peak rate* is the largest grid rate below which every cell is stable;
-its *best loss* is the lowest median final loss over its stable cells. The verdict: some warm-up or
-decay schedule admits a larger stable peak rate than the constant rate *and* reaches a best loss
-no worse than the best constant rate's. Quick size: about 40 s on one core.
+- ``constant``: the control;
+- ``warmup``: a linear warm-up over the first ``WARMUP`` steps, then the same constant peak rate (a fixed
+  number of steps at every budget and size: the early phase it guards is counted in steps, not in a
+  share of the run);
+- ``cosine``: cosine decay from the peak rate to 0 (no warm-up);
+
+so warm-up and decay are judged apart, each against the constant rate at the same peak.
+
+A run is *unstable* when it diverges (non-finite loss), when its gradient norm blows up (above ``BLOWUP``
+times its median over the first ``START`` steps, where every schedule starts from the same weights), or
+when its loss spikes early (in the first half of the run, the trailing mean of the loss over ``SMOOTH``
+of an epoch rises above ``SPIKE`` times its value at the start). Where the run ends (its final loss) does
+not decide it: a decaying rate ends low whatever happened on the way. A cell is stable when a majority
+of its seeds are; a schedule's *largest stable peak rate* is the largest grid rate at and below which
+every cell is stable. Verdict: warm-up admits a larger stable peak rate than the constant rate at one budget at
+least and a smaller one at none (a short run may end before the constant rate's blow-ups begin).
+Decay is measured the same way and reported beside it.
 
     gradientflow reproduce --only C20 --quick --out DIR
 """
@@ -20,16 +29,18 @@ no worse than the best constant rate's. Quick size: about 40 s on one core.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 
 from .. import plots
 from ..config import DataSpec, ModelSpec, TrainConfig
 from ..optim import OptimizerSpec
+from ..store import Run
+from ..sweep import batched
 from ..train import LoopSpec
 from . import claim
 from .claim import Claim, Verdict
-from .common import train
 from .seeds import majority, spread
 
 CLAIMS = (Claim("C20", "Learning-rate scheduling is one of the five families of remedies for unstable gradients (with "
@@ -37,30 +48,33 @@ CLAIMS = (Claim("C20", "Learning-rate scheduling is one of the five families of 
 
 
 class Size(claim.Size):
-    train: TrainConfig  # the net, data and loop; the rate, the schedule and the seed are set per run
-    rates: tuple[float, ...]  # peak learning rates, a factor 2 apart, from well inside the stable region past its edge
-    seeds: int  # runs per (schedule, rate) cell
+    train: TrainConfig  # the net, data and loop; the rate, the schedule, the epochs and the seed are set per run
+    rates: tuple[float, ...]  # peak learning rates, a factor sqrt(2) apart
+    budgets: tuple[int, ...]  # epochs: a short run and a longer one
+    seeds: int  # runs per (schedule, rate, budget) cell
 
 
 _MODEL, _MOMENTUM = ModelSpec(depth=4, width=100), OptimizerSpec(optimizer="momentum", momentum=0.9)
-_RATES = (0.025, 0.05, 0.1, 0.2, 0.4, 0.8)
+_RATES = tuple(0.025 * 2 ** (k / 2) for k in range(11))  # 0.025 ... 0.8
 QUICK = Size(train=TrainConfig.compose(DataSpec(n_train=2000, n_test=500), _MODEL, _MOMENTUM,
-                                       LoopSpec(epochs=5, batch_size=64)), rates=_RATES, seeds=3)
+                                       LoopSpec(epochs=2, batch_size=64, grad_norm_every=1)),
+             rates=_RATES, budgets=(2, 5), seeds=5)
 FULL = Size(train=TrainConfig.compose(DataSpec(n_train=4000, n_test=1000), _MODEL, _MOMENTUM,
-                                      LoopSpec(epochs=20, batch_size=64)), rates=(0.0125, *_RATES, 1.6), seeds=5)
-SCHEDULES = ("constant", "cosine", "warmup+cosine")  # the control first
-WARMUP = 0.1  # warm-up + cosine: the first tenth of the steps
-SPIKE = 3.0  # the smoothed loss above 3x its running minimum is a blow-up, even when the run recovers
-SMOOTH = 0.25  # the smoothing window, in epochs: batch-to-batch noise late in a long run is not a spike
-LEARNED = 0.9  # a final loss above 0.9 ln(classes) is (near) chance: the run learned nothing
+                                      LoopSpec(epochs=5, batch_size=64, grad_norm_every=1)),
+            rates=_RATES, budgets=(5, 20), seeds=7)
+SCHEDULES = ("constant", "warmup", "cosine")  # the control first
+WARMUP = 32  # the warm-up's steps (an epoch of the quick size)
+BLOWUP = 10.0  # a gradient norm above 10x its median over the first steps is a blow-up
+START = 5  # steps over which the starting gradient norm is read (the same weights for every schedule)
+SPIKE = 1.5  # early in the run, a smoothed loss 1.5x its starting value: the loss went up, not down
+SMOOTH = 0.25  # the smoothing window, in epochs
 
 
-def _config(size: Size, name: str, lr: float, seed: int) -> TrainConfig:
-    base = size.train
-    steps = math.ceil(base.n_train / base.batch_size) * base.epochs
-    extra = {} if name == "constant" else {"schedule": "cosine"}
-    if name == "warmup+cosine":
-        extra["warmup_steps"] = max(2, round(WARMUP * steps))
+def _config(size: Size, name: str, lr: float, epochs: int, seed: int) -> TrainConfig:
+    base = size.train.replace(epochs=epochs)
+    steps = math.ceil(base.n_train / base.batch_size) * epochs  # the warm-up never takes more than half the run
+    extra = {"constant": {}, "cosine": {"schedule": "cosine"},
+             "warmup": {"schedule": "warmup", "warmup_steps": min(WARMUP, steps // 2)}}[name]
     return base.replace(lr=lr, seed=seed, data_seed=0, **extra)
 
 
@@ -71,96 +85,113 @@ def smoothed(loss: np.ndarray, window: int) -> np.ndarray:
     return (sums[window:] - sums[:-window]) / window
 
 
-def outcome(r: dict, classes: int) -> dict:
-    """One run: its status, final loss, largest spike of the smoothed loss (a trailing mean over ``SMOOTH`` of an
-    epoch's steps) over its running minimum, and whether it is stable."""
-    per_epoch = max(1, len(r["loss"]) // max(1, len(r["epochs"]))) if r["epochs"] else len(r["loss"])
-    loss = smoothed(np.asarray(r["loss"], dtype=float), round(SMOOTH * per_epoch))
-    running = np.minimum.accumulate(loss)
-    with np.errstate(divide="ignore", invalid="ignore"):  # a diverged run's NaN: not finished, so not stable anyway
-        spike = float(np.max(loss[1:] / running[:-1])) if len(loss) > 1 else 1.0
-    finished = r["status"] == "finished"
-    final = r["train_loss"] if finished else None
-    stable = finished and spike <= SPIKE and final < LEARNED * math.log(classes)
-    return {"status": r["status"], "final_loss": final, "max_spike": spike if math.isfinite(spike) else None,
+def outcome(status: str, loss: list[float], norms: list[float], per_epoch: int, final: float) -> dict:
+    """One run: diverged, the gradient norm's largest value over its start, the early loss's largest value
+    over its start, the final loss, and whether it is stable."""
+    diverged = status != "finished"
+    g = np.asarray(norms, dtype=float)
+    g = g[np.isfinite(g)]
+    blowup = float(g.max() / np.median(g[:START])) if len(g) > START else math.nan
+    smooth = smoothed(np.asarray(loss, dtype=float), round(SMOOTH * per_epoch))
+    early = smooth[: max(1, len(smooth) // 2)]
+    early = early[np.isfinite(early)]
+    spike = float(early.max() / early[0]) if len(early) else math.nan
+    stable = not diverged and blowup <= BLOWUP and spike <= SPIKE
+    return {"status": status, "final_loss": None if diverged else final, "blowup": blowup, "spike": spike,
             "stable": bool(stable)}
 
 
 def run(size: Size, seed: int, folder) -> dict:
+    folder = Path(folder)
     cells = {}
-    for name in SCHEDULES:
-        for lr in size.rates:
-            label = f"{name.replace('+', '_')}_lr{lr:g}"
-            runs = [train(_config(size, name, lr, seed + k), folder, f"{label}_seed{seed + k}") for k in range(size.seeds)]
-            classes = runs[0]["classes"]
-            seeds = [outcome(r, classes) for r in runs]
-            cells[f"{name}@{lr:g}"] = {"seeds": seeds, "stable": majority([s["stable"] for s in seeds]),
-                                       "loss": spread([s["final_loss"] if s["stable"] else None for s in seeds]).to_dict()}
-    return {"rates": list(size.rates), "classes": classes, "cells": cells}
+    for epochs in size.budgets:
+        cfgs = [_config(size, name, lr, epochs, seed + k) for name in SCHEDULES for lr in size.rates
+                for k in range(size.seeds)]
+        runs = [Run.create(folder / f"e{epochs}_{c.schedule}_w{c.warmup_steps}_lr{c.lr:.4g}_seed{c.seed}",
+                           c.model_dump()) for c in cfgs]
+        summaries = batched.train(cfgs, runs=runs)
+        per_epoch = math.ceil(cfgs[0].n_train / cfgs[0].batch_size)
+        i = 0
+        for name in SCHEDULES:
+            for lr in size.rates:
+                seeds = []
+                for _ in range(size.seeds):
+                    stored = Run(runs[i].path)
+                    seeds.append(outcome(summaries[i].status, stored.series("loss", "train")[1],
+                                         stored.series("grad_norm", "train")[1], per_epoch, summaries[i].train_loss))
+                    i += 1
+                cells[f"{epochs}:{name}@{lr:.4g}"] = {
+                    "seeds": seeds, "stable": majority([s["stable"] for s in seeds]),
+                    "loss": spread([s["final_loss"] for s in seeds]).to_dict(),
+                    "blowup": spread([s["blowup"] for s in seeds]).to_dict(),
+                    "spike": spread([s["spike"] for s in seeds]).to_dict()}
+    return {"rates": list(size.rates), "budgets": list(size.budgets), "cells": cells}
+
+
+def _cell(m: dict, epochs: int, name: str, lr: float) -> dict:
+    return m["cells"][f"{epochs}:{name}@{lr:.4g}"]
 
 
 def summary(m: dict) -> dict[str, dict]:
-    """Per schedule: the largest stable peak rate (None if even the smallest is unstable), the best loss
-    (lowest median over stable cells) and the rate that reaches it."""
+    """Per budget and schedule: the largest stable peak rate (0 if even the smallest is unstable), and the
+    lowest median final loss over the stable cells with its rate."""
     out = {}
-    for name in SCHEDULES:
-        cells = [(lr, m["cells"][f"{name}@{lr:g}"]) for lr in m["rates"]]
-        largest = None
-        for lr, cell in cells:
-            if not cell["stable"]:
-                break
-            largest = lr
-        stable = [(cell["loss"]["median"], lr) for lr, cell in cells if cell["stable"]]
-        best_loss, best_lr = min(stable) if stable else (math.inf, None)
-        out[name] = {"largest_stable_rate": largest, "best_loss": best_loss, "best_rate": best_lr}
+    for epochs in m["budgets"]:
+        for name in SCHEDULES:
+            largest = 0.0
+            for lr in m["rates"]:
+                if not _cell(m, epochs, name, lr)["stable"]:
+                    break
+                largest = lr
+            losses = [(_cell(m, epochs, name, lr)["loss"]["median"], lr) for lr in m["rates"]
+                      if _cell(m, epochs, name, lr)["stable"]]
+            best, at = min(losses) if losses else (math.nan, None)
+            out[f"{epochs}:{name}"] = {"largest_stable_rate": largest, "best_loss": best, "best_rate": at}
     return out
 
 
 def verdicts(m: dict) -> dict[str, Verdict]:
     s = summary(m)
-    control = s["constant"]
-    top = control["largest_stable_rate"] or 0.0
-    admits = [k for k in SCHEDULES[1:] if (s[k]["largest_stable_rate"] or 0.0) > top]
-    good = [k for k in admits if s[k]["best_loss"] <= control["best_loss"]]
-    passed = bool(good)
-    numbers = {f"{k}.{field}": v for k, row in s.items() for field, v in row.items()}
-    rates = ", ".join(f"{k} {s[k]['largest_stable_rate']}" for k in SCHEDULES)
-    losses = ", ".join(f"{k} {s[k]['best_loss']:.3g} (at {s[k]['best_rate']})" for k in SCHEDULES)
-    verdict = (f"{' and '.join(good)} admit{'s' if len(good) == 1 else ''} a larger stable peak rate than the "
-               "constant rate and reach a loss no worse than its best" if passed else
-               "no warm-up or decay schedule both admits a larger stable peak rate and reaches the best constant "
-               "rate's loss")
+    rows = {e: {n: s[f"{e}:{n}"]["largest_stable_rate"] for n in SCHEDULES} for e in m["budgets"]}
+    helps = [e for e, r in rows.items() if r["warmup"] > r["constant"]]
+    hurts = [e for e, r in rows.items() if r["warmup"] < r["constant"]]
+    warm = bool(helps) and not hurts
+    decay = [e for e, r in rows.items() if r["cosine"] > r["constant"]]
+    numbers = {f"{key}.{field}": v for key, row in s.items() for field, v in row.items()}
+    per_budget = "; ".join(f"{e} epochs: " + ", ".join(f"{n} {r[n]:.3g}" for n in SCHEDULES) for e, r in rows.items())
+    n = len(next(iter(m["cells"].values()))["seeds"])
     return {"C20": Verdict(
-        passed, f"grid of peak rates x {len(m['cells'][next(iter(m['cells']))]['seeds'])} seeds; a run is stable when it "
-                f"finishes, its loss (a trailing mean over {SMOOTH:g} epoch) never exceeds {SPIKE:g}x its running minimum and "
-                f"the final loss is below "
-                f"{LEARNED:g} ln(classes); a cell is stable when a majority of its seeds are. Pass when a warm-up or "
-                "decay schedule's largest stable peak rate exceeds the constant rate's (the control) and its best "
-                "median final loss is no worse than the best constant rate's.",
+        warm, f"peak rates {m['rates'][0]:.3g} to {m['rates'][-1]:.3g} a factor sqrt(2) apart, budgets of "
+              f"{' and '.join(str(e) for e in m['budgets'])} epochs, {n} seeds per cell. A run is unstable when it "
+              f"diverges, its gradient norm exceeds {BLOWUP:g}x its median over the first {START} steps, or in the first "
+              f"half of the run its loss (trailing mean over {SMOOTH:g} epoch) exceeds {SPIKE:g}x its starting value; "
+              "the final loss decides nothing. A cell is stable when a majority of its seeds are. Pass when warm-up "
+              f"(a linear rise over the first {WARMUP} steps, then the same constant peak) has a larger largest stable peak rate "
+              "than the constant rate (the control) at one budget at least, and no smaller one at any. Cosine decay is "
+              "measured the same way and reported, not judged.",
         numbers, "lr_schedules",
-        f"largest stable peak rate: {rates}; best median final loss: {losses}: {verdict}.")}
+        f"largest stable peak rate by budget: {per_budget}: warm-up admits a larger one at "
+        f"{_epochs(helps)} and a smaller one at {_epochs(hurts)}; cosine decay a larger one at {_epochs(decay)}.")}
+
+
+def _epochs(budgets: list[int]) -> str:
+    return ", ".join(f"{e} epochs" for e in budgets) if budgets else "no budget"
 
 
 def figures(m: dict) -> dict:
-    fig, ax = plots.subplots(figsize=(7, 4))
-    chance = LEARNED * math.log(m["classes"])
-    for k, name in enumerate(SCHEDULES):
-        xs, medians = [], []
-        for lr in m["rates"]:
-            cell = m["cells"][f"{name}@{lr:g}"]
-            for seed in cell["seeds"]:
-                y = seed["final_loss"] if seed["stable"] else chance * 1.15
-                ax.plot(lr * (1 + 0.04 * (k - 1)), y, "o" if seed["stable"] else "x", color=f"C{k}", ms=4, alpha=0.7)
-            if cell["stable"]:
-                xs.append(lr)
-                medians.append(cell["loss"]["median"])
-        ax.plot(xs, medians, "-", color=f"C{k}", label=f"{name} (median of stable cells)")
-    ax.axhline(chance * 1.15, color="0.6", lw=0.8, ls=":")
-    ax.text(m["rates"][0], chance * 1.17, "x: unstable run (diverged, spiked or learned nothing)", fontsize=7)
-    ax.set(xscale="log", xlabel="peak learning rate", ylabel="final training loss",
-           title="C20: schedules against the best constant rate (dots: seeds)")
-    ax.set_xticks(m["rates"], [f"{lr:g}" for lr in m["rates"]])
-    ax.minorticks_off()
-    ax.legend(fontsize=8)
+    budgets = m["budgets"]
+    fig, axes = plots.subplots(1, len(budgets), figsize=(6.5 * len(budgets), 4))
+    for ax, epochs in zip(np.atleast_1d(axes), budgets):
+        for k, name in enumerate(SCHEDULES):
+            shares, medians = [], []
+            for lr in m["rates"]:
+                cell = _cell(m, epochs, name, lr)
+                shares.append(sum(s["stable"] for s in cell["seeds"]) / len(cell["seeds"]))
+                medians.append(cell["blowup"]["median"])
+            ax.plot(m["rates"], shares, "o-", color=f"C{k}", label=f"{name}: share of seeds stable")
+        ax.axhline(0.5, color="0.6", lw=0.8, ls=":")
+        ax.set(xscale="log", xlabel="peak learning rate (SGD, momentum 0.9)", ylabel="share of seeds stable",
+               ylim=(-0.05, 1.05), title=f"C20, {epochs} epochs: stable = no divergence, blow-up or early spike")
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return {"lr_schedules": fig}
