@@ -228,11 +228,17 @@ def test_c20_fails_when_warm_up_lowers_the_stable_rate_at_one_budget():
     rules = experiments.load("lr_schedules").verdicts
     m = _stable_up_to(_stable_up_to(_measured("lr_schedules"), "constant", 0.2), "warmup", 0.4)
     assert rules(m)["C20"].passed
-    budget = m["budgets"][0]
-    for key, cell in m["cells"].items():  # at the first budget warm-up is stable only up to 0.1
-        if key.startswith(f"{budget}:warmup@"):
-            cell["stable"] = float(key.split("@")[1]) <= 0.1
-    assert not rules(m)["C20"].passed
+    def warm_up_to(budget: int, rate: float) -> dict:
+        out = copy.deepcopy(m)
+        for key, cell in out["cells"].items():
+            if key.startswith(f"{budget}:warmup@"):
+                cell["stable"] = float(key.split("@")[1]) <= rate
+        return out
+
+    short, long = m["budgets"]
+    assert not rules(warm_up_to(short, 0.2))["C20"].passed  # no help where the start decides
+    assert rules(warm_up_to(long, 0.1415))["C20"].passed  # one grid step under the constant's 0.2: noise
+    assert not rules(warm_up_to(long, 0.1))["C20"].passed  # two steps under it: warm-up hurt
 
 
 def test_x1_fails_when_the_boundary_runs_against_xi_c():
