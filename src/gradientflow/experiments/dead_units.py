@@ -18,12 +18,13 @@ rectifiers, LeCun for Maxout, Xavier for tanh):
    that rate (a "large update", seed 001), then train one more epoch at ``BASE_RATE``. Measured: the share
    of units the step leaves never active (against the same step at 1x, the control) and, of those, the
    share still never active after the epoch.
-3. **The gradient a never-active unit receives.** In the same trained nets, half the units of the second
-   hidden layer are switched off: their biases (Maxout: every piece's) lowered until the pre-activation is
-   <= 0 on every training input. The ratio of each switched unit's gradient (the norm of dL/d(its incoming
-   weights and bias) over the training set) to its gradient before the switch: f'(z) = 0 for ReLU on z <= 0,
-   so exactly 0; f'(z) = alpha for Leaky ReLU (C8: "keeps a gradient for x < 0"), so of order alpha; Maxout
-   passes the whole gradient to its largest piece, so of order 1 (C9: "no dead units").
+3. **The gradient a never-active unit receives.** In the same trained nets, every other unit of the second
+   hidden layer is switched off: its bias (Maxout: every piece's) lowered until the pre-activation is <= 0
+   on every training input. The ratio of the switched units' gradient (the norm of dL/d(incoming weights
+   and bias) over the training set, median over units) to the layer's other units', in the same net:
+   f'(z) = 0 for ReLU on z <= 0, so exactly 0; f'(z) = alpha for Leaky ReLU where an active unit has 1
+   (C8: "keeps a gradient for x < 0"), so of order alpha; Maxout passes the whole gradient to its
+   largest piece, so of order 1 (C9: "no dead units").
 
     gradientflow reproduce --only C7,C8,C9 --quick --out DIR
 """
@@ -82,7 +83,7 @@ WINDOW = 20  # steps in the trailing mean of the training loss
 BASE_RATE = 0.1  # the large-update nets train here: within JUDGED of the best for every unit type
 KICK = 20.0  # the large update: one step at 20 x BASE_RATE
 ORDER = 10.0  # "of order alpha": the leaky gradient ratio within [alpha / 10, 10 alpha]
-KEEPS = 0.1  # Maxout's switched-off units keep at least a tenth of their gradient
+KEEPS = 0.1  # Maxout's switched-off units get at least a tenth of an active unit's gradient
 
 
 def _init(act: str) -> str:
@@ -223,14 +224,15 @@ def switch_off(net: nn.Module, x: torch.Tensor, which: int, units: torch.Tensor)
 
 
 def gradient_kept(net: nn.Module, d, which: int = 1) -> float:
-    """Switch off every other unit of hidden layer ``which``: the median over them of their gradient norm
-    after the switch over before it (``unit_gradients`` on the training set)."""
-    before = unit_gradients(net, d.x_train, d.y_train, which)
-    units = torch.arange(0, len(before), 2)
+    """Switch off every other unit of hidden layer ``which``: the median gradient norm of those units over the
+    median of the layer's other units, in the same net on the same data (``unit_gradients``, training set)."""
+    units = torch.arange(0, _layer_units(net, d.x_train, which)[0].out_features, 2)
     switch_off(net, d.x_train, which, units)
     assert bool(never_active_by_layer(net, d.x_train)[which][units].all())
-    after = unit_gradients(net, d.x_train, d.y_train, which)
-    return float((after[units] / before[units]).median())
+    grads = unit_gradients(net, d.x_train, d.y_train, which)
+    others = torch.ones(len(grads), dtype=torch.bool)
+    others[units] = False
+    return float(grads[units].median() / grads[others].median())
 
 
 def large_update(net: nn.Module, d, cfg: TrainConfig, factor: float, seed: int) -> dict:
@@ -397,24 +399,25 @@ def verdicts(m: dict) -> dict[str, Verdict]:
             f"{relu['killed']:.0%} of the units ({relu['killed_control']:.1%} at 1x), and {_pct(relu['stay'])} of them "
             "are still off an epoch later."),
         "C8": Verdict(
-            c8, f"units switched off (pre-activation <= 0 on every training input) keep this share of their gradient: "
+            c8, f"units switched off (pre-activation <= 0 on every training input) get this share of the gradient the "
+                f"layer's other units get: "
                 f"ReLU exactly 0; Leaky ReLU (alpha {alpha:g}) between alpha/{ORDER:g} and {ORDER:g} alpha (median over "
                 f"seeds); PReLU above 0, and its slopes learned (median run moves one by more than 0.01 from 0.25). The "
                 "share of units a large update kills and how many revive are reported against the slope.",
             numbers, "dead_units",
-            f"switched-off units keep {relu['gradient_kept']:.3g} of their gradient under ReLU, "
+            f"switched-off units get {relu['gradient_kept']:.3g} of an active unit's gradient under ReLU, "
             f"{leaky['gradient_kept']:.3g} under Leaky ReLU (seeds {leaky['gradient_kept_range'][0]:.2g}-"
             f"{leaky['gradient_kept_range'][1]:.2g}) and {prelu['gradient_kept']:.3g} under PReLU (slopes moved "
             f"{prelu['prelu_slope_change']:.3g}); a {KICK:g}x step leaves never active {relu['killed']:.0%} (ReLU), "
             f"{leaky['killed']:.0%} (Leaky), {prelu['killed']:.0%} (PReLU), of which {relu['stay']:.0%}, "
             f"{_pct(leaky['stay'])}, {_pct(prelu['stay'])} stay so an epoch later."),
         "C9": Verdict(
-            c9, f"Maxout's switched-off units (output <= 0 on every training input) keep >= {KEEPS:g} of their gradient "
-                f"(median; ReLU's keep 0); at its judged rates the median dead share is <= {SMALL_SHARE:g}; with pieces "
+            c9, f"Maxout's switched-off units (output <= 0 on every training input) get >= {KEEPS:g} of the gradient "
+                f"the layer's other units get (median over seeds; ReLU's get 0); at its judged rates the median dead share is <= {SMALL_SHARE:g}; with pieces "
                 "(W, b), (0, 0) it equals ReLU and with (W, b), (0.01 W, 0.01 b) Leaky ReLU (float64, to 1e-12); it holds "
                 "exactly twice the parameters of a Linear layer of the same width.",
             {**numbers, **sc}, "dead_units",
-            f"switched-off Maxout units keep {maxout['gradient_kept']:.2g} of their gradient; at most "
+            f"switched-off Maxout units get {maxout['gradient_kept']:.2g} of an active unit's gradient; at most "
             f"{maxout['judged_dead_max']:.1%} die at its judged rates; {sc['maxout_params']} parameters against "
             f"{sc['linear_params']}; ReLU as maxout differs by {sc['maxout_vs_relu_max_abs_diff']:.2g}."),
     }
