@@ -18,7 +18,7 @@ import pytest
 
 pytestmark = pytest.mark.portability
 
-CLAIMS = "C3,C4,C7,C8,C9,C12,C19,C20,C21,X1"
+CLAIMS = "C3,C4,C7,C8,C9,C12,C19,C20,C21,X1,X2,X3"
 VARIANTS = {
     "seed 0": (0, {}),
     "seed 1": (1, {}),

@@ -194,7 +194,7 @@ CASES = {
 
 
 def test_every_claim_has_a_flip_case():
-    assert set(CASES) == set(experiments.claim_ids())
+    assert set(CASES) | {"X2", "X3"} == set(experiments.claim_ids())  # X2, X3: tests/test_glorot_bengio.py
 
 
 @pytest.mark.parametrize("claim", sorted(CASES, key=experiments.claim_order))

@@ -1,4 +1,4 @@
-"""``reproduce``: the seeds' claims C1-C21 and the experiments beyond them (X1) as experiments, and
+"""``reproduce``: the seeds' claims C1-C21 and the experiments beyond them (X1-X3) as experiments, and
 the report (the main job)."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from .render import echo_json
 @click.option("--out", "out", required=True, help="Folder for report.html, claims.json, figures/, data/ and runs/ "
               "(new, empty, or written by an earlier reproduce).")
 @click.option("--quick", is_flag=True, help="The small size of every experiment (minutes on a laptop CPU).")
-@click.option("--only", default=None, help="Claims to check, comma-separated (C7,C15,X1); default: all of C1-C21 and X1.")
+@click.option("--only", default=None, help="Claims to check, comma-separated (C7,C15,X1); default: all of C1-C21 and X1-X3.")
 @click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True)
 @click.option("--jobs", type=click.IntRange(1, 64), default=None,
               help="Worker processes (default: the CPU count, at most the number of experiments).")

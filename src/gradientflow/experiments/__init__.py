@@ -1,5 +1,6 @@
 """The seeds' claims (CLAIMS.md, C1-C21) as experiments, the experiments beyond them (X1: trainable
-depth against mean-field theory), and the runner that executes them.
+depth against mean-field theory; X2, X3: Glorot & Bengio 2010's saturation dynamics and Table 1), and
+the runner that executes them.
 
 Each module of this package tests one claim or a tight group of claims (see ``claim.py`` for
 what a module defines). ``reproduce`` runs the modules that cover the requested claims, in
@@ -29,8 +30,8 @@ from .claim import Claim, Size, Verdict, rounded
 
 # in claim order; each covers the claims listed in its CLAIMS
 MODULES = ("activation_shapes", "vanishing", "clipping", "centring", "dead_units", "optimisers", "zero_init",
-           "init_depth", "glorot", "lr_schedules", "recommendation", "trainability")
-SLOW = ("trainability", "recommendation", "dead_units", "lr_schedules", "centring", "optimisers")  # longest first (quick size)
+           "init_depth", "glorot", "lr_schedules", "recommendation", "trainability", "saturation", "table_one")
+SLOW = ("trainability", "recommendation", "dead_units", "lr_schedules", "table_one", "saturation", "centring", "optimisers")  # longest first (quick size)
 MARKER = "reproduce.json"  # written first into the output folder: marks it as ours to rewrite
 
 __all__ = ["Claim", "Size", "Verdict", "MODULES", "load", "claim_ids", "select", "run_one", "reproduce", "prepare_folder"]
