@@ -175,20 +175,59 @@ def test_c20_counts_divergence_blow_ups_and_early_spikes_but_not_where_the_run_e
     assert not stable(loss=calm[:20] + [3.6] * 40 + calm[60:])  # early, the loss rose 1.5x above its start
 
 
-def test_c21_a_row_is_lost_only_when_the_best_column_wins_on_every_seed_by_more_than_the_tie():
+def _c21(loss, accuracy, seeds: int = 3, budgets=(2, 6)) -> dict:
+    """C21 measurements of one depth whose every net, at every rate and epoch, has the training loss and
+    validation accuracy ``loss(act, column, seed)`` and ``accuracy(act, column, seed)`` (None: diverged)."""
     from gradientflow.experiments import recommendation as r
 
-    def measured(rec: list[float], gain: list[float], others: float = 2.0) -> dict:
-        cells = {f"6|tanh|{c}": {"losses": rec if c == "xavier" else gain if c == "gain" else [others] * 3}
-                 for c in r.COLUMNS}
-        return {"cells": cells, "classes": 10}
+    rates = [0.01, 0.02]
+    cells = {}
+    for act in r.ACTIVATIONS:
+        for c in (*r.COLUMNS, r.AGAIN):
+            per_rate = lambda f: [[[f(act, c, s)] * max(budgets) for s in range(seeds)] for _ in rates]  # noqa: E731
+            cells[f"6|{act}|{c}"] = {"train_loss": per_rate(loss), "validation_accuracy": per_rate(accuracy)}
+    return {"cells": cells, "depths": [6], "budgets": list(budgets), "rates": rates, "seeds": seeds, "classes": 10,
+            "steps_per_epoch": 50}
 
-    assert r.row(measured([1.0, 1.0, 1.0], [0.8, 0.8, 0.8]), 6, "tanh")["loses"]
-    assert not r.row(measured([1.0, 1.0, 1.0], [0.8, 0.8, 0.97]), 6, "tanh")["loses"]  # 3% on one seed: a tie
-    assert not r.row(measured([1.0, 1.0, 1.0], [0.8, 0.8, 1.2]), 6, "tanh")["loses"]  # rec better on one seed
-    assert r.row(measured([math.inf] * 3, [1.5] * 3), 6, "tanh")["loses"]  # the recommendation diverged
-    chance = measured([2.3] * 3, [2.1] * 3, others=2.3)  # 2.1 > 0.9 ln 10: nothing learned, nothing decided
-    assert not r.row(chance, 6, "tanh")["learned"] and not r.row(chance, 6, "tanh")["loses"]
+
+def test_c21_a_row_is_lost_only_when_the_best_column_wins_by_more_than_the_null_spread():
+    """The null spread is how far two draws of the recommended column lie apart (their medians, and their
+    seeds pooled and split every way): a win inside it is a tie, a win beyond it a loss."""
+    from gradientflow.experiments import recommendation as r
+
+    def outcome(rec, gain, again, metric="train_loss", act="tanh", others=2.0):
+        pick = lambda a, c, s: (rec if c == "xavier" else gain if c == "gain" else again if c == r.AGAIN  # noqa: E731
+                                else [others] * 3)[s] if a == act else 1.0
+        accuracy = lambda a, c, s: 1 - pick(a, c, s) / 3 if pick(a, c, s) is not None else None  # noqa: E731
+        rows = r.table(_c21(pick, accuracy))
+        return {b: rows[f"6|{b}|{metric}"][act] for b in (2, 6)}[6]
+
+    assert outcome([1.0, 1.01, 1.02], [0.8, 0.8, 0.8], [1.0, 1.01, 1.02])["outcome"] == "loses"
+    assert outcome([1.0, 1.01, 1.02], [0.8, 0.8, 0.8], [1.0, 1.01, 1.02], "validation_accuracy")["outcome"] == "loses"
+    noisy = outcome([1.0, 1.01, 1.02], [0.8, 0.8, 0.8], [0.85, 0.9, 1.3])  # gain wins by 26% and 12.5% (the redraw)
+    assert noisy["threshold"] > noisy["gap"] > 0.1 and noisy["outcome"] == "holds"  # the draws' halves: 13% apart
+    redraw = outcome([1.0, 1.01, 1.02], [0.8, 0.8, 0.8], [0.7, 0.72, 0.75])  # the redraw beats gain: no loss
+    assert redraw["gap"] < 0 and redraw["outcome"] == "holds"
+    split = outcome([0.9, 1.0, 1.4], [0.85, 0.85, 0.85], [0.9, 1.0, 1.1])  # equal medians, halves 0.9 and 1.1
+    assert split["threshold"] > split["gap"] > 0.15 and split["outcome"] == "holds"
+    assert outcome([None] * 3, [1.5] * 3, [None] * 3)["outcome"] == "loses"  # the recommendation always diverged
+    erratic = outcome([None, None, 1.0], [1.5] * 3, [1.0] * 3)  # its draws diverge or not: chance spans all
+    assert erratic["threshold"] == math.inf and erratic["outcome"] == "holds"
+    best = outcome([1.0, 1.0, 1.0], [1.2, 1.2, 1.2], [1.0, 1.0, 1.0])
+    assert best["best"] == "xavier" and best["outcome"] == "holds"
+    chance = outcome([2.3] * 3, [2.1] * 3, [2.3] * 3, others=2.3)  # 2.1 > 0.9 ln 10: nothing learned, nothing decided
+    assert not chance["learned"] and chance["outcome"] == "undecided"
+
+
+def test_c21_tunes_each_cell_per_budget_and_metric_on_the_median_over_seeds():
+    from gradientflow.experiments import recommendation as r
+
+    cell = {"train_loss": [[[2.0, 1.0], [2.0, 1.2], [2.0, None]],  # rate 0: best at epoch 2 (median 1.2)
+                           [[1.5, None], [1.6, None], [1.4, 1.1]]],  # rate 1: best at epoch 1, diverges later
+            "validation_accuracy": [[[0.1, 0.5]] * 3, [[0.3, 0.2]] * 3]}
+    assert r.tuned(cell, 1, "train_loss")["rate"] == 1 and r.tuned(cell, 1, "train_loss")["score"] == 1.5
+    assert r.tuned(cell, 2, "train_loss")["rate"] == 0 and r.tuned(cell, 2, "train_loss")["score"] == 1.2
+    assert r.tuned(cell, 1, "validation_accuracy")["rate"] == 1 and r.tuned(cell, 2, "validation_accuracy")["rate"] == 0
 
 
 def test_x1_runs_its_grid_through_the_batched_trainer_and_draws_the_boundary(tmp_path):

@@ -32,7 +32,7 @@ def _verdicts(tmp_path, label, seed, env):
            "--jobs", "1", "--json", "--out", str(out)]
     res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **env}, check=False)
     assert res.returncode == 0, res.stderr[-2000:]
-    return {c["id"]: (c["verdict"], c["why"]) for c in json.loads(res.stdout)}
+    return {c["id"]: (c["verdict"], c["why"], c["numbers"]) for c in json.loads(res.stdout)}
 
 
 def test_edge_of_stability_verdicts_are_the_same_on_every_variant(tmp_path):
@@ -43,9 +43,12 @@ def test_edge_of_stability_verdicts_are_the_same_on_every_variant(tmp_path):
         results = {label: f.result() for label, f in futures.items()}
     reference = results["seed 0"]
     for label, got in results.items():
-        for claim, (verdict, why) in got.items():
+        for claim, (verdict, why, _) in got.items():
             assert verdict == reference[claim][0], f"{claim}: {verdict} with {label}, {reference[claim][0]} with " \
                                                    f"seed 0\n  {label}: {why}\n  seed 0: {reference[claim][1]}"
+        # C21 depends on the budget: its table per (depth, budget) must agree too, not only the verdict
+        table = got["C21"][2]["by_depth_and_budget"]
+        assert table == reference["C21"][2]["by_depth_and_budget"], f"C21's table with {label}: {got['C21'][1]}"
 
 
 SIZED = "C2,C15,C16,C17,C18,C19"  # the claims redesigned in issue 31 whose full size fits a CI run (about 3 min)

@@ -68,23 +68,27 @@ def _clipping_rescues(m: dict) -> dict:
 
 
 def _cells(m: dict, loss) -> dict:
-    """Every C21 cell's per-seed losses set to ``loss(depth, activation, column)``."""
+    """Every C21 net at every rate, seed and epoch set to the training loss ``loss(depth, activation, column)``
+    and a validation accuracy that falls with it."""
     for key, cell in m["cells"].items():
         depth, act, label = key.split("|")
-        cell["losses"] = [loss(int(depth), act, label)] * len(cell["losses"])
+        v = loss(int(depth), act, label)
+        cell["train_loss"] = [[[v] * len(run) for run in per_seed] for per_seed in cell["train_loss"]]
+        cell["validation_accuracy"] = [[[1 - v / 3] * len(run) for run in per_seed]
+                                       for per_seed in cell["validation_accuracy"]]
     return m
 
 
 def _recommended_best(m: dict) -> dict:
     from gradientflow.experiments import recommendation as r
 
-    return _cells(m, lambda depth, act, label: 1.0 if label == r.RECOMMENDED[act] else 2.0)
+    return _cells(m, lambda depth, act, label: 1.0 if label in (r.RECOMMENDED[act], r.AGAIN) else 2.0)
 
 
 def _gain_wins_tanh(m: dict) -> dict:
-    """The variance-preserving gain beats Xavier for tanh at the first depth, on every seed, by half."""
-    depth = m["depths"][0]
-    m["cells"][f"{depth}|tanh|gain"]["losses"] = [0.5] * len(m["cells"][f"{depth}|tanh|gain"]["losses"])
+    """The variance-preserving gain beats Xavier for tanh at the first depth, on every seed and rate, by half."""
+    cell = m["cells"][f"{m['depths'][0]}|tanh|gain"]
+    cell["train_loss"] = [[[0.5] * len(run) for run in per_seed] for per_seed in cell["train_loss"]]
     return m
 
 

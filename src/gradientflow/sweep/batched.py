@@ -13,7 +13,8 @@ its seed) and its run is stored like one that ``fit`` wrote (per-step loss and r
 norm every ``grad_norm_every`` steps, the epochs' train and test means, the status), so its numbers equal
 the one-by-one run's up to float rounding (batched matrix products add in another order).
 
-What differs: a batch keeps no checkpoints (a killed batch is trained again), the NaN guard
+What differs: a batch keeps no checkpoints (a killed batch is trained again), denormal numbers
+(below 1.2e-38, where a collapsed net's signal ends up) are flushed to zero, the NaN guard
 checks each net's losses at the end of every epoch and names the step, not the layer, and each
 cell's ``seconds`` is its batch's time divided by K.
 """
@@ -101,22 +102,30 @@ class _SGD:
 
     @torch.no_grad()
     def step(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
-        """One update of every net (a diverged one goes on with its non-finite weights, touching no other)."""
-        grads = list(grads)
+        """One update of every net (a diverged one goes on with its non-finite weights, touching no other).
+        In place, as torch's single-tensor SGD does it: the update reads and writes each stacked weight a
+        few times per step, which at these sizes costs as much as the batched products."""
+        grads = list(grads)  # fresh tensors from autograd: changed in place below
         if self.wd is not None:
-            grads = [g + wd * p for g, p, wd in zip(grads, params, self.wd)]
+            for g, p, wd in zip(grads, params, self.wd):
+                g.add_(p * wd)
         if self.mu is not None:
             if self.buffers is None:
                 self.buffers = [g.clone() for g in grads]
             else:
-                self.buffers = [mu * b + g for b, g, mu in zip(self.buffers, grads, self.mu)]
-            grads = [g + mu * b for g, b, mu in zip(grads, self.buffers, self.mu)] if self.nesterov else self.buffers
+                for b, g, mu in zip(self.buffers, grads, self.mu):
+                    b.mul_(mu).add_(g)
+            if self.nesterov:
+                for g, b, mu in zip(grads, self.buffers, self.mu):
+                    g.add_(b * mu)
+            else:
+                grads = self.buffers
         if self.rates is not None:  # this step's rate of each net
             now = self.rates[:, self.t].tolist()
             self.lr = [_per_net(now, p) for p in params]
         self.t += 1
         for p, g, lr in zip(params, grads, self.lr):
-            p.sub_(lr * g)
+            p.sub_(g * lr)  # 4x faster here than addcmul_ with a broadcast [K, 1, ...] rate
 
     def rate(self, i: int, step: int) -> float:
         """Net ``i``'s rate at ``step`` (1-based), as logged."""
@@ -131,12 +140,20 @@ def train(cfgs: list[TrainConfig], *, runs: list | None = None, network=None, on
     build a variant of it, the same for every net of the batch). ``on_epoch(epoch, weights)`` is called
     before the first step (epoch 0) and after every epoch (1, 2, ...) with the stacked weights, a dict
     name -> [K, ...] tensor (read them, do not change them): an experiment's own per-epoch measure."""
+    if not cfgs:
+        return []
+    torch.set_flush_denormal(True)  # collapsed nets (normal 0.01 at depth 20) compute in denormals, 2x slower here
+    try:
+        return _train(cfgs, runs, network, on_epoch)
+    finally:
+        torch.set_flush_denormal(False)  # torch's default
+
+
+def _train(cfgs: list[TrainConfig], runs, network, on_epoch) -> list[Summary]:
     from torch.func import stack_module_state
 
     from .. import job
 
-    if not cfgs:
-        return []
     keys = {batch_key(c) for c in cfgs}
     if len(keys) > 1:
         raise ValueError("the configs of one batch must agree on every field but " + ", ".join(PER_NET))
