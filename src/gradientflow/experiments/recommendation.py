@@ -31,9 +31,10 @@ difference that chance alone gives between two draws of the recommended column: 
 recommendation's median to ``again``'s, and from one half to the other of their seeds pooled and split
 every way (relative for the loss, in accuracy points for the accuracy). The row *loses* when the best
 of the six columns beats both draws of the recommendation (the column and ``again``) by more than that
-(the best of six columns, some of them alike, beats a single draw by chance more often); a row whose best median training loss is
-above ``LEARNED`` ln(classes) learned nothing within the budget and is *undecided*. The claim passes
-when the recommendation loses no row at any depth, budget and metric; the report states the table.
+(the best of six columns, some of them alike, beats a single draw by chance more often); a row whose
+best median training loss is above ``LEARNED`` ln(classes) learned nothing within the budget and is
+*undecided*. The claim passes when the recommendation loses no row at any depth, budget and metric;
+the verdict states the table per (depth, budget).
 
     gradientflow reproduce --only C21 --quick --out DIR
 """
@@ -46,7 +47,7 @@ import math
 
 import numpy as np
 
-from .. import plots, properties
+from .. import job, plots, properties
 from ..activations import get as activation
 from ..config import DataSpec, ModelSpec, TrainConfig
 from ..init import critical
@@ -106,10 +107,11 @@ def _row(base: TrainConfig, rates: tuple[float, ...], seeds: int, seed: int, act
     """Every column of one row (depth, activation) at every rate and seed, in one batch: per column, the
     training loss and validation accuracy [rate][seed][epoch]."""
     plan = {**columns(act), AGAIN: columns(act)[RECOMMENDED[act]]}
-    first = {}  # fields -> the first column that has them: equal columns are one set of runs
-    for label, fields in plan.items():
-        key = json.dumps(fields, sort_keys=True) + (AGAIN if label == AGAIN else "")
-        first.setdefault(key, label)
+    # equal fields are one set of runs (the duplicate never: it is drawn again on purpose)
+    key = lambda label: json.dumps(plan[label], sort_keys=True) + (AGAIN if label == AGAIN else "")  # noqa: E731
+    first = {}
+    for label in plan:
+        first.setdefault(key(label), label)
     trained = list(first.values())
     cfgs = [base.replace(lr=lr, seed=seed + (AGAIN_SEEDS if label == AGAIN else 0) + 1 + s, **plan[label])
             for label in trained for lr in rates for s in range(seeds)]
@@ -120,8 +122,7 @@ def _row(base: TrainConfig, rates: tuple[float, ...], seeds: int, seed: int, act
         out[label] = {"train_loss": [[r[0] for r in seeds_] for seeds_ in runs],
                       "validation_accuracy": [[r[1] for r in seeds_] for seeds_ in runs]}
     for label, fields in plan.items():
-        key = json.dumps(fields, sort_keys=True) + (AGAIN if label == AGAIN else "")
-        out[label] = {**out[first[key]], "fields": fields}
+        out[label] = {**out[first[key(label)]], "fields": fields}
     return out
 
 
@@ -132,7 +133,8 @@ def run(size: Size, seed: int, folder) -> dict:
                                      act).items()}
     t = size.train
     return {"cells": cells, "depths": list(size.depths), "budgets": list(size.budgets), "rates": list(size.rates),
-            "seeds": size.seeds, "classes": 10, "steps_per_epoch": math.ceil(t.n_train / t.batch_size),
+            "seeds": size.seeds, "classes": job.dataset(base).classes,
+            "steps_per_epoch": math.ceil(t.n_train / t.batch_size),
             "width": t.width}
 
 
@@ -158,8 +160,10 @@ def gap(metric: str, rec: float, other: float) -> float:
     accuracy points for the accuracy, other - rec (negative: ``rec`` is the better)."""
     if rec == other:
         return 0.0
-    if metric == "validation_accuracy":
-        return other - rec if math.isfinite(rec) and math.isfinite(other) else math.inf if math.isfinite(other) else -math.inf
+    if metric == "validation_accuracy":  # a diverged run's accuracy is -inf (the worst)
+        if math.isinf(rec) or math.isinf(other):
+            return math.inf if math.isinf(rec) else -math.inf
+        return other - rec
     if math.isinf(rec) or math.isinf(other):
         return math.inf if math.isinf(rec) else -math.inf
     return (rec - other) / other
@@ -265,7 +269,8 @@ def verdicts(m: dict) -> dict[str, Verdict]:
                   "seeds (their medians, and the two halves of their seeds pooled, split every way). Pass when at "
                   "no depth, budget and metric the best of the six columns beats both draws of the recommendation "
                   "by more than the row's null spread; a row "
-                  f"whose best median training loss is above {LEARNED} ln(classes) learned nothing and decides nothing.",
+                  f"whose best median training loss is above {LEARNED} ln(classes) learned nothing and decides "
+                  "nothing.",
         {**numbers, "rows_lost": lost}, "recommendation", f"by depth and budget, {summary}. In detail: "
         + "; ".join(clauses) + ".")}
 
@@ -282,7 +287,8 @@ def figures(m: dict) -> dict:
             score = np.array([[f["score"] for f in row] for row in found], dtype=float)
             shown = np.where(np.isfinite(score), score, np.nan)
             finite = score[np.isfinite(score)]
-            if metric == "train_loss":  # from just under the best to chance: the scale spends its colours on the range seen
+            # from just under the best to chance: the scale spends its colours on the range seen
+            if metric == "train_loss":
                 low, high, cmap = (0.95 * finite.min() if finite.size else 0.0), math.log(m["classes"]), "viridis_r"
             else:
                 low, high, cmap = 1 / m["classes"], (min(1.0, 1.05 * finite.max()) if finite.size else 1.0), "viridis"
