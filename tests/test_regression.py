@@ -243,3 +243,18 @@ def test_the_cli_trains_a_regression_set_and_reports_r2_not_accuracy(tmp_path):
     assert out["test_r2"] > 0.9 and out["test_accuracy"] is None
     shown = CliRunner().invoke(main, ["runs", "show", str(tmp_path / "a")]).output
     assert "test_r2" in shown
+    listed = CliRunner().invoke(main, ["runs", "list", str(tmp_path)])
+    assert listed.exit_code == 0 and "test_r2" in listed.output.splitlines()[0], listed.output
+    compared = CliRunner().invoke(main, ["runs", "compare", str(tmp_path / "a"), str(tmp_path / "b"), "--json"])
+    assert [row["test_r2"] > 0.9 for row in json.loads(compared.output)] == [True, True]
+
+
+def test_a_classification_run_lists_no_r2_column(tmp_path):
+    from click.testing import CliRunner
+
+    from gradientflow.cli import main
+
+    res = CliRunner().invoke(main, ["train", "--data", "xor", "--depth", "2", "--width", "8", "--epochs", "1", "--quiet",
+                                    "--out", str(tmp_path / "a")])
+    assert res.exit_code == 0, res.output
+    assert "test_r2" not in CliRunner().invoke(main, ["runs", "list", str(tmp_path)]).output

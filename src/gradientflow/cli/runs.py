@@ -34,10 +34,15 @@ def runs_list(root, as_json) -> None:
     elif not rows:
         click.echo(f"no runs in {root}")
     else:
-        table(rows, ["run", "status", "data", "model", "optimizer", "steps", "test_accuracy", "test_loss"])
+        table(rows, ["run", "status", "data", "model", "optimizer", "steps", "test_accuracy", "test_loss", *_r2(rows)])
         for row in rows:
             for problem in row.get("damage", []):
                 click.echo(f"damaged: {problem}")
+
+
+def _r2(rows: list[dict]) -> list[str]:
+    """The test R² column when a regression run is among ``rows`` (a classification run has none)."""
+    return ["test_r2"] if any("test_r2" in row for row in rows) else []
 
 
 def _described(c: dict) -> dict:
@@ -86,7 +91,7 @@ def runs_compare(runs, plot_dir, as_json) -> None:
         echo_json(rows)
         return
     table(rows, ["run", "status", "activation", "init", "optimizer", "lr", "schedule", "steps",
-                 "test_accuracy", "test_loss", "train_loss"])
+                 "test_accuracy", "test_loss", "train_loss", *_r2(rows)])
     if plot_dir:
         click.echo(f"figure: {rows[0]['figure']}")
 

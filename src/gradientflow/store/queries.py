@@ -3,6 +3,8 @@ read back and checked, and the views of its metric rows."""
 
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 
 import pyarrow as pa
@@ -30,8 +32,10 @@ def table(paths: list[Path]) -> pa.Table | None:
 
 def final(name: str, status: dict) -> dict:
     """Run ``name``'s status and its last epoch-level numbers, from its ``status``."""
-    return {"run": name, **{k: status.get(k) for k in ("status", "steps", "test_accuracy", "test_loss",
-                                                         "train_loss", "seconds")}}
+    row = {"run": name, **{k: status.get(k) for k in ("status", "steps", "test_accuracy", "test_loss",
+                                                        "train_loss", "seconds")}}
+    r2 = status.get("test_r2")
+    return {**row, "test_r2": r2} if isinstance(r2, (int, float)) and math.isfinite(r2) else row  # a regression run
 
 
 def epochs(rows: pa.Table) -> list[dict]:
