@@ -258,3 +258,20 @@ def test_a_classification_run_lists_no_r2_column(tmp_path):
                                     "--out", str(tmp_path / "a")])
     assert res.exit_code == 0, res.output
     assert "test_r2" not in CliRunner().invoke(main, ["runs", "list", str(tmp_path)]).output
+
+
+def test_the_compare_figure_labels_a_regression_runs_score_r2(tmp_path):
+    from click.testing import CliRunner
+
+    from gradientflow import plots
+    from gradientflow.cli import main
+    from gradientflow.store import Run
+
+    for data, name in (("reg-plane", "reg"), ("xor", "cls")):
+        res = CliRunner().invoke(main, ["train", "--data", data, "--depth", "2", "--width", "8", "--epochs", "2",
+                                        "--quiet", "--out", str(tmp_path / name)])
+        assert res.exit_code == 0, res.output
+    assert plots.run_curves([Run(tmp_path / "reg")]).axes[1].get_ylabel() == "test R²"
+    assert plots.run_curves([Run(tmp_path / "cls")]).axes[1].get_ylabel() == "test accuracy"
+    both = plots.run_curves([Run(tmp_path / "reg"), Run(tmp_path / "cls")]).axes
+    assert both[1].get_ylabel() == "test R² or accuracy" and "squared error" in both[0].get_ylabel()

@@ -196,8 +196,10 @@ def save_propagation(result, activation: str, init_name: str, std: float | None,
 
 
 def run_curves(runs: list) -> Figure:
-    """Training loss per step (light) with its moving average, and test accuracy per epoch, one colour per run."""
-    fig, (ax_loss, ax_acc) = subplots(1, 2, figsize=(11, 4))
+    """Training loss per step (light) with its moving average, and the test score per epoch (accuracy, or R²
+    for a regression run), one colour per run."""
+    fig, (ax_loss, ax_score) = subplots(1, 2, figsize=(11, 4))
+    kinds = set()
     for k, run in enumerate(runs):
         colour = f"C{k % 10}"
         steps, loss = run.series("loss", "train")
@@ -206,12 +208,21 @@ def run_curves(runs: list) -> Figure:
             window = max(1, len(loss) // 50)
             smooth = np.convolve(loss, np.ones(window) / window, mode="valid")
             ax_loss.plot(steps[window - 1:], smooth, color=colour, lw=1.5, label=literal(run.name))
-        e_steps, acc = run.series("accuracy", "test")
-        ax_acc.plot(e_steps, acc, "o-", color=colour, ms=3, label=literal(run.name))
-    ax_loss.set(xlabel="step", ylabel="training loss (cross-entropy)", yscale="log", title="training loss")
-    ax_acc.set(xlabel="step", ylabel="test accuracy", title="test accuracy (end of each epoch)")
+        e_steps, score = run.series("r2", "test")
+        kind = "R²" if e_steps else "accuracy"
+        if not e_steps:
+            e_steps, score = run.series("accuracy", "test")
+        kinds.add(kind)
+        ax_score.plot(e_steps, score, "o-", color=colour, ms=3, label=f"{literal(run.name)} ({kind})")
+    loss_name = {"accuracy": "cross-entropy", "R²": "squared error"}
+    ax_loss.set(xlabel="step", ylabel="training loss (" + " or ".join(loss_name[k] for k in sorted(kinds)) + ")",
+                yscale="log", title="training loss")
+    score_name = "test " + " or ".join(sorted(kinds))
+    ax_score.set(xlabel="step", ylabel=score_name, title=f"{score_name} (end of each epoch)")
     ax_loss.legend(fontsize=8)
-    ax_acc.grid(alpha=0.3)
+    if len(kinds) > 1:
+        ax_score.legend(fontsize=8)
+    ax_score.grid(alpha=0.3)
     fig.tight_layout()
     return fig
 
