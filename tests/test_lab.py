@@ -354,6 +354,22 @@ def test_two_keeps_in_one_second_get_two_runs_and_keep_works_after_a_divergence(
             assert os.path.isdir(_next(ws, "kept")["run"])
 
 
+def test_a_divergence_not_yet_shown_is_news_until_a_frame_carries_it():
+    """The sender sends a frame when the step moves or there is news: a divergence found after the last
+    frame (a rollback can bring the step back to that frame's) must still reach the page."""
+    session = Session(LabConfig(data="mnist1d", depth=3, width=16, activation="relu", init="he", alpha=100.0))
+    try:
+        session.play()
+        deadline = time.monotonic() + 60
+        while not session.diverged and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert session.diverged and not session.playing.is_set()
+        assert session.news()  # no frame has shown it yet
+        assert session.frame()["diverged"] and not session.news()
+    finally:
+        session.close()
+
+
 def test_bad_messages_get_one_line_and_the_socket_stays_open():
     with _client() as client:
         with client.websocket_connect("/ws") as ws:

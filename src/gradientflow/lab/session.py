@@ -217,7 +217,7 @@ class Session:
         self._findings_at = self._window_at = self._window_cost = 0.0
         self._since: dict = {}  # each finding's first step, kept while it holds
         self.static = self._static()
-        self.diverged, self.diverged_at = "", None
+        self.diverged, self.diverged_at, self._diverged_shown = "", None, False
 
     @property
     def step_count(self) -> int:
@@ -277,8 +277,9 @@ class Session:
             self.pending_steps = min(self.pending_steps + 1, MAX_PENDING_STEPS)
 
     def news(self) -> bool:
-        """Something for the page although no step was taken (a decision boundary drawn while paused)."""
-        return self.boundary_new
+        """Something for the page although no step was taken: a decision boundary drawn while paused, or a
+        divergence not yet shown (a rollback can bring the step count back to the last frame's)."""
+        return self.boundary_new or (bool(self.diverged) and not self._diverged_shown)
 
     def reset(self, cfg: LabConfig | None = None) -> None:
         """Start again from a fresh net (``cfg``: a new set-up, already validated)."""
@@ -407,6 +408,7 @@ class Session:
             frame = {"type": "frame", "step": self.step_count, "epoch": self.epoch, "playing": self.playing.is_set(),
                      "curves": fresh.curves, "tests": fresh.tests, "layers": fresh.layers, "error": self.error,
                      "diverged": self.diverged, "diverged_at": self.diverged_at if self.diverged else None}
+            self._diverged_shown = bool(self.diverged)
             self.error = None
             if self.boundary_new:
                 frame["boundary"], self.boundary_new = self.boundary, False
