@@ -219,6 +219,25 @@ def test_c21_a_row_is_lost_only_when_the_best_column_wins_by_more_than_the_null_
     assert not chance["learned"] and chance["outcome"] == "undecided"
 
 
+def test_c21_the_tie_threshold_is_the_largest_null_spread_of_the_rows_of_a_depth_and_budget():
+    """Three seeds of one row can understate the noise: a row whose two draws of He lie 30% apart makes
+    tanh's 20% win a tie at the same depth and budget."""
+    from gradientflow.experiments import recommendation as r
+
+    def loss(act, column, seed):
+        if act == "tanh":
+            return {"xavier": 1.0, "gain": 0.8}.get(column, 2.0) if column != r.AGAIN else 1.0
+        if act == "relu":
+            return 1.3 if column == r.AGAIN else 1.0
+        return 1.0
+
+    rows = r.table(_c21(loss, lambda a, c, s: 0.5))["6|6|train_loss"]
+    assert rows["tanh"]["null"] == 0 and rows["relu"]["null"] >= 0.3
+    assert rows["tanh"]["threshold"] == rows["relu"]["null"] and rows["tanh"]["outcome"] == "holds"
+    calm = r.table(_c21(lambda a, c, s: loss(a, c, s) if a != "relu" else 1.0, lambda a, c, s: 0.5))
+    assert calm["6|6|train_loss"]["tanh"]["outcome"] == "loses"
+
+
 def test_c21_tunes_each_cell_per_budget_and_metric_on_the_median_over_seeds():
     from gradientflow.experiments import recommendation as r
 

@@ -26,10 +26,12 @@ and ``again``: the recommended column drawn again with other seeds and tuned the
 one column differ only by chance, so the recommendation's distance to ``again`` is the *null spread*.
 Columns with the same fields (ReLU's gain and critical point are both sqrt 2) are one set of runs.
 
-Rule, per row at each (depth, budget, metric): the tie threshold is the null spread, the largest
-difference that chance alone gives between two draws of the recommended column: the distance from the
-recommendation's median to ``again``'s, and from one half to the other of their seeds pooled and split
-every way (relative for the loss, in accuracy points for the accuracy). The row *loses* when the best
+Rule, at each (depth, budget, metric): a row's null spread is the largest difference that chance alone
+gives between two draws of its recommended column: the distance from the recommendation's median to
+``again``'s, and from one half to the other of their seeds pooled and split every way (relative for the
+loss, in accuracy points for the accuracy). The tie threshold is the largest null spread over the four
+rows: a few seeds of one row can understate the noise (nets leaving a plateau at the same step differ
+most), and every row of a depth and budget is trained alike. A row *loses* when the best
 of the six columns beats both draws of the recommendation (the column and ``again``) by more than that
 (the best of six columns, some of them alike, beats a single draw by chance more often); a row whose
 best median training loss is above ``LEARNED`` ln(classes) learned nothing within the budget and is
@@ -185,7 +187,8 @@ def null_spread(metric: str, rec: dict, again: dict) -> float:
 
 def table(m: dict) -> dict[str, dict]:
     """Per (depth, budget, metric) and row: the best column and its score, the recommendation's, the row's
-    null spread (its tie threshold), and the outcome: holds, loses or undecided."""
+    null spread, the tie threshold (the largest null spread of the four rows), and the outcome: holds,
+    loses or undecided."""
     out = {}
     for depth in m["depths"]:
         for budget in m["budgets"]:
@@ -198,7 +201,7 @@ def table(m: dict) -> dict[str, dict]:
                     rec = RECOMMENDED[act]
                     learned = min(tuned(m["cells"][f"{depth}|{act}|{c}"], budget, "train_loss")["score"]
                                   for c in COLUMNS) <= LEARNED * math.log(m["classes"])
-                    threshold = null_spread(metric, found[rec], found[AGAIN])
+                    null = null_spread(metric, found[rec], found[AGAIN])
                     # the recommendation is drawn twice: a loss must show against both draws
                     g = min(gap(metric, found[rec]["score"], found[best]["score"]),
                             gap(metric, found[AGAIN]["score"], found[best]["score"]))
@@ -206,9 +209,12 @@ def table(m: dict) -> dict[str, dict]:
                                  "score_recommended": found[rec]["score"], "score_again": found[AGAIN]["score"],
                                  "rate_best": m["rates"][found[best]["rate"]],
                                  "rate_recommended": m["rates"][found[rec]["rate"]], "gap": g,
-                                 "threshold": threshold, "learned": learned,
-                                 "outcome": "undecided" if not learned else
-                                 "loses" if best != rec and g > threshold else "holds"}
+                                 "null": null, "learned": learned}
+                threshold = max(r["null"] for r in rows.values())
+                for r in rows.values():
+                    r["threshold"] = threshold
+                    r["outcome"] = ("undecided" if not r["learned"] else
+                                    "loses" if r["best"] != r["recommended"] and r["gap"] > threshold else "holds")
                 out[f"{depth}|{budget}|{metric}"] = rows
     return out
 
@@ -235,22 +241,21 @@ def verdicts(m: dict) -> dict[str, Verdict]:
         by = {o: [a for a, r in rows.items() if r["outcome"] == o] for o in ("holds", "loses", "undecided")}
         for act, r in rows.items():
             numbers[f"depth{depth}_{budget}ep_{metric}_{act}"] = {
-                k: r[k] for k in ("best", "score_best", "score_recommended", "gap", "threshold", "outcome")}
+                k: r[k] for k in ("best", "score_best", "score_recommended", "gap", "null", "threshold", "outcome")}
         parts = []
         if by["holds"]:
-            parts.append("holds for " + ", ".join(f"{a} (best {rows[a]['best']}, {_gap_text(metric, rows[a]['gap'])} "
-                                                  f"against a null spread of {_gap_text(metric, rows[a]['threshold'])})"
+            parts.append("holds for " + ", ".join(f"{a} (best {rows[a]['best']}, {_gap_text(metric, rows[a]['gap'])})"
                                                   for a in by["holds"]))
         for act in by["loses"]:
             r = rows[act]
             lost.append(f"{act} at depth {depth}, {steps} steps ({NAMES[metric]})")
             parts.append(f"loses {act} to {r['best']} ({_score(metric, r['score_best'])} against "
                          f"{_score(metric, r['score_recommended'])}, better than both its draws by "
-                         f"{_gap_text(metric, r['gap'])}, "
-                         f"null spread {_gap_text(metric, r['threshold'])})")
+                         f"{_gap_text(metric, r['gap'])})")
         if by["undecided"]:
             parts.append(f"undecided for {', '.join(by['undecided'])} (nothing learned)")
-        clauses.append(f"depth {depth}, {steps} steps, {NAMES[metric]}: " + "; ".join(parts))
+        tie = _gap_text(metric, next(iter(rows.values()))["threshold"])
+        clauses.append(f"depth {depth}, {steps} steps, {NAMES[metric]} (tie within {tie}): " + "; ".join(parts))
     where = {}  # per (depth, budget): does the recommendation lose a row in either metric?
     for key, rows in t.items():
         depth, budget, _ = key.split("|")
@@ -264,11 +269,12 @@ def verdicts(m: dict) -> dict[str, Verdict]:
     return {"C21": Verdict(
         not lost, f"each cell (depth, activation, initialiser) tuned over rates {rates[0]:.3g} to {rates[-1]:.3g} "
                   f"a factor sqrt(2) apart, median of {m['seeds']} seeds, for each budget and metric apart (training "
-                  "loss: trainability; validation accuracy: generalisation). A row's tie threshold is its null spread: "
-                  "the largest distance between the recommended column and the same column drawn again with other "
-                  "seeds (their medians, and the two halves of their seeds pooled, split every way). Pass when at "
-                  "no depth, budget and metric the best of the six columns beats both draws of the recommendation "
-                  "by more than the row's null spread; a row "
+                  "loss: trainability; validation accuracy: generalisation). A row's null spread is the largest "
+                  "distance between the recommended column and the same column drawn again with other seeds (their "
+                  "medians, and the two halves of their seeds pooled, split every way); the tie threshold at a "
+                  "depth, budget and metric is the largest null spread of its four rows. Pass when at no depth, "
+                  "budget and metric the best of the six columns beats both draws of the recommendation by more "
+                  "than the tie threshold; a row "
                   f"whose best median training loss is above {LEARNED} ln(classes) learned nothing and decides "
                   "nothing.",
         {**numbers, "rows_lost": lost}, "recommendation", f"by depth and budget, {summary}. In detail: "
