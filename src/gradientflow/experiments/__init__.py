@@ -32,6 +32,7 @@ from .claim import Claim, Size, Verdict, rounded
 MODULES = ("activation_shapes", "vanishing", "clipping", "centring", "dead_units", "optimisers", "zero_init",
            "init_depth", "glorot", "lr_schedules", "recommendation", "trainability", "saturation", "table_one")
 SLOW = ("recommendation", "trainability", "dead_units", "lr_schedules", "table_one", "saturation", "centring", "optimisers")  # longest first (quick size)
+TIMED = ("activation_shapes",)  # C6 times the activations: run alone, never beside a busy worker
 MARKER = "reproduce.json"  # written first into the output folder: marks it as ours to rewrite
 
 __all__ = ["Claim", "Size", "Verdict", "MODULES", "load", "claim_ids", "select", "run_one", "reproduce", "prepare_folder"]
@@ -199,16 +200,20 @@ def reproduce(out: str | Path, *, only: str | list[str] | None = None, quick: bo
     started = time.perf_counter()
     results = []
     bar = tqdm(total=len(names), disable=not progress, unit="experiment", dynamic_ncols=True)
+    # an experiment that times the machine runs alone, before the workers start: beside a busy worker its
+    # timings at every core's thread would measure the contention
+    alone = [n for n in names if n in TIMED]
+    rest = [n for n in names if n not in alone]
+    serial, parallel = (alone + rest, []) if jobs <= 1 or len(rest) <= 1 else (alone, rest)
     try:
-        if jobs <= 1 or len(names) == 1:
-            for name in names:
-                bar.set_description(name)
-                results.append(run_one(name, quick=quick, seed=seed, out=out, resume=resume))
-                bar.update(1)
-        else:
+        for name in serial:
+            bar.set_description(name)
+            results.append(run_one(name, quick=quick, seed=seed, out=out, resume=resume))
+            bar.update(1)
+        if parallel:
             context = multiprocessing.get_context("spawn")  # no forked torch state in the workers
-            with ProcessPoolExecutor(max_workers=min(jobs, len(names)), mp_context=context) as pool:
-                first = sorted(names, key=lambda n: SLOW.index(n) if n in SLOW else len(SLOW))  # longest first
+            with ProcessPoolExecutor(max_workers=min(jobs, len(parallel)), mp_context=context) as pool:
+                first = sorted(parallel, key=lambda n: SLOW.index(n) if n in SLOW else len(SLOW))  # longest first
                 futures = {pool.submit(run_one, name, quick=quick, seed=seed, out=out, resume=resume): name
                            for name in first}
                 for future in as_completed(futures):
