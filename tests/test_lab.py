@@ -596,6 +596,9 @@ def test_the_page_fits_a_phone_screen(server, browser):
     page.click("#play")
     page.wait_for_function("window.lab.step > 20 && state.layerNames")
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    if os.environ.get("GF_LAB_PHONE_SCREENSHOT"):  # the guide's picture: GF_LAB_PHONE_SCREENSHOT=docs/figures/lab_phone.png
+        page.wait_for_function("window.lab.step > 300")
+        page.screenshot(path=os.environ["GF_LAB_PHONE_SCREENSHOT"])
     page.close()
 
 
