@@ -192,6 +192,8 @@ def table(m: dict) -> dict[str, dict]:
     out = {}
     for depth in m["depths"]:
         for budget in m["budgets"]:
+            learned = {act: min(tuned(m["cells"][f"{depth}|{act}|{c}"], budget, "train_loss")["score"]
+                                for c in COLUMNS) <= LEARNED * math.log(m["classes"]) for act in ACTIVATIONS}
             for metric in METRICS:
                 rows = {}
                 for act in ACTIVATIONS:
@@ -199,8 +201,6 @@ def table(m: dict) -> dict[str, dict]:
                     sign = 1 if metric == "train_loss" else -1
                     best = min(COLUMNS, key=lambda c: (sign * found[c]["score"], COLUMNS.index(c)))
                     rec = RECOMMENDED[act]
-                    learned = min(tuned(m["cells"][f"{depth}|{act}|{c}"], budget, "train_loss")["score"]
-                                  for c in COLUMNS) <= LEARNED * math.log(m["classes"])
                     null = null_spread(metric, found[rec], found[AGAIN])
                     # the recommendation is drawn twice: a loss must show against both draws
                     g = min(gap(metric, found[rec]["score"], found[best]["score"]),
@@ -209,7 +209,7 @@ def table(m: dict) -> dict[str, dict]:
                                  "score_recommended": found[rec]["score"], "score_again": found[AGAIN]["score"],
                                  "rate_best": m["rates"][found[best]["rate"]],
                                  "rate_recommended": m["rates"][found[rec]["rate"]], "gap": g,
-                                 "null": null, "learned": learned}
+                                 "null": null, "learned": learned[act]}
                 threshold = max(r["null"] for r in rows.values())
                 for r in rows.values():
                     r["threshold"] = threshold
@@ -233,12 +233,13 @@ NAMES = {"train_loss": "training loss", "validation_accuracy": "validation accur
 
 
 def verdicts(m: dict) -> dict[str, Verdict]:
-    t = table(m)
     numbers, clauses, lost = {}, [], []
-    for key, rows in t.items():
+    where = {}  # per (depth, budget): the rows the recommendation loses in either metric
+    for key, rows in table(m).items():
         depth, budget, metric = key.split("|")
         steps = int(budget) * m["steps_per_epoch"]
         by = {o: [a for a, r in rows.items() if r["outcome"] == o] for o in ("holds", "loses", "undecided")}
+        where.setdefault(f"depth {depth}, {steps} steps", set()).update(by["loses"])
         for act, r in rows.items():
             numbers[f"depth{depth}_{budget}ep_{metric}_{act}"] = {
                 k: r[k] for k in ("best", "score_best", "score_recommended", "gap", "null", "threshold", "outcome")}
@@ -256,12 +257,6 @@ def verdicts(m: dict) -> dict[str, Verdict]:
             parts.append(f"undecided for {', '.join(by['undecided'])} (nothing learned)")
         tie = _gap_text(metric, next(iter(rows.values()))["threshold"])
         clauses.append(f"depth {depth}, {steps} steps, {NAMES[metric]} (tie within {tie}): " + "; ".join(parts))
-    where = {}  # per (depth, budget): does the recommendation lose a row in either metric?
-    for key, rows in t.items():
-        depth, budget, _ = key.split("|")
-        label = f"depth {depth}, {int(budget) * m['steps_per_epoch']} steps"
-        lost_here = [a for a, r in rows.items() if r["outcome"] == "loses"]
-        where.setdefault(label, set()).update(lost_here)
     summary = "; ".join(f"{label}: loses {', '.join(sorted(acts))}" if acts else f"{label}: holds"
                         for label, acts in where.items())
     numbers["by_depth_and_budget"] = {label: "loses" if acts else "holds" for label, acts in where.items()}
@@ -317,17 +312,16 @@ def figures(m: dict) -> dict:
     fig.suptitle("C21: median over seeds at each cell's tuned rate; * = the seeds' recommendation, < = the row's best, "
                  "'again' = the recommendation drawn again (the null)", fontsize=10)
     fig.tight_layout()
-    return {"recommendation": fig, "recommendation_curves": _curve_figure(m)}
+    return {"recommendation": fig, "recommendation_curves": _curve_figure(m, t)}
 
 
-def _curve_figure(m: dict):
+def _curve_figure(m: dict, rows: dict):
     """Median training loss against steps for the recommendation, its duplicate and the row's best column at
     the longest budget, each at the rate tuned for it there: the budget at which a column wins is visible."""
     budget = max(m["budgets"])
     fig, axes = plots.subplots(len(m["depths"]), len(ACTIVATIONS), figsize=(3.6 * len(ACTIVATIONS),
                                                                             3.0 * len(m["depths"])), squeeze=False)
     steps = [(e + 1) * m["steps_per_epoch"] for e in range(budget)]
-    rows = table(m)
     for axes_row, depth in zip(axes, m["depths"]):
         for ax, act in zip(axes_row, ACTIVATIONS):
             best = rows[f"{depth}|{budget}|train_loss"][act]["best"]

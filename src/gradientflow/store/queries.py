@@ -4,7 +4,6 @@ read back and checked, and the views of its metric rows."""
 from __future__ import annotations
 
 import math
-
 from pathlib import Path
 
 import pyarrow as pa
