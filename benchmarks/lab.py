@@ -1,14 +1,17 @@
-"""Issue 14: the lab's speed. A 10 x 100 tanh net (Xavier, SGD, batch 64) on MNIST-1D:
+"""Issues 14 and 33: the lab's speed, on a small set-up (10 x 100 tanh, MNIST-1D) and a large one
+(50 x 500 tanh on the spiral, whose decision boundary the page draws):
 
-- training speed: steps per second of a lab session playing for ``--seconds`` while its frames are
-  taken 15 times a second (as the server's sender takes them), against ``gradientflow train``'s
-  own loop on the same configuration with probes on (``job.run``: ``train.fit`` with ``watch``
-  every step, a run store written), in the same process, with the machine's torch threads (as
-  ``gradientflow train`` runs) and with one (as a lab session trains);
+- training speed: steps per second of a lab session playing for ``--seconds`` on the machine's torch
+  threads (as a server's only session does) while its frames are taken 15 times a second (as the
+  server's sender takes them), against ``gradientflow train``'s own loop on the same configuration
+  with probes on (``job.run``: ``train.fit`` with ``watch`` every step, a run store written), with
+  the machine's threads and with one. The baseline runs in a child process, as the command does: a
+  thread that ran torch on two threads keeps an OpenMP worker, which would slow the session's own
+  (``lab.session.one_thread``). ``--rounds`` alternate the two; the ratio is of their medians;
 - refresh rate: frames per second a WebSocket client receives from a real server (uvicorn) while
-  the session plays.
+  the session plays, and the time from its pause to the first frame that shows it.
 
-Run: .venv/bin/python benchmarks/lab.py [--seconds 6] [--json]
+Run: .venv/bin/python benchmarks/lab.py [--setup small|large] [--seconds 6] [--rounds 3] [--json]
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ import argparse
 import asyncio
 import json
 import socket
+import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -46,10 +52,17 @@ def train_speed(seconds: float) -> float:
         epochs = max(epochs + 1, int(epochs * seconds / max(summary.seconds, 1e-3)) + 1)
 
 
-def lab_speed(seconds: float) -> float:
+def train_speed_apart(setup: str, seconds: float, threads: int) -> float:
+    """``train_speed`` in a child process on ``threads`` torch threads."""
+    out = subprocess.run([sys.executable, __file__, "--setup", setup, "--seconds", str(seconds), "--baseline", str(threads)],
+                         capture_output=True, text=True, check=True).stdout
+    return float(out.split()[-1])
+
+
+def lab_speed(seconds: float, threads: int) -> float:
     from gradientflow.lab.session import LabConfig, Session
 
-    session = Session(LabConfig(**SETUP))
+    session = Session(LabConfig(**SETUP), threads=threads)
     try:
         session.play()
         time.sleep(0.5)  # past the first steps' allocations
@@ -111,30 +124,39 @@ def frame_rate(seconds: float) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--setup", choices=sorted(SETUPS), default="small",
                         help="small: 10 x 100 on MNIST-1D; large: 50 x 500 on the spiral (with the decision boundary)")
+    parser.add_argument("--baseline", type=int, help=argparse.SUPPRESS)  # the child: train_speed on this many threads
     args = parser.parse_args()
     global SETUP
     SETUP = SETUPS[args.setup]
     warnings.filterwarnings("ignore")
     import torch
 
-    train = train_speed(args.seconds)
+    if args.baseline:
+        torch.set_num_threads(args.baseline)
+        print(train_speed(args.seconds))
+        return
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the lab's sessions train with one thread: the same loop on one, for comparison
-    train_one = train_speed(args.seconds)
-    torch.set_num_threads(threads)
-    lab = lab_speed(args.seconds)
+    rounds: dict[str, list[float]] = {"train": [], "train_one_thread": [], "lab": []}
+    for _ in range(args.rounds):
+        rounds["train"].append(train_speed_apart(args.setup, args.seconds, threads))
+        rounds["train_one_thread"].append(train_speed_apart(args.setup, args.seconds, 1))
+        rounds["lab"].append(lab_speed(args.seconds, threads))
+    train, train_one, lab = (statistics.median(rounds[k]) for k in ("train", "train_one_thread", "lab"))
     fps, pause = frame_rate(args.seconds)
-    result = {"setup": SETUP, "threads": threads, "train_steps_per_second": train,
+    result = {"setup": SETUP, "threads": threads, "rounds": rounds, "train_steps_per_second": train,
               "train_one_thread_steps_per_second": train_one, "lab_steps_per_second": lab, "ratio": lab / train,
               "ratio_one_thread": lab / train_one, "frames_per_second": fps, "pause_seconds": pause}
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    print(f"gradientflow train (probes on): {train:.1f} steps/s ({train_one:.1f} on one thread); lab session: "
-          f"{lab:.1f} steps/s ({lab / train:.2f}x); page refresh: {fps:.1f} frames/s; pause shown after {pause:.2f} s")
+    each = "; ".join(f"{k} {', '.join(f'{v:.1f}' for v in vs)}" for k, vs in rounds.items())
+    print(f"medians of {args.rounds} rounds ({each}): gradientflow train (probes on) {train:.1f} steps/s "
+          f"({train_one:.1f} on one thread); lab session {lab:.1f} steps/s ({lab / train:.2f}x); page refresh: "
+          f"{fps:.1f} frames/s; pause shown after {pause:.2f} s")
 
 
 if __name__ == "__main__":

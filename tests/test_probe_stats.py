@@ -348,3 +348,34 @@ class _Group:
             self.barrier.wait()
             t.copy_(result)
         return all_reduce
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_distinct_rows_counts_exact_copies_as_numpy_does(dtype):
+    """The count against numpy's own exact unique over rows: copies planted, -0.0 beside 0.0
+    (equal values), rows one ulp apart (distinct), with and without a bias column."""
+    from gradientflow.probes import stats
+
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(40, 30, generator=g).to(dtype)
+    w[5], w[9], w[11] = w[3], w[3], w[7]  # two groups of copies
+    w[12] = w[3].clone()
+    w[12, 0] = -w[12, 0] if w[3, 0] == 0 else torch.nextafter(w[3, 0].float(), torch.tensor(1e9)).to(dtype)
+    w[20], w[21] = 0.0, -0.0  # equal values, different bits
+    b = torch.randn(40, generator=g).to(dtype)
+    b[5], b[9], b[11], b[21] = b[3], b[3] + 1, b[7], b[20]  # row 9 differs from row 3 by its bias only
+    for bias in (None, b):
+        both = w if bias is None else torch.cat([w, bias[:, None]], 1)
+        expected = len(np.unique(both.double().numpy() + 0.0, axis=0))
+        assert stats.distinct_rows(w, bias) == expected
+    assert stats.distinct_rows(torch.zeros(16, 8, dtype=dtype), torch.zeros(16, dtype=dtype)) == 1  # C14
+
+
+def test_distinct_rows_compares_whole_rows_that_share_their_first_value():
+    from gradientflow.probes import stats
+
+    w = torch.randn(10, 4)
+    w[:, 0] = 1.0  # every row shares its first value: each is compared whole
+    w[1] = w[0]
+    assert stats.distinct_rows(w) == 9
+    assert stats.distinct_rows(w, torch.arange(10.0)) == 10

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
+import torch
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -56,8 +57,10 @@ def create_app(runs: str | Path = "runs", open_url: str | None = None, *, hosts:
     the user's browser once the server has started. ``hosts``: names the server answers to besides
     loopback (``--host``'s). ``memory_limit``: bytes all sessions together may take (estimated before
     each is built; default a third of the machine's memory). ``report``: the HTML of a ``reproduce``
-    report given the lab's own address (``report.served``), served at ``/report``."""
+    report given the lab's own address (``report.served``), served at ``/report``. The sessions share
+    the torch threads the process had when the app was made: each trains on its share."""
     sessions: dict[Session, int] = {}  # each session and its estimated bytes
+    cores = torch.get_num_threads()
     reserved: list[int] = []  # sessions being built (a thread is drawing their data and weights)
     limit = memory_limit if memory_limit is not None else memory.machine() // 3
     kept_names = itertools.count(1)
@@ -95,6 +98,10 @@ def create_app(runs: str | Path = "runs", open_url: str | None = None, *, hosts:
                              "or close another tab")
         return need
 
+    def share_cores() -> None:
+        for each in sessions:
+            each.threads = max(1, cores // len(sessions))
+
     async def socket(ws: WebSocket):
         origin = ws.headers.get("origin")
         if origin and urlparse(origin).netloc != ws.headers.get("host"):  # another site's page in the user's browser
@@ -131,10 +138,11 @@ def create_app(runs: str | Path = "runs", open_url: str | None = None, *, hosts:
                             need = admit(cfg)
                             reserved.append(need)
                             try:
-                                session = await asyncio.to_thread(Session, cfg)
+                                session = await asyncio.to_thread(Session, cfg, max(1, cores // (len(sessions) + 1)))
                             finally:
                                 reserved.remove(need)
                             sessions[session] = need
+                            share_cores()
                             sender = asyncio.create_task(_send_frames(ws, session, acks))
                         else:
                             need = admit(cfg, own=sessions[session])
@@ -176,6 +184,7 @@ def create_app(runs: str | Path = "runs", open_url: str | None = None, *, hosts:
                 sender.cancel()
             if session is not None:  # a closed tab stops its training
                 sessions.pop(session, None)
+                share_cores()
                 session.request_stop()  # at once: the await below may not run when the server is shutting down
                 await asyncio.to_thread(session.close)
 

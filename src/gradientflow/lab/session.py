@@ -41,8 +41,8 @@ INITS = ("xavier", "he", "lecun", "orthogonal", "normal", "uniform", "zeros", "c
 OPTIMIZERS = catalog.names("optimizer")
 ACTIVATIONS = tuple(a for a in catalog.names("activation") if a != "maxout")
 WINDOW_SECONDS = 0.2  # the probes' window closes at most 5 times a second (each close reads every layer)
-WINDOW_SHARE = 0.1  # ... and takes at most this share of the time (a 50-layer net's close costs 60 ms)
-BOUNDARY_SHARE = 0.1  # the decision boundary takes at most this share of the training thread's time
+WINDOW_SHARE = 0.05  # ... and takes at most this share of the time (a 50-layer net's close costs 13 ms)
+BOUNDARY_SHARE = 0.05  # the decision boundary takes at most this share of the training thread's time
 MAX_PENDING_STEPS = 100  # "one step" presses queued at most; pause and reset drop them
 READ_EVERY = 4096  # the training thread reads its own rows at least this often: memory stays bounded without frames
 SCHEDULE_EPOCHS = 50  # a session has no end: a decaying schedule spans this many epochs
@@ -171,11 +171,25 @@ def _network(cfg: LabConfig, train_cfg: TrainConfig, d) -> torch.nn.Module:
     return net
 
 
+def one_thread() -> None:
+    """Torch work on a thread other than a session's training thread (set-up, frames, keep) runs on
+    one torch thread. A thread that ran torch on two keeps an OpenMP worker for good, and where
+    there are more OpenMP threads than cores GNU OpenMP stops spinning between parallel regions: the
+    training thread's own worker then sleeps and is woken at every one (a 50 x 500 session trained
+    on two threads left the 2-core machine 30 % idle, against 5 % with this)."""
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+
+
 class Session:
     """A set-up being trained: ``play``, ``pause``, ``step``, ``reset`` from the page's thread, the
-    training on the session's own thread, ``frame()`` from the server's."""
+    training on the session's own thread, ``frame()`` from the server's. ``threads``: the torch
+    threads the training uses (the server shares the machine's among its sessions); it may change
+    while the session plays."""
 
-    def __init__(self, cfg: LabConfig):
+    def __init__(self, cfg: LabConfig, threads: int = 1):
+        one_thread()
+        self.threads = threads
         self.lock = threading.Lock()
         self.frame_wanted = threading.Event()  # the training loop steps aside for a waiting frame
         self.playing = threading.Event()
@@ -283,6 +297,7 @@ class Session:
 
     def reset(self, cfg: LabConfig | None = None) -> None:
         """Start again from a fresh net (``cfg``: a new set-up, already validated)."""
+        one_thread()
         self.playing.clear()
         with self.lock:
             self._setup(cfg or self.cfg)
@@ -300,11 +315,11 @@ class Session:
     # --- training (the session's thread) ---
 
     def _loop(self) -> None:
-        # one torch thread: a session's steps run faster on one core than on two (272 against 97 steps
-        # a second for 10 x 100; 8.3 against 6.7 for 50 x 500 while frames are taken), the other core
-        # serving the page
-        torch.set_num_threads(1)
+        threads = None
         while not self.stop.is_set():
+            if threads != self.threads:
+                threads = self.threads
+                torch.set_num_threads(threads)
             if not self.playing.wait(timeout=0.05) and not self.pending_steps:
                 if self.data.features == 2 and self._boundary_step != self.step_count:
                     with self.lock:  # paused after a step: the page still gets that step's boundary
@@ -392,6 +407,7 @@ class Session:
         and then, the decision boundary (2-D data) and, every second, the findings. A frame closes
         the probes' window when ``WINDOW_SECONDS`` have passed since the last one did, and ten times its
         own cost (``WINDOW_SHARE``), so that a deep net's frames do not stall its training."""
+        one_thread()
         self.frame_wanted.set()
         with self.lock:
             self.frame_wanted.clear()
@@ -455,6 +471,7 @@ class Session:
     def keep(self, folder) -> str:
         """The session so far as a stored run (``gradientflow runs list`` sees it): its config, the loss
         curve and the test points as metrics, and the probes' windows as tables."""
+        one_thread()
         with self.lock:
             run = Run.create(folder, {**self.train_cfg.model_dump(), "lab": self.cfg.model_dump()})
             c, t = self.curves, self.tests

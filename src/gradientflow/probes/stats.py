@@ -127,11 +127,18 @@ def histogram(t: Tensor, lo: float, hi: float, bins: int, max_values: int | None
 
 
 def distinct_rows(weight: Tensor, bias: Tensor | None = None) -> int:
-    """How many units (rows of [W | b]) are not exact copies of another (C14: 1 after zero init)."""
+    """How many units (rows of [W | b]) are not exact copies of another (C14: 1 after zero init).
+
+    Exact, and cheap where rows differ: a row whose first value no other row shares is a copy of
+    none, so only rows that share their first value are compared whole. Sorting every row
+    (``torch.unique(dim=0)``) cost 57 ms for the fifty 500 x 500 layers of a deep lab net."""
     rows = weight.detach().reshape(weight.shape[0], -1)
-    if bias is not None:
-        rows = torch.cat([rows, bias.detach().reshape(-1, 1)], 1)
-    return int(torch.unique(rows, dim=0).shape[0])
+    _, group, size = torch.unique(rows[:, 0], return_inverse=True, return_counts=True)
+    shared = size[group] > 1
+    if not bool(shared.any()):
+        return rows.shape[0]
+    suspects = rows[shared] if bias is None else torch.cat([rows[shared], bias.detach().reshape(-1, 1)[shared]], 1)
+    return int((~shared).sum()) + int(torch.unique(suspects, dim=0).shape[0])
 
 
 # --- which statistics a probe computes ---
