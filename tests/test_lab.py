@@ -317,6 +317,36 @@ def test_the_session_cap_counts_sessions_when_they_are_made(monkeypatch):
                 s.__exit__(None, None, None)
 
 
+def test_sessions_share_the_processs_torch_threads_and_other_threads_use_one(monkeypatch):
+    """A lone session trains on all the threads the process had; two get half each; a closed tab's
+    share goes back. Frames and set-ups (worker threads) run their torch work on one thread."""
+    import threading
+
+    import torch
+
+    from gradientflow.lab import server
+
+    monkeypatch.setattr(server.torch, "get_num_threads", lambda: 4)
+    with _client() as client:
+        config = {"type": "config", "config": {"data": "xor", "depth": 1, "width": 4}}
+        with client.websocket_connect("/ws") as first:
+            first.send_json(config)
+            _next(first, "setup")
+            (lone,) = client.app.state.sessions
+            assert lone.threads == 4
+            with client.websocket_connect("/ws") as second:
+                second.send_json(config)
+                _next(second, "setup")
+                assert sorted(s.threads for s in client.app.state.sessions) == [2, 2]
+            assert _wait(lambda: lone.threads == 4)
+    monkeypatch.undo()
+    seen = []
+    worker = threading.Thread(target=lambda: (torch.set_num_threads(2), lone.frame(), seen.append(torch.get_num_threads())))
+    worker.start()
+    worker.join()
+    assert seen == [1]
+
+
 def test_a_session_is_refused_before_it_is_built_when_the_memory_bound_would_be_passed():
     from gradientflow.lab.views import session_bytes
 
