@@ -176,7 +176,7 @@ def one_thread() -> None:
     one torch thread. A thread that ran torch on two keeps an OpenMP worker for good, and where
     there are more OpenMP threads than cores GNU OpenMP stops spinning between parallel regions: the
     training thread's own worker then sleeps and is woken at every one (a 50 x 500 session trained
-    on two threads left the 2-core machine 30 % idle, against 5 % with this)."""
+    on two threads left the 2-core machine 30 % idle, against 2-8 % with this)."""
     if torch.get_num_threads() != 1:
         torch.set_num_threads(1)
 
@@ -405,8 +405,8 @@ class Session:
         """What the page has not seen yet: the new points of the curves, the probes' window since the
         last frame (one row per layer, and a heat-map column of its histogram), the test split now
         and then, the decision boundary (2-D data) and, every second, the findings. A frame closes
-        the probes' window when ``WINDOW_SECONDS`` have passed since the last one did, and ten times its
-        own cost (``WINDOW_SHARE``), so that a deep net's frames do not stall its training."""
+        the probes' window when ``WINDOW_SECONDS`` have passed since the last one did, and its own cost
+        over ``WINDOW_SHARE`` (20 times it), so that a deep net's frames do not stall its training."""
         one_thread()
         self.frame_wanted.set()
         with self.lock:
