@@ -7,7 +7,7 @@
   with probes on (``job.run``: ``train.fit`` with ``watch`` every step, a run store written), with
   the machine's threads and with one. The baseline runs in a child process, as the command does: a
   thread that ran torch on two threads keeps an OpenMP worker, which would slow the session's own
-  (``lab.session.one_thread``). ``--rounds`` alternate the two; the ratio is of their medians;
+  (``lab.server._off_loop``). ``--rounds`` alternate the two; the ratio is of their medians;
 - refresh rate: frames per second a WebSocket client receives from a real server (uvicorn) while
   the session plays, and the time from its pause to the first frame that shows it.
 
@@ -60,8 +60,13 @@ def train_speed_apart(setup: str, seconds: float, threads: int) -> float:
 
 
 def lab_speed(seconds: float, threads: int) -> float:
+    """A session on ``threads`` torch threads, made and framed from this thread as the server's workers
+    do (on one torch thread: ``lab.server._off_loop``)."""
+    import torch
+
     from gradientflow.lab.session import LabConfig, Session
 
+    torch.set_num_threads(1)
     session = Session(LabConfig(**SETUP), threads=threads)
     try:
         session.play()

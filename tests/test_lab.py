@@ -317,17 +317,20 @@ def test_the_session_cap_counts_sessions_when_they_are_made(monkeypatch):
                 s.__exit__(None, None, None)
 
 
-def test_sessions_share_the_processs_torch_threads_and_other_threads_use_one(monkeypatch):
-    """A lone session trains on all the threads the process had; two get half each; a closed tab's
-    share goes back. Frames and set-ups (worker threads) run their torch work on one thread."""
-    import threading
-
+def test_sessions_share_the_labs_torch_threads_and_the_servers_workers_use_one(monkeypatch):
+    """A lone session trains on all the lab's threads; two get half each; a closed tab's share goes
+    back. The frames are built on worker threads whose own torch work runs on one thread."""
     import torch
 
     from gradientflow.lab import server
 
-    monkeypatch.setattr(server.torch, "get_num_threads", lambda: 4)
-    with _client() as client:
+    threads_in_frames, threads_in_steps = [], []
+    frame, step = server.Session.frame, server.Session._train_step
+    monkeypatch.setattr(server.Session, "frame", lambda self: (threads_in_frames.append(torch.get_num_threads()),
+                                                               frame(self))[1])
+    monkeypatch.setattr(server.Session, "_train_step", lambda self: (threads_in_steps.append(torch.get_num_threads()),
+                                                                     step(self))[1])
+    with _client(threads=4) as client:
         config = {"type": "config", "config": {"data": "xor", "depth": 1, "width": 4}}
         with client.websocket_connect("/ws") as first:
             first.send_json(config)
@@ -339,12 +342,10 @@ def test_sessions_share_the_processs_torch_threads_and_other_threads_use_one(mon
                 _next(second, "setup")
                 assert sorted(s.threads for s in client.app.state.sessions) == [2, 2]
             assert _wait(lambda: lone.threads == 4)
-    monkeypatch.undo()
-    seen = []
-    worker = threading.Thread(target=lambda: (torch.set_num_threads(2), lone.frame(), seen.append(torch.get_num_threads())))
-    worker.start()
-    worker.join()
-    assert seen == [1]
+            first.send_json({"type": "step"})
+            assert _wait(lambda: threads_in_steps and threads_in_frames)
+    assert set(threads_in_frames) == {1}
+    assert threads_in_steps == [4]  # the training thread took its share
 
 
 def test_a_session_is_refused_before_it_is_built_when_the_memory_bound_would_be_passed():

@@ -52,15 +52,16 @@ MAX_MESSAGE = 65536  # characters of one message from the page
 
 
 def create_app(runs: str | Path = "runs", open_url: str | None = None, *, hosts: tuple[str, ...] = (),
-               memory_limit: int | None = None, report: Callable[[str], str] | None = None) -> Starlette:
+               memory_limit: int | None = None, report: Callable[[str], str] | None = None,
+               threads: int | None = None) -> Starlette:
     """The app; sessions kept from the page go to ``runs/lab-<time>-<n>``; ``open_url`` is opened in
     the user's browser once the server has started. ``hosts``: names the server answers to besides
     loopback (``--host``'s). ``memory_limit``: bytes all sessions together may take (estimated before
     each is built; default a third of the machine's memory). ``report``: the HTML of a ``reproduce``
-    report given the lab's own address (``report.served``), served at ``/report``. The sessions share
-    the torch threads the process had when the app was made: each trains on its share."""
+    report given the lab's own address (``report.served``), served at ``/report``. ``threads``: the torch
+    threads the sessions share, each training on its share (default: the process's, as the app is made)."""
     sessions: dict[Session, int] = {}  # each session and its estimated bytes
-    cores = torch.get_num_threads()
+    cores = threads or torch.get_num_threads()
     reserved: list[int] = []  # sessions being built (a thread is drawing their data and weights)
     limit = memory_limit if memory_limit is not None else memory.machine() // 3
     kept_names = itertools.count(1)
@@ -138,7 +139,7 @@ def create_app(runs: str | Path = "runs", open_url: str | None = None, *, hosts:
                             need = admit(cfg)
                             reserved.append(need)
                             try:
-                                session = await asyncio.to_thread(Session, cfg, max(1, cores // (len(sessions) + 1)))
+                                session = await _off_loop(Session, cfg, max(1, cores // (len(sessions) + 1)))
                             finally:
                                 reserved.remove(need)
                             sessions[session] = need
@@ -146,7 +147,7 @@ def create_app(runs: str | Path = "runs", open_url: str | None = None, *, hosts:
                             sender = asyncio.create_task(_send_frames(ws, session, acks))
                         else:
                             need = admit(cfg, own=sessions[session])
-                            await asyncio.to_thread(session.reset, cfg)
+                            await _off_loop(session.reset, cfg)
                             sessions[session] = need
                         await ws.send_text(jsontext.dumps({"type": "setup", **session.static}))
                     except _Invalid as err:
@@ -165,7 +166,7 @@ def create_app(runs: str | Path = "runs", open_url: str | None = None, *, hosts:
                 elif kind == "step":
                     session.one_step()
                 elif kind == "reset":
-                    await asyncio.to_thread(session.reset)
+                    await _off_loop(session.reset)
                     await ws.send_text(jsontext.dumps({"type": "setup", **session.static}))
                 elif kind == "keep":
                     try:
@@ -173,7 +174,7 @@ def create_app(runs: str | Path = "runs", open_url: str | None = None, *, hosts:
                         folder = Path(runs) / f"lab-{time.strftime('%Y%m%d-%H%M%S')}-{next(kept_names)}"
                         while folder.exists():  # a run kept by an earlier server in the same second
                             folder = folder.with_name(f"{folder.name}-{next(kept_names)}")
-                        path = await asyncio.to_thread(session.keep, folder)
+                        path = await _off_loop(session.keep, folder)
                         await ws.send_text(jsontext.dumps({"type": "kept", "run": path}))
                     except (OSError, ValueError) as err:  # a full disk, a folder refused: said, the session goes on
                         await error(f"keep failed: {err}")
@@ -276,6 +277,20 @@ def _config(raw) -> LabConfig:
     return cfg
 
 
+async def _off_loop(fn: Callable, *args):
+    """``fn(*args)`` on a worker thread whose own torch work runs on one thread. A thread that ran
+    torch on two keeps an OpenMP worker for good, and where there are more OpenMP threads than cores
+    GNU OpenMP stops spinning between parallel regions: a session's training thread then has its
+    worker put to sleep and woken at every one (a 50 x 500 session on two threads left the 2-core
+    machine 30 % idle, against 2-8 % with this)."""
+    def one_thread():
+        if torch.get_num_threads() != 1:
+            torch.set_num_threads(1)
+        return fn(*args)
+
+    return await asyncio.to_thread(one_thread)
+
+
 async def _send_frames(ws: WebSocket, session: Session, acks: _Credits) -> None:
     """A frame every 1/FPS s while anything moves, once the page has drawn all but ``UNACKED_FRAMES - 1``
     of those sent; the frame is built on a worker thread."""
@@ -284,7 +299,7 @@ async def _send_frames(ws: WebSocket, session: Session, acks: _Credits) -> None:
         started = time.monotonic()
         if session.step_count != last_step or session.error or session.news():
             await acks.take()
-            frame = await asyncio.to_thread(session.frame)
+            frame = await _off_loop(session.frame)
             last_step = frame["step"]
             await ws.send_text(jsontext.dumps(frame))  # standard JSON: NaN would stop the page's parse
         await asyncio.sleep(max(0.0, 1 / FPS - (time.monotonic() - started)))

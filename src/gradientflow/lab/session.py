@@ -171,16 +171,6 @@ def _network(cfg: LabConfig, train_cfg: TrainConfig, d) -> torch.nn.Module:
     return net
 
 
-def one_thread() -> None:
-    """Torch work on a thread other than a session's training thread (set-up, frames, keep) runs on
-    one torch thread. A thread that ran torch on two keeps an OpenMP worker for good, and where
-    there are more OpenMP threads than cores GNU OpenMP stops spinning between parallel regions: the
-    training thread's own worker then sleeps and is woken at every one (a 50 x 500 session trained
-    on two threads left the 2-core machine 30 % idle, against 2-8 % with this)."""
-    if torch.get_num_threads() != 1:
-        torch.set_num_threads(1)
-
-
 class Session:
     """A set-up being trained: ``play``, ``pause``, ``step``, ``reset`` from the page's thread, the
     training on the session's own thread, ``frame()`` from the server's. ``threads``: the torch
@@ -188,7 +178,6 @@ class Session:
     while the session plays."""
 
     def __init__(self, cfg: LabConfig, threads: int = 1):
-        one_thread()
         self.threads = threads
         self.lock = threading.Lock()
         self.frame_wanted = threading.Event()  # the training loop steps aside for a waiting frame
@@ -297,7 +286,6 @@ class Session:
 
     def reset(self, cfg: LabConfig | None = None) -> None:
         """Start again from a fresh net (``cfg``: a new set-up, already validated)."""
-        one_thread()
         self.playing.clear()
         with self.lock:
             self._setup(cfg or self.cfg)
@@ -317,9 +305,6 @@ class Session:
     def _loop(self) -> None:
         threads = None
         while not self.stop.is_set():
-            if threads != self.threads:
-                threads = self.threads
-                torch.set_num_threads(threads)
             if not self.playing.wait(timeout=0.05) and not self.pending_steps:
                 if self.data.features == 2 and self._boundary_step != self.step_count:
                     with self.lock:  # paused after a step: the page still gets that step's boundary
@@ -338,6 +323,9 @@ class Session:
                 if self.diverged:
                     self.playing.clear()
                     continue
+                if threads != self.threads:  # the server shares its threads anew as sessions come and go
+                    threads = self.threads
+                    torch.set_num_threads(threads)
                 try:
                     self._train_step()
                 except Exception as err:  # noqa: BLE001 - shown in the page, the server goes on
@@ -407,7 +395,6 @@ class Session:
         and then, the decision boundary (2-D data) and, every second, the findings. A frame closes
         the probes' window when ``WINDOW_SECONDS`` have passed since the last one did, and its own cost
         over ``WINDOW_SHARE`` (20 times it), so that a deep net's frames do not stall its training."""
-        one_thread()
         self.frame_wanted.set()
         with self.lock:
             self.frame_wanted.clear()
@@ -471,7 +458,6 @@ class Session:
     def keep(self, folder) -> str:
         """The session so far as a stored run (``gradientflow runs list`` sees it): its config, the loss
         curve and the test points as metrics, and the probes' windows as tables."""
-        one_thread()
         with self.lock:
             run = Run.create(folder, {**self.train_cfg.model_dump(), "lab": self.cfg.model_dump()})
             c, t = self.curves, self.tests
