@@ -326,10 +326,17 @@ def test_sessions_share_the_labs_torch_threads_and_the_servers_workers_use_one(m
 
     threads_in_frames, threads_in_steps = [], []
     frame, step = server.Session.frame, server.Session._train_step
-    monkeypatch.setattr(server.Session, "frame", lambda self: (threads_in_frames.append(torch.get_num_threads()),
-                                                               frame(self))[1])
-    monkeypatch.setattr(server.Session, "_train_step", lambda self: (threads_in_steps.append(torch.get_num_threads()),
-                                                                     step(self))[1])
+
+    def counted_frame(self):
+        threads_in_frames.append(torch.get_num_threads())
+        return frame(self)
+
+    def counted_step(self):
+        threads_in_steps.append(torch.get_num_threads())
+        return step(self)
+
+    monkeypatch.setattr(server.Session, "frame", counted_frame)
+    monkeypatch.setattr(server.Session, "_train_step", counted_step)
     with _client(threads=4) as client:
         config = {"type": "config", "config": {"data": "xor", "depth": 1, "width": 4}}
         with client.websocket_connect("/ws") as first:

@@ -139,7 +139,7 @@ def create_app(runs: str | Path = "runs", open_url: str | None = None, *, hosts:
                             need = admit(cfg)
                             reserved.append(need)
                             try:
-                                session = await _off_loop(Session, cfg, max(1, cores // (len(sessions) + 1)))
+                                session = await _off_loop(Session, cfg)  # its share of the threads: below, before it plays
                             finally:
                                 reserved.remove(need)
                             sessions[session] = need
